@@ -1,0 +1,123 @@
+"""`python -m planner fit ...`: the memory-fit verdict for one configuration, as a table or --json.
+
+Exit 0 with a verdict either way; exit 2 with one line naming the field on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from planner.errors import PlanInputError
+from planner.estimates import article_break_even
+from planner.fit import DEFAULT_GPU_MEMORY_UTILIZATION, FitRequest, FitResult, plan_fit
+from planner.hardware import gpu as lookup_gpu
+from planner.models import load_model
+from planner.serving import ARTICLE_FLAG_REVIEW
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad flags in one line (no usage dump) and exits 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m planner", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    fit = sub.add_parser("fit", help="can this model be served on these GPUs?")
+    fit.add_argument("--model", default="nemotron-3-ultra", help="built-in model name or a model-spec YAML file")
+    fit.add_argument("--gpu", required=True, help="h100, h200, b200, gb200 or gb10")
+    fit.add_argument("--gpus-per-node", type=int, required=True)
+    fit.add_argument("--nodes", type=int, default=1)
+    fit.add_argument("--precision", required=True, help="bf16, fp8 or nvfp4")
+    fit.add_argument("--context", type=int, required=True, help="max tokens per sequence (max-model-len)")
+    fit.add_argument("--concurrency", type=int, required=True, help="sequences served at once (max-num-seqs)")
+    fit.add_argument("--kv-cache-dtype", default="fp8")
+    fit.add_argument("--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION)
+    fit.add_argument("--tensor-parallel", type=int)
+    fit.add_argument("--pipeline-parallel", type=int)
+    fit.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    article = sub.add_parser("article", help="the article's 8x H100 BF16 vLLM command, checked")
+    article.add_argument("--json", action="store_true")
+    return parser
+
+
+def print_fit(result: FitResult, console: Console) -> None:
+    r = result.request
+    verdict = "[bold green]FITS[/]" if result.fits else "[bold red]DOES NOT FIT[/]"
+    console.print(f"{r.model.name} on {r.nodes} node(s) x {r.gpus_per_node} {r.gpu.name}, {r.precision}, "
+                  f"context {r.context:,}, concurrency {r.concurrency}: {verdict}")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for label, value in (
+        ("layout", result.layout.describe()),
+        ("weights", f"{result.weights_gib:,.1f} GiB total, {result.weights_per_gpu_gib:,.1f} GiB per GPU"),
+        ("per-GPU budget", f"{result.per_gpu_budget_gib:,.1f} GiB of {r.gpu.memory_gib:g} GiB"),
+        ("free for cache", f"{result.per_gpu_free_gib:,.1f} GiB per GPU"),
+        ("KV cache", f"{result.kv_cache_bytes_per_token:,} B/token ({result.kv_cache_bytes_per_token_per_gpu:,} "
+                     f"per GPU)"),
+        ("Mamba state", f"{result.mamba_state_bytes_per_sequence / 2**20:,.1f} MiB/sequence "
+                        f"({result.mamba_state_bytes_per_sequence_per_gpu / 2**20:,.1f} per GPU)"),
+        ("max sequences", f"{result.max_concurrent_sequences:,} at {r.context:,} tokens"),
+    ):
+        table.add_row(f"  {label}", value)
+    console.print(table)
+    for reason in result.reasons:
+        console.print(f"  - {reason}", highlight=False)
+    for warning in result.warnings:
+        console.print(f"  [yellow]! {warning}[/]", highlight=False)
+    if result.alternatives:
+        console.print("  configurations that do fit, cheapest first:")
+        for alt in result.alternatives:
+            console.print(f"    * {alt.describe()}", highlight=False)
+
+
+def article_check() -> tuple[FitResult, FitResult]:
+    """The article's pilot (8x H100, BF16, 262,144 tokens, 16 sequences) and the same at FP8."""
+    model, h100 = load_model("nemotron-3-ultra"), lookup_gpu("h100")
+    asked = plan_fit(FitRequest(model, h100, 8, 1, "bf16", 262_144, 16))
+    fp8 = plan_fit(FitRequest(model, h100, 8, 1, "fp8", 262_144, 16))
+    return asked, fp8
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False, width=120)
+    try:
+        if args.command == "article":
+            asked, fp8 = article_check()
+            if args.json:
+                print(json.dumps({"article_config": asked.to_json(), "same_at_fp8": fp8.to_json(),
+                                  "flags": [f.__dict__ for f in ARTICLE_FLAG_REVIEW],
+                                  "break_even": [b.to_json() for b in article_break_even()]}, indent=2))
+                return 0
+            print_fit(asked, console)
+            console.print()
+            print_fit(fp8, console)
+            console.print("\nThe article's vllm serve flags:")
+            for flag in ARTICLE_FLAG_REVIEW:
+                console.print(f"  [{flag.verdict}] {flag.article}: {flag.reason}", highlight=False, markup=False)
+            return 0
+        request = FitRequest(
+            model=load_model(args.model), gpu=lookup_gpu(args.gpu), gpus_per_node=args.gpus_per_node,
+            nodes=args.nodes, precision=args.precision, context=args.context, concurrency=args.concurrency,
+            kv_cache_dtype=args.kv_cache_dtype, gpu_memory_utilization=args.gpu_memory_utilization,
+            tensor_parallel=args.tensor_parallel, pipeline_parallel=args.pipeline_parallel)
+        result = plan_fit(request)
+    except PlanInputError as err:
+        print(f"python -m planner: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print_fit(result, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Serving commands: the vLLM argv and the NIM environment, rendered once from a fitted plan for every target.
+
+No secret is ever rendered: the API key reaches vLLM as VLLM_API_KEY and NIM's NGC key as NGC_API_KEY, both from the
+target's secret store; `secret_env` names them so each target knows what to inject.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+
+from planner.errors import PlanInputError, one_of
+from planner.fit import LONG_CONTEXT_THRESHOLD, FitResult
+
+VLLM_IMAGE = "vllm/vllm-openai:v0.22.0"  # the article's pinned tag
+# Assumed: NVIDIA publishes NIMs as nvcr.io/nim/<org>/<model>:<version>; the tag for this model is not confirmed.
+NIM_IMAGE = "nvcr.io/nim/nvidia/nemotron-3-ultra-550b-a55b:1.0.0"
+NIM_CACHE_PATH = "/opt/nim/.cache"
+API_PORT = 8000
+
+# Flags seen in the article that vLLM's argument parser is not confirmed to accept (FACTS.md section 4). They are
+# never emitted by default; a stack may still pass them through extra args, with a warning.
+UNCONFIRMED_VLLM_FLAGS = {
+    "--mamba-backend": "in the article but not confirmed in vLLM's argument parser",
+    "--enable-flashinfer-autotune": "in the article but not confirmed in vLLM's argument parser",
+}
+
+# Flags the planner owns: set them through the stack config, not extra args, so the fit and the command agree.
+PLANNER_FLAGS = {
+    "--tensor-parallel-size": "tensorParallel", "--pipeline-parallel-size": "pipelineParallel",
+    "--data-parallel-size": "nodes/instanceType", "--max-model-len": "contextTokens",
+    "--max-num-seqs": "concurrency", "--gpu-memory-utilization": "gpuMemoryUtilization",
+    "--kv-cache-dtype": "kvCacheDtype", "--port": "(fixed)", "--served-model-name": "model",
+    "--speculative-config": "mtpTokens", "--distributed-executor-backend": "nodes",
+}
+SECRET_FLAGS = ("--api-key", "--hf-token")
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Choices a stack may make about serving that the memory fit does not decide."""
+
+    port: int = API_PORT
+    mtp_tokens: int = 3  # MTP speculative tokens; 0 turns speculative decoding off
+    reasoning_parser: str | None = "nemotron_v3"
+    tool_call_parser: str | None = "qwen3_coder"
+    extra_args: tuple[str, ...] = ()
+    image: str = VLLM_IMAGE
+    nim_image: str = NIM_IMAGE
+    nim_model_profile: str | None = None
+
+
+@dataclass(frozen=True)
+class VllmCommand:
+    argv: tuple[str, ...]
+    env: dict[str, str]  # plain values only
+    secret_env: tuple[str, ...]  # names the target must fill from its secret store
+    image: str
+    model_repo: str
+    port: int
+    warnings: tuple[str, ...] = ()
+
+    def shell(self) -> str:
+        return shlex.join(self.argv)
+
+    def to_json(self) -> dict:
+        return {"engine": "vllm", "image": self.image, "model_repo": self.model_repo, "port": self.port,
+                "argv": list(self.argv), "command": self.shell(), "env": dict(self.env),
+                "secret_env": list(self.secret_env), "warnings": list(self.warnings)}
+
+
+@dataclass(frozen=True)
+class NimEnvironment:
+    env: dict[str, str]
+    secret_env: tuple[str, ...]
+    image: str
+    port: int
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict:
+        return {"engine": "nim", "image": self.image, "port": self.port, "env": dict(self.env),
+                "secret_env": list(self.secret_env), "warnings": list(self.warnings)}
+
+
+def checkpoint_for(fit: FitResult) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(repository, extra flags, warnings) for the requested precision; FP8 may quantize a BF16 checkpoint online."""
+    model, precision = fit.request.model, fit.request.precision
+    if precision in model.checkpoints:
+        return model.checkpoints[precision], (), ()
+    if precision == "fp8" and "bf16" in model.checkpoints:
+        return model.checkpoints["bf16"], ("--quantization", "fp8"), (
+            "no FP8 checkpoint: vLLM quantizes the BF16 one at load time (slower start, host RAM for BF16)",)
+    listed = one_of(model.checkpoints) or "none listed"
+    raise PlanInputError("precision", precision, f"a precision with a checkpoint for {model.name}: {listed}")
+
+
+def _check_extra_args(extra: tuple[str, ...]) -> tuple[str, ...]:
+    warnings = []
+    for arg in extra:
+        flag = arg.split("=", 1)[0]
+        if flag in SECRET_FLAGS:
+            raise PlanInputError("vllmExtraArgs", flag, "no secrets on the command line; the API key comes from "
+                                 "the VLLM_API_KEY environment variable, filled from the secret store")
+        if flag in PLANNER_FLAGS:
+            raise PlanInputError("vllmExtraArgs", flag, f"flags the planner does not set; change {PLANNER_FLAGS[flag]}"
+                                 " in the stack config instead")
+        if flag in UNCONFIRMED_VLLM_FLAGS:
+            warnings.append(f"{flag}: {UNCONFIRMED_VLLM_FLAGS[flag]}; vLLM may refuse to start")
+    return tuple(warnings)
+
+
+def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> VllmCommand:
+    """The `vllm serve` argv and environment for a fitted plan, the same on EC2, EKS and DGX Spark."""
+    if not fit.fits:
+        raise PlanInputError("plan", "does not fit", "a configuration the planner accepts (see its reasons)")
+    r, layout, model = fit.request, fit.layout, fit.request.model
+    repo, quantization, warnings = checkpoint_for(fit)
+    warnings = warnings + _check_extra_args(options.extra_args)
+    argv = ["vllm", "serve", repo,
+            "--served-model-name", model.served_model_name or model.name,
+            "--host", "0.0.0.0", "--port", str(options.port),
+            "--trust-remote-code",
+            "--tensor-parallel-size", str(layout.tensor_parallel)]
+    if layout.pipeline_parallel > 1:
+        argv += ["--pipeline-parallel-size", str(layout.pipeline_parallel)]
+    if layout.data_parallel > 1:
+        argv += ["--data-parallel-size", str(layout.data_parallel)]
+    if layout.expert_parallel:
+        argv += ["--enable-expert-parallel"]
+    argv += list(quantization)
+    argv += ["--kv-cache-dtype", "fp8" if r.kv_cache_dtype == "fp8" else "auto"]
+    if model.mamba_layers:
+        argv += ["--mamba-ssm-cache-dtype", "float32"]
+    argv += ["--max-model-len", str(r.context),
+             "--max-num-seqs", str(r.concurrency),
+             "--gpu-memory-utilization", f"{r.gpu_memory_utilization:g}"]
+    if options.mtp_tokens:
+        spec = {"method": "nemotron_h_mtp", "num_speculative_tokens": options.mtp_tokens}
+        argv += ["--speculative-config", json.dumps(spec, separators=(",", ":"))]
+    if options.reasoning_parser:
+        argv += ["--reasoning-parser", options.reasoning_parser]
+    if options.tool_call_parser:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", options.tool_call_parser]
+    if layout.nodes > 1:
+        argv += ["--distributed-executor-backend", "ray"]
+    argv += list(options.extra_args)
+
+    env = {}
+    if r.precision == "nvfp4":
+        env.update({"VLLM_USE_FLASHINFER_MOE_FP4": "1", "VLLM_FLASHINFER_MOE_BACKEND": "latency"})
+    if r.context > LONG_CONTEXT_THRESHOLD:
+        env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
+    return VllmCommand(tuple(argv), env, ("VLLM_API_KEY",), options.image, repo, options.port, warnings)
+
+
+def render_nim(fit: FitResult, options: ServingOptions = ServingOptions()) -> NimEnvironment:
+    """The NIM container environment for a fitted plan; NIM runs vLLM inside, so the same layout and limits."""
+    if not fit.fits:
+        raise PlanInputError("plan", "does not fit", "a configuration the planner accepts (see its reasons)")
+    r, layout, model = fit.request, fit.layout, fit.request.model
+    passthrough = ["--kv-cache-dtype", "fp8" if r.kv_cache_dtype == "fp8" else "auto",
+                   "--max-num-seqs", str(r.concurrency)]
+    if model.mamba_layers:
+        passthrough += ["--mamba-ssm-cache-dtype", "float32"]
+    if layout.expert_parallel:
+        passthrough += ["--enable-expert-parallel"]
+    env = {
+        "NIM_SERVED_MODEL_NAME": model.served_model_name or model.name,
+        "NIM_MAX_MODEL_LEN": str(r.context),
+        "NIM_TENSOR_PARALLEL_SIZE": str(layout.tensor_parallel),
+        "NIM_PIPELINE_PARALLEL_SIZE": str(layout.pipeline_parallel),
+        "NIM_CACHE_PATH": NIM_CACHE_PATH,
+        "NIM_PASSTHROUGH_ARGS": shlex.join(passthrough),
+    }
+    if layout.nodes > 1:
+        env["NIM_NUM_COMPUTE_NODES"] = str(layout.nodes)
+    if options.nim_model_profile:
+        env["NIM_MODEL_PROFILE"] = options.nim_model_profile
+    warnings = ("NIM_TENSOR_PARALLEL_SIZE is partly confirmed (FACTS.md section 4); "
+                "NIM may choose its own profile unless nimModelProfile is set",)
+    return NimEnvironment(env, ("NGC_API_KEY",), options.nim_image, options.port, warnings)
+
+
+@dataclass(frozen=True)
+class ArticleFlag:
+    """One line of the article's `vllm serve` command and what the toolkit does with it."""
+
+    article: str
+    verdict: str  # "kept", "corrected", "dropped", "opt-in"
+    reason: str
+
+
+ARTICLE_FLAG_REVIEW = (
+    ArticleFlag("--tensor-parallel-size 8 (BF16, 8x H100)", "corrected",
+                "1,024 GiB of BF16 weights do not fit 8x 79.6 GiB; the planner picks FP8 on 8x H100, or BF16 with "
+                "--pipeline-parallel-size 2 on 16x H100"),
+    ArticleFlag("--speculative_config.method mtp --speculative_config.num_speculative_tokens 5", "corrected",
+                "rendered as one JSON --speculative-config with method nemotron_h_mtp (vLLM's name for this model's "
+                "MTP head; 'mtp' is an alias); speculative tokens default to 3, set by mtpTokens"),
+    ArticleFlag("--mamba-backend triton", "opt-in",
+                "not confirmed in vLLM's parser; an unknown flag stops vLLM at start. Add it via vllmExtraArgs"),
+    ArticleFlag("--enable-flashinfer-autotune", "opt-in", "not confirmed in vLLM's parser; vllmExtraArgs"),
+    ArticleFlag("export VLLM_USE_FLASHINFER_MOE_FP4=1 (on H100 BF16)", "corrected",
+                "an FP4 MoE kernel switch: set only for NVFP4 on Blackwell, with VLLM_FLASHINFER_MOE_BACKEND=latency"),
+    ArticleFlag("--max-model-len 262144 --max-num-seqs 16", "corrected",
+                "derived from the fit: the context and concurrency the stack asks for, checked against free memory"),
+    ArticleFlag("--kv-cache-dtype fp8, --mamba-ssm-cache-dtype float32", "kept", "as NVIDIA recommends"),
+    ArticleFlag("--reasoning-parser nemotron_v3 --enable-auto-tool-choice --tool-call-parser qwen3_coder", "kept",
+                "confirmed in vLLM"),
+    ArticleFlag("--enable-expert-parallel (absent in the article)", "corrected",
+                "added for MoE models: NVIDIA strongly prefers expert parallel for LatentMoE"),
+    ArticleFlag("--api-key (absent in the article)", "corrected",
+                "every endpoint requires a key, passed as VLLM_API_KEY from the secret store, never on the argv"),
+)

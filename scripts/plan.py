@@ -1,0 +1,117 @@
+"""`python -m scripts.plan [STACK ...] [--json]`: the offline plan of every stack, no cloud account needed.
+
+For each stack: the fit verdict with its numbers, the layout, the serving command, cost and time-to-live, the
+resources the Pulumi program declares and the policy findings. Exit 0 when every stack is valid and fits, 1 when
+one does not fit or has findings, 2 on bad input (one line naming the key).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from planner.__main__ import OneLineParser
+from planner.errors import PlanInputError
+from planner.plan import StackPlan, plan_stack
+from planner.stack_config import load_stack, stack_names
+
+REPO = Path(__file__).resolve().parent.parent
+STACKS_DIR = REPO / "stacks"
+
+
+def plan_entry(plan: StackPlan) -> dict:
+    """One stack's JSON entry (DESIGN.md contract: stack, target, fit, serving, cost, resources, violations)."""
+    entry = plan.to_json()
+    entry["resources"] = []  # declared by the Pulumi program; filled by the offline engine (components)
+    entry["violations"] = []
+    return entry
+
+
+def print_entry(entry: dict, console: Console) -> None:
+    fit = entry["fit"]
+    verdict = "[bold green]fits[/]" if fit["fits"] else "[bold red]does not fit[/]"
+    console.rule(f"[bold]{entry['stack']}[/]  {entry['target']} / {entry['engine']}  {entry['nodes']}x "
+                 f"{entry['instance_type']}  {fit['precision']}  {verdict}")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    cost = entry["cost"]
+    hourly = f"${cost['usd_per_hour']:,.2f}/h" if cost["usd_per_hour"] is not None else "price n/a"
+    spend = f"${cost['max_spend_usd']:,.0f}" if cost["max_spend_usd"] is not None else "n/a"
+    per_million = (f"${cost['usd_per_million_output_tokens']:,.2f}" if cost["usd_per_million_output_tokens"]
+                   is not None else "n/a")
+    rows = [
+        ("layout", entry["layout"]["description"]),
+        ("memory", f"weights {fit['weights_gib']:,.1f} GiB ({fit['weights_per_gpu_gib']:,.1f}/GPU), "
+                   f"free {fit['per_gpu_free_gib']:,.1f} GiB/GPU, margin {fit['margin_gib']:,.1f} GiB/GPU"),
+        ("capacity", f"{fit['max_concurrent_sequences']:,} sequences at {fit['context']:,} tokens "
+                     f"({fit['concurrency']} configured)"),
+        ("throughput", f"<= {entry['throughput']['single_stream_tokens_per_s_upper_bound']:,.0f} tok/s per "
+                       f"stream, <= {entry['throughput']['aggregate_tokens_per_s_upper_bound']:,.0f} tok/s total "
+                       f"(upper bound, {entry['throughput']['bound_by']})"),
+        ("cost", f"{hourly}; at most {spend} over the {entry['ttl_hours']:g} h TTL; >= {per_million} per 1M "
+                 f"output tokens"),
+        ("expires", f"{entry['expires_at']} (instances terminate themselves then)"),
+        ("resources", f"{len(entry['resources'])} declared"),
+        ("violations", ", ".join(v["rule"] + ": " + v["resource"] for v in entry["violations"]) or "none"),
+    ]
+    serving = entry["serving"]
+    if "command" in serving:
+        rows.append(("serve", serving["command"]))
+        if serving["env"]:
+            rows.append(("env", " ".join(f"{k}={v}" for k, v in serving["env"].items())))
+    elif "env" in serving:
+        rows.append(("NIM env", " ".join(f"{k}={v}" for k, v in serving["env"].items())))
+    for label, value in rows:
+        table.add_row(label, value)
+    console.print(table)
+    for reason in fit["reasons"]:
+        console.print(f"  - {reason}", highlight=False)
+    for warning in entry["warnings"]:
+        console.print(f"  [yellow]! {warning}[/]", highlight=False)
+    for alt in fit["alternatives"]:
+        console.print(f"  * would fit: {alt}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(prog="python -m scripts.plan", description=__doc__)
+    parser.add_argument("stacks", nargs="*", help="stack names (default: every stack in stacks/)")
+    parser.add_argument("--json", action="store_true", help='one JSON object {"stacks": [...]} on stdout')
+    parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
+    parser.add_argument("--now", help="plan as of this ISO 8601 UTC time (default: now)")
+    args = parser.parse_args(argv)
+    try:
+        now = datetime.fromisoformat(args.now) if args.now else datetime.now(UTC)
+        if now.tzinfo is None:
+            raise ValueError
+    except ValueError:
+        print(f"python -m scripts.plan: --now: {args.now!r} is not valid; allowed: an ISO 8601 time with a zone, "
+              "e.g. 2026-12-01T18:00:00Z", file=sys.stderr)
+        return 2
+    names = args.stacks or stack_names(args.stacks_dir)
+    entries, status = [], 0
+    for name in names:
+        try:
+            plan = plan_stack(load_stack(args.stacks_dir, name), now)
+        except PlanInputError as err:
+            print(f"python -m scripts.plan: {err}", file=sys.stderr)
+            status = 2
+            continue
+        entry = plan_entry(plan)
+        entries.append(entry)
+        if status == 0 and (not entry["fit"]["fits"] or entry["violations"]):
+            status = 1
+    if args.json:
+        print(json.dumps({"stacks": entries}, indent=2))
+    else:
+        console = Console(highlight=False, width=160)
+        for entry in entries:
+            print_entry(entry, console)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
