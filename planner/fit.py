@@ -140,9 +140,12 @@ def choose_layout(model: ModelProfile, gpus_per_node: int, nodes: int,
         pp = nodes if tp <= gpus_per_node and gpus_per_node % tp == 0 else total // tp
     else:
         tp, pp = tensor_parallel, pipeline_parallel
+    layers = model.attention_layers + model.mamba_layers
+    if pipeline_parallel is None:
+        # never more stages than layers; the GPUs left over serve as data-parallel replicas
+        pp = max(d for d in range(1, min(pp, max(1, layers)) + 1) if (total // tp) % d == 0)
     if total % (tp * pp):
         raise PlanInputError("pipeline_parallel", pp, f"a size with TP {tp} x PP dividing the {total} GPUs")
-    layers = model.attention_layers + model.mamba_layers
     if pp > max(1, layers):
         raise PlanInputError("pipeline_parallel", pp, f"at most the model's {layers} layers")
     dp = total // (tp * pp)

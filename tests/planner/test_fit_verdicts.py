@@ -1,0 +1,89 @@
+"""The verdicts the article and the arithmetic must agree on, from a table of cases."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.fit import FitRequest, plan_fit
+from planner.hardware import GPUS
+from planner.models import NEMOTRON_3_ULTRA
+
+CASES = yaml.safe_load((Path(__file__).parent / "cases" / "fit_verdicts.yaml").read_text())
+
+
+def request(gpu, **kw) -> FitRequest:
+    return FitRequest(model=NEMOTRON_3_ULTRA, gpu=GPUS[gpu], **kw)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_fit_verdict(case):
+    result = plan_fit(request(**case["request"]))
+    assert result.fits is case["fits"], result.reasons
+    if "tensor_parallel" in case:
+        assert result.tensor_parallel == case["tensor_parallel"]
+    if "pipeline_parallel" in case:
+        assert result.pipeline_parallel == case["pipeline_parallel"]
+    if "reason_contains" in case:
+        assert any(case["reason_contains"] in r for r in result.reasons), result.reasons
+
+
+def test_bf16_weights_are_1024_gib_and_overflow_8x_h100_by_the_stated_amount():
+    result = plan_fit(request("h100", gpus_per_node=8, nodes=1, precision="bf16", context=262144, concurrency=16))
+    assert result.weights_gib == pytest.approx(550e9 * 2 / 2**30)
+    assert result.weights_per_gpu_gib == pytest.approx(result.weights_gib / 8)
+    # 79.6 GiB x 0.90 - 3 GiB reserve = 68.64 GiB budget; 128.06 GiB of weights per GPU -> 59.4 GiB short
+    assert result.per_gpu_budget_gib == pytest.approx(79.6 * 0.9 - 3.0)
+    assert result.per_gpu_free_gib == pytest.approx(79.6 * 0.9 - 3.0 - 550e9 * 2 / 2**30 / 8)
+    assert any("by 59.4 GiB" in r for r in result.reasons)
+
+
+def test_alternatives_for_a_rejected_config_all_fit_and_are_cheapest_first():
+    asked = request("h100", gpus_per_node=8, nodes=1, precision="bf16", context=65536, concurrency=8)
+    result = plan_fit(asked)
+    assert not result.fits
+    alts = result.alternatives
+    assert alts, "a rejected configuration must come with ones that work"
+    prices = [a.usd_per_hour for a in alts]
+    assert prices == sorted(prices)
+    # the cheapest is FP8 on the same p5.48xlarge; BF16 on two p5 is offered too
+    assert (alts[0].instance_type, alts[0].precision, alts[0].nodes) == ("p5.48xlarge", "fp8", 1)
+    assert any(a.instance_type == "p5.48xlarge" and a.precision == "bf16" and a.nodes == 2 for a in alts)
+    for alt in alts:
+        again = plan_fit(request(alt.gpu, gpus_per_node=alt.gpus_per_node, nodes=alt.nodes, precision=alt.precision,
+                                 context=65536, concurrency=8))
+        assert again.fits
+
+
+def test_spark_alternatives_start_at_three_nodes():
+    result = plan_fit(request("gb10", gpus_per_node=1, nodes=2, precision="nvfp4", context=32768, concurrency=4))
+    assert not result.fits
+    assert result.alternatives[0].instance_type == "dgx-spark"
+    assert (result.alternatives[0].nodes, result.alternatives[0].pipeline_parallel) == (3, 3)
+
+
+def test_spark_three_nodes_reports_its_margin():
+    result = plan_fit(request("gb10", gpus_per_node=1, nodes=3, precision="nvfp4", context=32768, concurrency=4))
+    # 119.2 GiB x 0.9 = 107.3 GiB, - 3 GiB reserve - 96.0 GiB of weights per node = 8.2 GiB free
+    assert result.per_gpu_free_gib == pytest.approx(119.2 * 0.9 - 3.0 - 550e9 * 0.5625 / 2**30 / 3)
+    assert 0 < result.margin_gib < result.per_gpu_free_gib
+
+
+def test_unified_memory_keeps_the_os_reserve():
+    loose = request("gb10", gpus_per_node=1, nodes=4, precision="nvfp4", context=8192, concurrency=1,
+                    gpu_memory_utilization=0.98)
+    result = plan_fit(loose)
+    # 0.98 would leave 2.4 GiB to DGX OS; the planner keeps 8 GiB back instead
+    assert result.per_gpu_budget_gib == pytest.approx(119.2 - 8.0 - 3.0)
+    assert any("kept for the OS" in r for r in result.reasons)
+
+
+def test_thin_margin_is_warned():
+    result = plan_fit(request("h100", gpus_per_node=8, nodes=1, precision="fp8", context=131072, concurrency=8))
+    assert result.fits
+    assert any(w.startswith("thin margin") for w in result.warnings)
+
+
+def test_long_context_warns_about_position_limit():
+    result = plan_fit(request("h200", gpus_per_node=8, nodes=1, precision="fp8", context=1_000_000, concurrency=1))
+    assert any("VLLM_ALLOW_LONG_MAX_MODEL_LEN" in w for w in result.warnings)

@@ -1,0 +1,100 @@
+"""The one serving renderer: vLLM argv and NIM environment from a fitted plan."""
+
+import json
+
+import pytest
+
+from planner.errors import PlanInputError
+from planner.fit import FitRequest, plan_fit
+from planner.hardware import GPUS
+from planner.models import NEMOTRON_3_ULTRA
+from planner.serving import ServingOptions, render_nim, render_vllm
+
+
+def fitted(gpu="h100", gpus_per_node=8, nodes=1, precision="fp8", context=65536, concurrency=8):
+    return plan_fit(FitRequest(NEMOTRON_3_ULTRA, GPUS[gpu], gpus_per_node, nodes, precision, context, concurrency))
+
+
+def flag(argv, name):
+    return argv[argv.index(name) + 1]
+
+
+def test_single_node_fp8_argv():
+    cmd = render_vllm(fitted())
+    argv = list(cmd.argv)
+    assert argv[:3] == ["vllm", "serve", "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-FP8"]
+    assert flag(argv, "--tensor-parallel-size") == "8"
+    assert "--pipeline-parallel-size" not in argv
+    assert "--enable-expert-parallel" in argv
+    assert flag(argv, "--kv-cache-dtype") == "fp8"
+    assert flag(argv, "--mamba-ssm-cache-dtype") == "float32"
+    assert flag(argv, "--max-model-len") == "65536"
+    assert flag(argv, "--max-num-seqs") == "8"
+    assert flag(argv, "--gpu-memory-utilization") == "0.9"
+    assert json.loads(flag(argv, "--speculative-config")) == {"method": "nemotron_h_mtp", "num_speculative_tokens": 3}
+    assert flag(argv, "--reasoning-parser") == "nemotron_v3"
+    assert flag(argv, "--tool-call-parser") == "qwen3_coder" and "--enable-auto-tool-choice" in argv
+    assert "--distributed-executor-backend" not in argv
+    assert "--api-key" not in argv and cmd.secret_env == ("VLLM_API_KEY",)
+    assert "--mamba-backend" not in argv  # unconfirmed: off unless asked for
+    assert cmd.env == {}
+
+
+def test_two_node_bf16_uses_pp_and_ray():
+    argv = list(render_vllm(fitted(nodes=2, precision="bf16")).argv)
+    assert argv[2].endswith("-BF16")
+    assert flag(argv, "--pipeline-parallel-size") == "2"
+    assert flag(argv, "--distributed-executor-backend") == "ray"
+
+
+def test_nvfp4_on_blackwell_sets_the_fp4_moe_kernels():
+    cmd = render_vllm(fitted(gpu="b200", precision="nvfp4"))
+    assert cmd.env == {"VLLM_USE_FLASHINFER_MOE_FP4": "1", "VLLM_FLASHINFER_MOE_BACKEND": "latency"}
+
+
+def test_long_context_allows_long_max_model_len():
+    cmd = render_vllm(fitted(gpu="h200", context=1_000_000, concurrency=4))
+    assert cmd.env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] == "1"
+
+
+def test_mtp_off_and_unconfirmed_flag_opt_in_warns():
+    cmd = render_vllm(fitted(), ServingOptions(mtp_tokens=0, extra_args=("--mamba-backend", "triton")))
+    assert "--speculative-config" not in cmd.argv
+    assert cmd.argv[-2:] == ("--mamba-backend", "triton")
+    assert any("--mamba-backend" in w for w in cmd.warnings)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--api-key", "sk-123"), "no secrets on the command line"),
+    (("--tensor-parallel-size", "4"), "change tensorParallel"),
+    (("--max-model-len=8192",), "change contextTokens"),
+])
+def test_extra_args_cannot_carry_secrets_or_override_the_planner(extra, message):
+    with pytest.raises(PlanInputError, match=message):
+        render_vllm(fitted(), ServingOptions(extra_args=extra))
+
+
+def test_a_plan_that_does_not_fit_renders_no_command():
+    with pytest.raises(PlanInputError, match="does not fit"):
+        render_vllm(fitted(precision="bf16"))
+
+
+def test_nim_environment():
+    nim = render_nim(fitted(gpu="h200", nodes=2))
+    assert nim.env["NIM_TENSOR_PARALLEL_SIZE"] == "8"
+    assert nim.env["NIM_PIPELINE_PARALLEL_SIZE"] == "2"
+    assert nim.env["NIM_NUM_COMPUTE_NODES"] == "2"
+    assert nim.env["NIM_MAX_MODEL_LEN"] == "65536"
+    assert nim.env["NIM_CACHE_PATH"] == "/opt/nim/.cache"
+    assert "--mamba-ssm-cache-dtype float32" in nim.env["NIM_PASSTHROUGH_ARGS"]
+    assert "NGC_API_KEY" not in nim.env and nim.secret_env == ("NGC_API_KEY",)
+
+
+def test_fp8_without_fp8_checkpoint_quantizes_bf16_online():
+    from dataclasses import replace
+
+    bf16_only = replace(NEMOTRON_3_ULTRA, checkpoints={"bf16": "org/model-BF16"})
+    fit = plan_fit(FitRequest(bf16_only, GPUS["h200"], 8, 1, "fp8", 8192, 1))
+    cmd = render_vllm(fit)
+    assert cmd.argv[2] == "org/model-BF16"
+    assert flag(list(cmd.argv), "--quantization") == "fp8"
