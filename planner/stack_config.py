@@ -95,6 +95,7 @@ class StackConfig(_Strict):
     ngc_api_key: SecretRef | None = Field(default=None, alias="ngcApiKey")
     jumpstart: JumpStartConfig | None = None
     eks: EksConfig | None = None
+    auto_deploy: bool = Field(default=False, alias="autoDeploy")  # GitOps: `pulumi up` on merge to main
 
     @field_validator("owner")
     @classmethod
