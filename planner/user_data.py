@@ -1,0 +1,412 @@
+"""The boot script of an EC2 GPU server, rendered from a plan as cloud-init text: pure, snapshot-tested.
+
+One `#cloud-config` per node writes a small `nemotron-node` script and its systemd units:
+
+- `nemotron-deadman.timer` (enabled first): every minute the node reads its own `nemotron-deploy:expires-at` tag from
+  IMDSv2 (instance metadata tags) and shuts down once past it; the launch template makes shutdown terminate.
+  The expiry is read, never baked in: user data is identical between two plans of the same config, so renewing
+  the expiry (`pulumi up` retags in place) never replaces a server. When the tag cannot be read the last value
+  read stands, and a node that never read one stops MAX_TTL_HOURS after boot.
+- `nemotron-prepare`: RAID0 of the instance-store NVMe for the model cache (unless the DLAMI already mounted it),
+  the node's IP and interface for Ray/NCCL/Gloo (FACTS.md section 5), and the stack's secret from Secrets Manager
+  into /etc/nemotron/vllm.env (mode 600). User data holds the secret's ARN, never a value.
+- `nemotron-stage`: the image pull and the weights, in parallel: from the S3 mirror when configured (many
+  concurrent requests), else from Hugging Face, into a Hugging Face cache on the NVMe so the planner's argv works
+  unchanged (the repository id resolves offline on every node).
+- `nemotron-serve`: the vLLM container with the planner's exact argv; on multi-node stacks the head starts Ray,
+  waits (bounded) for every node, then serves with PP across nodes; workers only join Ray, after their weights.
+- `nemotron-ready` (head): polls /health within a startup budget derived from the weights' size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from dataclasses import dataclass
+
+from planner.errors import PlanInputError
+from planner.hardware import GIB, GPUS
+from planner.plan import TAG_EXPIRES_AT, StackPlan
+from planner.serving import VllmCommand
+from planner.stack_config import MAX_TTL_HOURS
+
+# cloud-init hands EC2 user data over as is; EC2 refuses more than 16 KiB before base64.
+USER_DATA_LIMIT_BYTES = 16 * 1024
+# The DLAMI publishes its newest image id under these SSM parameters (FACTS.md section 3); the boot script below is
+# written for its Ubuntu 22.04 flavour (docker, the NVIDIA container toolkit, EFA drivers, AWS CLI, mdadm, xfs).
+DLAMI_SSM_PARAMETERS = {
+    "x86_64": "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+    "arm64": "/aws/service/deeplearning/ami/arm64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+}
+ROOT_DEVICE = "/dev/sda1"  # Ubuntu AMIs; a mapping under another name would add a second volume
+ROOT_VOLUME_GIB = 200  # OS, docker image layers (~25 GiB unpacked) and logs; weights live on the NVMe
+CACHE_MOUNT = "/opt/dlami/nvme"  # where the DLAMI mounts instance storage; we build the RAID0 there when it did not
+MODEL_CACHE = f"{CACHE_MOUNT}/nemotron"
+RAY_PORT = 6379
+ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/")
+
+# Startup budget: the rates are deliberately pessimistic, since the budget is a timeout, not a promise.
+S3_STAGE_GB_S = 1.0  # aws s3 sync with 64 concurrent requests to instance-store NVMe (p5-class: 100+ Gb/s ENA)
+HF_STAGE_GB_S = 0.2  # one host pulling from the Hugging Face CDN
+LOAD_GB_S = 2.0  # safetensors from the NVMe RAID0 into GPU memory, all ranks together
+WARMUP_S = 20 * 60  # CUDA graphs, torch.compile, MTP and expert-parallel warm-up, Ray placement
+
+
+@dataclass(frozen=True)
+class StartupBudget:
+    """How long a node may take from boot to a healthy endpoint, and why."""
+
+    weights_gb: float
+    source: str  # "the S3 mirror" or "Hugging Face"
+    stage_s: int
+    load_s: int
+    warmup_s: int
+    cap_s: int  # never more than the stack's time-to-live
+
+    @property
+    def total_s(self) -> int:
+        return min(self.stage_s + self.load_s + self.warmup_s, self.cap_s)
+
+    def describe(self) -> str:
+        rate = S3_STAGE_GB_S if self.source == "the S3 mirror" else HF_STAGE_GB_S
+        return (f"{self.weights_gb:,.0f} GB from {self.source} at {rate:g} GB/s ({self.stage_s} s) + load at "
+                f"{LOAD_GB_S:g} GB/s ({self.load_s} s) + warm-up {self.warmup_s} s = {self.total_s} s")
+
+
+def startup_budget(plan: StackPlan) -> StartupBudget:
+    """The boot-to-healthy budget of a plan: weights size over stated bandwidths, capped at the TTL (FACTS.md 8)."""
+    weights_gb = plan.fit.weights_gib * GIB / 1e9
+    from_s3 = plan.config.weights_s3_uri is not None
+    stage_rate = S3_STAGE_GB_S if from_s3 else HF_STAGE_GB_S
+    return StartupBudget(weights_gb, "the S3 mirror" if from_s3 else "Hugging Face", round(weights_gb / stage_rate),
+                         round(weights_gb / LOAD_GB_S), WARMUP_S, round(plan.config.ttl_hours * 3600))
+
+
+@dataclass(frozen=True)
+class BootImage:
+    """The AMI the boot script is written for: its SSM parameter and root device name."""
+
+    ssm_parameter: str
+    root_device: str = ROOT_DEVICE
+    root_volume_gib: int = ROOT_VOLUME_GIB
+
+
+def boot_image(plan: StackPlan) -> BootImage:
+    """The Deep Learning AMI for the plan's GPU architecture."""
+    return BootImage(DLAMI_SSM_PARAMETERS[GPUS[plan.instance.gpu].arch])
+
+
+def internet_egress_reasons(plan: StackPlan) -> tuple[str, ...]:
+    """Why a node needs the public internet at boot (an empty tuple: VPC endpoints are enough, no NAT)."""
+    reasons = []
+    serving = _vllm(plan)
+    if not ECR_IMAGE.match(serving.image):
+        reasons.append(f"the image {serving.image} is pulled from a public registry")
+    if plan.config.weights_s3_uri is None:
+        reasons.append(f"the weights of {serving.model_repo} come from Hugging Face (no weightsS3Uri)")
+    return tuple(reasons)
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # no leading or trailing slash
+
+
+def weights_location(plan: StackPlan) -> S3Location | None:
+    """The bucket and prefix of the weights mirror, for exactly-scoped read access; None when weights come from HF."""
+    uri = plan.config.weights_s3_uri
+    if uri is None:
+        return None
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return S3Location(bucket, prefix.strip("/"))
+
+
+def secret_env_names(plan: StackPlan) -> tuple[str, ...]:
+    """The variables the stack's Secrets Manager secret holds: the API key, plus the HF token when HF is used."""
+    names = list(_vllm(plan).secret_env)
+    if plan.config.weights_s3_uri is None and plan.config.hf_token is not None:
+        names.append("HF_TOKEN")
+    return tuple(names)
+
+
+def hf_cache_snapshot(repo: str, weights_s3_uri: str) -> tuple[str, str]:
+    """(snapshot dir, revision) under HF_HOME/hub where a mirrored copy of `repo` resolves offline as the repo id.
+
+    The revision is a stable 40-hex name derived from the mirror's URI, the form Hugging Face's cache expects.
+    """
+    revision = hashlib.sha1(weights_s3_uri.encode(), usedforsecurity=False).hexdigest()
+    return f"hub/models--{repo.replace('/', '--')}/snapshots/{revision}", revision
+
+
+def _vllm(plan: StackPlan) -> VllmCommand:
+    if plan.target != "ec2" or not isinstance(plan.serving, VllmCommand):
+        raise PlanInputError("plan", plan.stack, "a fitted ec2 plan served by vLLM (user data is for EC2 servers)")
+    return plan.serving
+
+
+def node_role(plan: StackPlan, node_index: int) -> str:
+    """'single' for a one-server stack; 'head' for node 0 of several, 'worker' for the others."""
+    if not 0 <= node_index < plan.config.nodes:
+        raise PlanInputError("node_index", node_index, f"0..{plan.config.nodes - 1}")
+    if plan.config.nodes == 1:
+        return "single"
+    return "head" if node_index == 0 else "worker"
+
+
+def render_user_data(plan: StackPlan, node_index: int, secret_arn: str, head_ip: str | None = None) -> str:
+    """The cloud-init user data of one node. Workers need the head's private IP; no secret value is ever rendered."""
+    serving = _vllm(plan)
+    role = node_role(plan, node_index)
+    if role == "worker" and not head_ip:
+        raise PlanInputError("head_ip", head_ip, "the Ray head's private IP (workers join it)")
+    budget = startup_budget(plan)
+    settings = {
+        "STACK": plan.stack, "REGION": plan.region, "ROLE": role, "NODE_INDEX": str(node_index),
+        "NODES": str(plan.config.nodes), "SECRET_ARN": secret_arn, "IMAGE": serving.image,
+        "MODEL_REPO": serving.model_repo, "WEIGHTS_S3_URI": plan.config.weights_s3_uri or "",
+        "CACHE_MOUNT": CACHE_MOUNT, "MODEL_CACHE": MODEL_CACHE, "NVME_DEVICES": str(plan.instance.nvme_devices),
+        "PORT": str(serving.port), "STARTUP_BUDGET_S": str(budget.total_s), "MAX_TTL_HOURS": str(MAX_TTL_HOURS),
+        "EXPIRY_TAG": TAG_EXPIRES_AT,
+    }
+    if plan.config.weights_s3_uri:
+        snapshot, revision = hf_cache_snapshot(serving.model_repo, plan.config.weights_s3_uri)
+        settings |= {"MIRROR_SNAPSHOT": f"{MODEL_CACHE}/hf/{snapshot}", "MIRROR_REVISION": revision}
+    units = _units(role, budget)
+    boot_chain = [unit for unit, _ in units if unit.endswith(".service") and "deadman" not in unit]
+    files = [
+        _file("/etc/nemotron/node.conf", "0644", _node_conf(settings, budget)),
+        _file("/etc/nemotron/serving.env", "0644", _serving_env(serving)),
+        _file("/etc/nemotron/container/entry.sh", "0755", _container_entry(plan, serving, role, head_ip, budget)),
+        _file("/usr/local/sbin/nemotron-node", "0755", _node_script(serving)),
+        *(_file(f"/etc/systemd/system/{unit}", "0644", text) for unit, text in units),
+    ]
+    text = "\n".join([
+        "#cloud-config",
+        f"# nemotron-deploy {plan.stack}: node {node_index} of {plan.config.nodes} ({role}). Rendered by "
+        "planner/user_data.py; holds no secret values.",
+        "write_files:",
+        *files,
+        "runcmd:",
+        "- [systemctl, daemon-reload]",
+        "- [systemctl, enable, --now, nemotron-deadman.timer]",
+        f"- [systemctl, enable, {', '.join(boot_chain)}]",
+        f"- [systemctl, start, --no-block, {boot_chain[-1]}]",
+        "",
+    ])
+    size = len(text.encode())
+    if size > USER_DATA_LIMIT_BYTES:
+        raise PlanInputError("user_data", f"{size} bytes", f"at most {USER_DATA_LIMIT_BYTES} bytes (EC2 limit)")
+    return text
+
+
+def _file(path: str, mode: str, content: str) -> str:
+    body = "\n".join(f"    {line}" if line else "" for line in content.rstrip("\n").split("\n"))
+    return f"- path: {path}\n  permissions: '{mode}'\n  content: |\n{body}"
+
+
+def _node_conf(settings: dict[str, str], budget: StartupBudget) -> str:
+    lines = ["# Sourced by nemotron-node. Plain settings only: secrets come from Secrets Manager at boot.",
+             f"# Startup budget: {budget.describe()}."]
+    return "\n".join(lines + [f"{key}={shlex.quote(value)}" for key, value in settings.items()])
+
+
+def _serving_env(serving: VllmCommand) -> str:
+    env = dict(serving.env) | {"HF_HOME": "/models/hf", "HF_HUB_OFFLINE": "1"}
+    return "\n".join(f"{key}={value}" for key, value in env.items())
+
+
+def _container_entry(plan: StackPlan, serving: VllmCommand, role: str, head_ip: str | None,
+                     budget: StartupBudget) -> str:
+    lines = ["#!/bin/bash", f"# Runs inside {serving.image} as the {role} node of {plan.stack}.", "set -euo pipefail"]
+    if role != "single":
+        lines += [
+            "# EFA for NCCL across nodes: the DLAMI's libfabric and aws-ofi-nccl plugin, when present (NCCL falls",
+            "# back to sockets otherwise: look for NET/OFI, not NET/Socket, in the log).",
+            "for dir in /opt/amazon/efa/lib /opt/amazon/ofi-nccl/lib /opt/amazon/ofi-nccl/lib/x86_64-linux-gnu; do",
+            '  if [ -d "$dir" ]; then export LD_LIBRARY_PATH="$dir:${LD_LIBRARY_PATH:-}"; fi',
+            "done",
+        ]
+    if role == "worker":
+        lines.append(f'exec ray start --block --address={head_ip}:{RAY_PORT} --node-ip-address="$VLLM_HOST_IP" '
+                     "--disable-usage-stats")
+        return "\n".join(lines)
+    if role == "head":
+        nodes = plan.config.nodes
+        alive = f'import ray, sys; ray.init(address="auto", logging_level="ERROR"); ' \
+                f'sys.exit(sum(n["Alive"] for n in ray.nodes()) < {nodes})'
+        lines += [
+            f'ray start --head --node-ip-address="$VLLM_HOST_IP" --port={RAY_PORT} --disable-usage-stats',
+            f"# Workers join once their weights are local; wait at most the startup budget ({budget.total_s} s).",
+            f"until python3 -c {shlex.quote(alive)} 2>/dev/null; do",
+            f"  if (( SECONDS > {budget.total_s} )); then",
+            f'    echo "nemotron: fewer than {nodes} Ray nodes after {budget.total_s} s" >&2; ray status >&2 || true',
+            "    exit 1",
+            "  fi",
+            "  sleep 15",
+            "done",
+            "ray status",
+        ]
+    lines.append(f"exec {shlex.join(serving.argv)}")
+    return "\n".join(lines)
+
+
+def _node_script(serving: VllmCommand) -> str:
+    hf_download = shlex.quote(f"from huggingface_hub import snapshot_download; "
+                              f"snapshot_download({json.dumps(serving.model_repo)}, max_workers=16)")
+    return _NODE_SCRIPT.replace("@HF_DOWNLOAD@", hf_download)
+
+
+_NODE_SCRIPT = r"""#!/bin/bash
+# Boot steps of a nemotron-deploy GPU server, one subcommand per systemd unit. Never prints a secret.
+set -euo pipefail
+ETC=${NEMOTRON_ETC:-/etc/nemotron}  # overridable for tests only
+STATE=${NEMOTRON_STATE:-/var/lib/nemotron}
+. "$ETC/node.conf"
+IMDS=http://169.254.169.254/latest
+imds() {
+  local token
+  token=$(curl -sf -m 5 -X PUT "$IMDS/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60') &&
+    curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/$1"
+}
+fail() { echo "nemotron-node: $*" >&2; exit 1; }
+
+prepare() {
+  for _ in $(seq 30); do mountpoint -q "$CACHE_MOUNT" && break; sleep 2; done
+  if ! mountpoint -q "$CACHE_MOUNT"; then
+    local disks=()
+    for dev in /sys/block/nvme*n1; do
+      if grep -qs 'Instance Storage' "$dev/device/model"; then disks+=("/dev/${dev##*/}"); fi
+    done
+    (( ${#disks[@]} > 0 )) || fail "no instance-store NVMe found"
+    (( ${#disks[@]} == NVME_DEVICES )) || echo "expected $NVME_DEVICES instance-store NVMe, found ${#disks[@]}"
+    mdadm --create /dev/md/nemotron --run --level=0 --raid-devices=${#disks[@]} "${disks[@]}"
+    mkfs.xfs -f /dev/md/nemotron
+    mkdir -p "$CACHE_MOUNT" && mount -o noatime /dev/md/nemotron "$CACHE_MOUNT"
+  fi
+  mkdir -p "$MODEL_CACHE/hf"
+  local addr iface
+  addr=$(imds local-ipv4) || fail "no private IP from IMDS"
+  iface=$(ip -o -4 addr show | awk -v addr="$addr" '{split($4, a, "/"); if (a[1] == addr) {print $2; exit}}')
+  [ -n "$iface" ] || fail "no interface holds $addr"
+  printf '%s\n' "VLLM_HOST_IP=$addr" "GLOO_SOCKET_IFNAME=$iface" "TP_SOCKET_IFNAME=$iface" \
+    "NCCL_SOCKET_IFNAME=$iface" "UCX_NET_DEVICES=$iface" FI_PROVIDER=efa FI_EFA_USE_DEVICE_RDMA=1 \
+    > "$ETC/node.env"
+  umask 077
+  for attempt in $(seq 30); do
+    if aws secretsmanager get-secret-value --region "$REGION" --secret-id "$SECRET_ARN" \
+        --query SecretString --output text |
+        python3 -c 'import json, sys; print(*(f"{k}={v}" for k, v in json.load(sys.stdin).items()), sep="\n")' \
+        > "$ETC/vllm.env.new"; then
+      mv "$ETC/vllm.env.new" "$ETC/vllm.env"
+      return 0
+    fi
+    echo "secret not readable yet (attempt $attempt)"; sleep 10
+  done
+  fail "cannot read the stack's secret"
+}
+
+stage() {
+  local done_marker="$MODEL_CACHE/.staged"
+  [ -f "$done_marker" ] && return 0
+  docker pull --quiet "$IMAGE" & local pull=$!
+  if [ -n "$WEIGHTS_S3_URI" ]; then
+    aws configure set default.s3.max_concurrent_requests 64
+    aws configure set default.s3.multipart_chunksize 64MB
+    mkdir -p "$MIRROR_SNAPSHOT"
+    aws s3 sync --only-show-errors --region "$REGION" "$WEIGHTS_S3_URI" "$MIRROR_SNAPSHOT"
+    mkdir -p "${MIRROR_SNAPSHOT%/snapshots/*}/refs"
+    printf '%s' "$MIRROR_REVISION" > "${MIRROR_SNAPSHOT%/snapshots/*}/refs/main"
+    wait "$pull"
+  else
+    wait "$pull"
+    docker run --rm --network host --env-file "$ETC/vllm.env" -e HF_HOME=/models/hf \
+      -v "$MODEL_CACHE:/models" --entrypoint python3 "$IMAGE" -c @HF_DOWNLOAD@
+  fi
+  touch "$done_marker"
+}
+
+serve() {
+  local efa=()
+  if [ -d /dev/infiniband ]; then efa=(--device /dev/infiniband -v /opt/amazon:/opt/amazon:ro); fi
+  exec docker run --rm --name nemotron-serve --gpus all --ipc host --network host \
+    --ulimit memlock=-1 --ulimit stack=67108864 "${efa[@]}" \
+    -v "$MODEL_CACHE:/models" -v "$ETC/container:/etc/nemotron/container:ro" \
+    --env-file "$ETC/node.env" --env-file "$ETC/serving.env" --env-file "$ETC/vllm.env" \
+    --entrypoint /bin/bash "$IMAGE" /etc/nemotron/container/entry.sh
+}
+
+ready() {
+  until curl -sf -m 5 -o /dev/null "http://127.0.0.1:$PORT/health"; do
+    (( $(cut -d. -f1 /proc/uptime) < STARTUP_BUDGET_S )) ||
+      fail "NOT READY: no healthy endpoint ${STARTUP_BUDGET_S}s after boot"
+    sleep 15
+  done
+  mkdir -p "$STATE" && touch "$STATE/ready"
+  echo "READY: $MODEL_REPO on port $PORT, $(cut -d. -f1 /proc/uptime)s after boot"
+}
+
+deadman() {
+  local state="$STATE/expires-at" value deadline
+  mkdir -p "$STATE"
+  value=$(imds "tags/instance/$EXPIRY_TAG" || true)
+  if [[ $value =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]]; then
+    printf '%s\n' "$value" > "$state"
+  elif [ -s "$state" ]; then
+    value=$(cat "$state")
+  else
+    value=$(date -u -d "$(uptime -s) + $MAX_TTL_HOURS hours" +%Y-%m-%dT%H:%M:%SZ)
+  fi
+  deadline=$(date -u -d "$value" +%s)
+  if (( $(date -u +%s) >= deadline )); then
+    echo "expired at $value: shutting down (the instance terminates)"
+    shutdown -h now
+  fi
+}
+
+case "${1:-}" in
+  prepare | stage | serve | ready | deadman) "$1" ;;
+  *) fail "usage: nemotron-node prepare|stage|serve|ready|deadman" ;;
+esac
+"""
+
+
+def _units(role: str, budget: StartupBudget) -> list[tuple[str, str]]:
+    def unit(description: str, service: list[str], requires: str = "", wants: str = "") -> str:
+        lines = ["[Unit]", f"Description=nemotron-deploy: {description}"]
+        if requires or wants:
+            lines.append(f"After={' '.join(filter(None, (requires, wants)))}")
+        lines += [f"Requires={requires}"] if requires else []
+        lines += [f"Wants={wants}"] if wants else []
+        return "\n".join(lines + ["[Service]", *service, "StandardOutput=journal+console", "[Install]",
+                                  "WantedBy=multi-user.target"])
+
+    node = "ExecStart=/usr/local/sbin/nemotron-node"
+    oneshot = ["Type=oneshot", "RemainAfterExit=yes"]
+    units = [
+        ("nemotron-deadman.service", "\n".join([
+            "[Unit]", "Description=nemotron-deploy: terminate this server once its expires-at tag is past",
+            "[Service]", "Type=oneshot", f"{node} deadman", "StandardOutput=journal+console"])),
+        ("nemotron-deadman.timer", "\n".join([
+            "[Unit]", "Description=nemotron-deploy: check the expiry every minute",
+            "[Timer]", "OnBootSec=1min", "OnUnitActiveSec=1min", "AccuracySec=5s",
+            "[Install]", "WantedBy=timers.target"])),
+        ("nemotron-prepare.service", unit("model cache RAID0, node network env, secrets",
+                                          [*oneshot, f"{node} prepare"], wants="network-online.target")),
+        ("nemotron-stage.service", unit("image and weights onto the NVMe",
+                                        [*oneshot, f"TimeoutStartSec={budget.total_s}", f"{node} stage"],
+                                        requires="nemotron-prepare.service docker.service")),
+        ("nemotron-serve.service", unit("vLLM server" if role != "worker" else "Ray worker of the vLLM server",
+                                        ["Restart=always" if role == "worker" else "Restart=on-failure",
+                                         "RestartSec=30", "ExecStartPre=-/usr/bin/docker rm -f nemotron-serve",
+                                         f"{node} serve"],
+                                        requires="nemotron-stage.service")),
+    ]
+    if role != "worker":
+        # Wants, not Requires: a restart of the server must not cancel the wait for it.
+        units.append(("nemotron-ready.service", unit("a healthy endpoint within the startup budget",
+                                                     [*oneshot, "TimeoutStartSec=infinity", f"{node} ready"],
+                                                     wants="nemotron-serve.service")))
+    return units
