@@ -1,7 +1,7 @@
 """The Pulumi program: read the stack config, plan it with the planner, hand the plan to the components.
 
 It holds no logic of its own (DESIGN.md): a plan that does not fit or a bad key stops `pulumi up` before any
-resource is declared.
+resource is declared. The offline engine (components/offline.py) calls `main` under mocks with the same code path.
 """
 
 from datetime import UTC, datetime
@@ -9,16 +9,22 @@ from pathlib import Path
 
 import pulumi
 
+from components.gpu_servers import GpuServerGroup
+from components.network import PrivateNetwork
+from components.secrets import EndpointSecret
 from planner.errors import PlanInputError
-from planner.plan import plan_stack
-from planner.stack_config import load_stack
+from planner.plan import TAG_EXPIRES_AT, StackPlan, plan_stack
+from planner.stack_config import PROJECT, load_stack
+from planner.user_data import internet_egress_reasons, secret_env_names, startup_budget
 
 STACKS_DIR = Path(__file__).resolve().parent / "stacks"
+# Secret stack-config keys and the variables they fill on the servers.
+SECRET_CONFIG = {"VLLM_API_KEY": "apiKey", "HF_TOKEN": "hfToken"}
 
 
-def stack_plan():
+def stack_plan(stacks_dir: Path, now: datetime) -> StackPlan:
     try:
-        plan = plan_stack(load_stack(STACKS_DIR, pulumi.get_stack()), datetime.now(UTC))
+        plan = plan_stack(load_stack(stacks_dir, pulumi.get_stack()), now)
     except PlanInputError as err:
         raise pulumi.RunError(str(err)) from None
     if not plan.fit.fits:
@@ -26,6 +32,51 @@ def stack_plan():
     return plan
 
 
-plan = stack_plan()
-pulumi.export("plan", {"fit": plan.fit.fits, "layout": plan.fit.layout.describe(),
-                       "usd_per_hour": plan.cost.usd_per_hour, "expires_at": plan.tags["nemotron-deploy:expires-at"]})
+def ec2_endpoint(plan: StackPlan) -> None:
+    """The EC2 target: secret, network (existing or a new private one), GPU servers; exports how to reach them."""
+    config, region = pulumi.Config(PROJECT), plan.region
+    env_names = secret_env_names(plan)
+    secret = EndpointSecret(f"{plan.stack}-serving", {
+        "env_names": env_names, "tags": plan.tags,
+        "values": {env: value for env, key in SECRET_CONFIG.items()
+                   if env in env_names and (value := config.get_secret(key)) is not None}})
+    if plan.config.network is None:
+        network = PrivateNetwork(f"{plan.stack}-network", {
+            "region": region, "availability_zone": plan.config.availability_zone,
+            "instance_type": plan.instance.name, "internet_egress": bool(internet_egress_reasons(plan)),
+            "tags": plan.tags})
+        vpc_id, subnet_id, ready_first = network.vpc_id, network.subnet_id, [secret, network]
+    else:
+        vpc_id, subnet_id, ready_first = plan.config.network.vpc_id, plan.config.network.subnet_id, [secret]
+    # Servers boot once the secret has its value and the endpoints and NAT exist: their boot script needs them.
+    servers = GpuServerGroup(f"{plan.stack}-servers", {
+        "plan": plan, "vpc_id": vpc_id, "subnet_id": subnet_id, "secret_arn": secret.arn, "tags": plan.tags},
+        opts=pulumi.ResourceOptions(depends_on=ready_first))
+
+    port = plan.serving.port
+    head_id, head_ip = servers.instance_ids[0], servers.private_ips[0]
+    pulumi.export("instance_ids", servers.instance_ids)
+    pulumi.export("private_ips", servers.private_ips)
+    pulumi.export("endpoint_url", pulumi.Output.format("http://{0}:{1}/v1", head_ip, port))
+    pulumi.export("ssm_port_forward", pulumi.Output.format(
+        "aws ssm start-session --region {0} --target {1} --document-name AWS-StartPortForwardingSession "
+        "--parameters portNumber={2},localPortNumber={2}", region, head_id, port))
+    pulumi.export("local_endpoint_url", f"http://localhost:{port}/v1")
+    pulumi.export("api_key_secret_arn", secret.arn)
+    pulumi.export("startup_budget_s", startup_budget(plan).total_s)
+
+
+def main(stacks_dir: Path = STACKS_DIR, now: datetime | None = None) -> None:
+    plan = stack_plan(stacks_dir, now or datetime.now(UTC))
+    expiry = plan.tags[TAG_EXPIRES_AT]
+    pulumi.export("plan", {"fit": plan.fit.fits, "layout": plan.fit.layout.describe(),
+                           "usd_per_hour": plan.cost.usd_per_hour, "expires_at": expiry})
+    pulumi.export("usd_per_hour", plan.cost.usd_per_hour)
+    pulumi.export("expires_at", expiry)
+    if plan.target == "ec2":
+        ec2_endpoint(plan)
+    # jumpstart and eks stacks declare their resources in their own issues; until then they only plan.
+
+
+if __name__ == "__main__":
+    main()

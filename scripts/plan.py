@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from components.offline import declared_resources
 from planner.__main__ import OneLineParser
 from planner.errors import PlanInputError
 from planner.plan import StackPlan, plan_stack
@@ -27,7 +28,11 @@ STACKS_DIR = REPO / "stacks"
 def plan_entry(plan: StackPlan) -> dict:
     """One stack's JSON entry (DESIGN.md contract: stack, target, fit, serving, cost, resources, violations)."""
     entry = plan.to_json()
-    entry["resources"] = []  # declared by the Pulumi program; filled by the offline engine (components)
+    entry["resources"] = []
+    if plan.fit.fits:  # a plan that does not fit stops the program before it declares anything
+        # The program plans again under mocks; as of expiry - TTL it computes the same expiry, so the same tags.
+        as_of = plan.expires_at - timedelta(hours=plan.config.ttl_hours)
+        entry["resources"] = declared_resources(plan.stack, stacks_dir=Path(plan.source).parent, now=as_of)
     entry["violations"] = []
     return entry
 

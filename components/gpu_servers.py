@@ -1,0 +1,159 @@
+"""One or several GPU servers behind a closed security group, launched from one template, each with its boot script."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Mapping
+from typing import TypedDict
+
+import pulumi
+import pulumi_aws as aws
+
+from planner.plan import StackPlan
+from planner.serving import VllmCommand
+from planner.user_data import boot_image, node_role, render_user_data, weights_location
+
+ANY_IPV4 = "0.0.0.0/0"  # egress only
+SSM_CORE_POLICY = "AmazonSSMManagedInstanceCore"
+
+
+class GpuServerGroupArgs(TypedDict):
+    """The plan decides the shape (instance type, node count, EFA cards, capacity target, allowed CIDRs); the rest
+    are ids from the network and the secret."""
+
+    plan: StackPlan
+    vpc_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    secret_arn: pulumi.Input[str]
+    tags: Mapping[str, str]
+
+
+class GpuServerGroup(pulumi.ComponentResource):
+    """The servers of one stack: cluster placement group, security group, instance role, launch template, instances.
+
+    Ingress is closed except the API port from the stack's allowedCidrs (none by default: access is through SSM
+    port forwarding); members of the group reach each other on every port (EFA, NCCL, Ray). The role can use
+    Session Manager and read exactly the stack's secret and weights prefix. The launch template requires IMDSv2,
+    exposes instance tags to the dead-man switch, encrypts the gp3 root volume, attaches one EFA interface per network
+    card and makes an OS shutdown terminate the instance.
+    """
+
+    instance_ids: pulumi.Output[list[str]]
+    private_ips: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: GpuServerGroupArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("nemotron-deploy:index:GpuServerGroup", name, None, opts)
+        plan = args["plan"]
+        if plan.target != "ec2" or not isinstance(plan.serving, VllmCommand):
+            raise ValueError(f"{plan.stack}: GpuServerGroup serves fitted ec2 plans with vLLM, not {plan.target}")
+        if plan.instance.efa_cards < 1:
+            raise ValueError(f"{plan.stack}: {plan.instance.name} has no EFA network card")
+        child = pulumi.ResourceOptions(parent=self)
+        tags, config, port = dict(args["tags"]), plan.config, plan.serving.port
+
+        placement = None
+        if not config.capacity_block:  # a Capacity Block is already placed together; a group can only fail it
+            placement = aws.ec2.PlacementGroup(f"{name}-placement", strategy="cluster", tags=tags, opts=child)
+
+        group = aws.ec2.SecurityGroup(
+            f"{name}-sg", vpc_id=args["vpc_id"], tags=tags, opts=child,
+            description="nemotron-deploy: vLLM API from allowed CIDRs only; all traffic between members")
+        rule_opts = child
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-members-in", security_group_id=group.id, ip_protocol="-1", referenced_security_group_id=group.id,
+            description="EFA, NCCL and Ray between the servers", tags=tags, opts=rule_opts)
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-members-out", security_group_id=group.id, ip_protocol="-1", referenced_security_group_id=group.id,
+            description="EFA, NCCL and Ray between the servers", tags=tags, opts=rule_opts)
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-https-out", security_group_id=group.id, ip_protocol="tcp", from_port=443, to_port=443,
+            cidr_ipv4=ANY_IPV4, description="HTTPS to AWS endpoints, the image registry and Hugging Face",
+            tags=tags, opts=rule_opts)
+        for index, cidr in enumerate(config.allowed_cidrs):
+            family = "cidr_ipv6" if ipaddress.ip_network(cidr).version == 6 else "cidr_ipv4"
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-api-in-{index}", security_group_id=group.id, ip_protocol="tcp", from_port=port,
+                to_port=port, description="vLLM API (key required)", tags=tags, opts=rule_opts, **{family: cidr})
+
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
+        role = aws.iam.Role(
+            f"{name}-role", description=f"nemotron-deploy {plan.stack}: GPU servers", tags=tags, opts=child,
+            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm-core", role=role.name, opts=child,
+            policy_arn=pulumi.Output.concat("arn:", partition, f":iam::aws:policy/{SSM_CORE_POLICY}"))
+        aws.iam.RolePolicy(f"{name}-access", role=role.id, opts=child,
+                           policy=_access_policy(plan, partition, args["secret_arn"]))
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)
+
+        image = boot_image(plan)
+        ami = aws.ssm.get_parameter_output(name=image.ssm_parameter,
+                                           opts=pulumi.InvokeOutputOptions(parent=self)).insecure_value
+        interfaces = [{"network_card_index": card, "device_index": 0,
+                       "interface_type": "efa" if card == 0 else "efa-only",
+                       "subnet_id": args["subnet_id"], "security_groups": [group.id], "delete_on_termination": "true"}
+                      for card in range(plan.instance.efa_cards)]
+        launch = {
+            "instance_type": plan.instance.name,
+            "iam_instance_profile": {"arn": profile.arn},
+            "instance_initiated_shutdown_behavior": "terminate",
+            "metadata_options": {"http_endpoint": "enabled", "http_tokens": "required",
+                                 "http_put_response_hop_limit": 1, "instance_metadata_tags": "enabled"},
+            "block_device_mappings": [{"device_name": image.root_device, "ebs": {
+                "volume_size": image.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
+                "delete_on_termination": "true"}}],
+            "network_interfaces": interfaces,
+        }
+        if placement is not None:
+            launch["placement"] = {"group_name": placement.name}
+        if config.capacity_reservation_id:
+            launch["capacity_reservation_specification"] = {
+                "capacity_reservation_target": {"capacity_reservation_id": config.capacity_reservation_id}}
+        if config.capacity_block:
+            launch["instance_market_options"] = {"market_type": "capacity-block"}
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-template", image_id=ami, update_default_version=True, tags=tags, opts=child,
+            tag_specifications=[{"resource_type": kind, "tags": tags}
+                                for kind in ("instance", "volume", "network-interface")],
+            **launch)
+
+        # A renewed expiry tag or a newer DLAMI only makes a new template version, which running servers ignore;
+        # what a server is (type, network cards, subnet, group, role, volume, capacity target) replaces it.
+        shape = pulumi.Output.json_dumps(launch).apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
+        server_opts = pulumi.ResourceOptions(parent=self, ignore_changes=["launchTemplate"], replacement_trigger=shape)
+        servers: list[aws.ec2.Instance] = []
+        for index in range(config.nodes):
+            if node_role(plan, index) == "worker":
+                user_data = pulumi.Output.all(args["secret_arn"], servers[0].private_ip).apply(
+                    lambda values, i=index: render_user_data(plan, i, values[0], head_ip=values[1]))
+            else:
+                user_data = pulumi.Output.from_input(args["secret_arn"]).apply(
+                    lambda arn, i=index: render_user_data(plan, i, arn))
+            servers.append(aws.ec2.Instance(
+                f"{name}-node-{index}", opts=server_opts,
+                launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+                user_data=user_data, user_data_replace_on_change=True,
+                tags=tags | {"Name": f"{plan.stack}-node-{index}"}, volume_tags=tags))
+
+        self.instance_ids = pulumi.Output.all(*(server.id for server in servers))
+        self.private_ips = pulumi.Output.all(*(server.private_ip for server in servers))
+        self.register_outputs({"instance_ids": self.instance_ids, "private_ips": self.private_ips})
+
+
+def _access_policy(plan: StackPlan, partition: pulumi.Input[str], secret_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Read exactly the stack's secret and, with a weights mirror, exactly its prefix; no wildcard action."""
+    statements: list[dict] = [{"Sid": "StackSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                               "Resource": secret_arn}]
+    mirror = weights_location(plan)
+    if mirror is not None:
+        bucket = pulumi.Output.concat("arn:", partition, f":s3:::{mirror.bucket}")
+        statements += [
+            {"Sid": "WeightsList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
+             "Condition": {"StringLike": {"s3:prefix": [mirror.prefix, f"{mirror.prefix}/*"]}}},
+            {"Sid": "WeightsRead", "Effect": "Allow", "Action": "s3:GetObject",
+             "Resource": pulumi.Output.concat(bucket, f"/{mirror.prefix}/*")},
+        ]
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements})
