@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Debian packages the Spark lab (tests/spark, scripts/spark_lab.py) needs; run as root.
+# Idempotent: installs only what is missing, changes nothing when all are present.
+set -euo pipefail
+
+packages=(
+  openssh-server   # a real sshd per lab node
+  openssh-client   # ssh, ssh-keygen, ssh-keyscan (spark.ssh on the lab nodes)
+  iproute2         # ip netns / ip link / ip -j addr
+  iputils-ping     # ping -M do (jumbo path check)
+  util-linux       # setsid, unshare, mount (Ray session, per-node mounts)
+  procps           # ps -s (pids of a recorded Ray session)
+  netplan.io       # netplan generate validates the rendered netplan file
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install_lab_deps.sh: run as root (apt-get)" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "lab deps: all present"
+  exit 0
+fi
+
+echo "lab deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y --no-install-recommends "${missing[@]}"
