@@ -1,0 +1,168 @@
+"""Connections to the nodes (strict host keys) and fan-out of per-node work with Fabric's ThreadingGroup.
+
+Everything that touches SSH lives here and in tasks.py; plans and parsers stay pure.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import paramiko
+from fabric import Connection, SerialGroup, ThreadingGroup
+from fabric.exceptions import GroupException
+from invoke.exceptions import CommandTimedOut
+from paramiko.ssh_exception import NoValidConnectionsError
+
+from spark_cluster.inventory import Inventory, Node
+from spark_cluster.step import Step, as_user
+
+CONNECT_TIMEOUT_S = 10
+
+
+class NodeError(Exception):
+    """A node could not do what was asked; the message is what the report shows."""
+
+
+class StrictHostKeyConnection(Connection):
+    """A Fabric connection that talks only to hosts whose key is already in the given known_hosts file.
+
+    Fabric's own Connection accepts unknown host keys; this one rejects them (paramiko.RejectPolicy), so a
+    changed or unknown key fails the node instead of being trusted.
+    """
+
+    def __init__(self, *args: Any, known_hosts: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        self.client.get_host_keys().load(known_hosts)
+
+    def call(self, fn: Callable[[StrictHostKeyConnection], Any]) -> Any:
+        """Run `fn(self)`: lets a Group fan out arbitrary per-node work like it fans out `run`."""
+        return fn(self)
+
+
+class ParallelNodes(ThreadingGroup):
+    """All nodes at once, one thread each (Fabric's ThreadingGroup)."""
+
+    def call(self, fn: Callable) -> Any:
+        return self._do("call", fn)
+
+
+class SerialNodes(SerialGroup):
+    """One node after another: only for comparison in the bench."""
+
+    def call(self, fn: Callable) -> Any:
+        return self._do("call", fn)
+
+
+@dataclass
+class Cluster:
+    """The inventory's nodes with one open-on-demand connection each."""
+
+    inventory: Inventory
+    connections: dict[str, StrictHostKeyConnection]
+    parallel: bool = True
+
+    def each(self, fn: Callable[[StrictHostKeyConnection, Node], Any],
+             names: Iterable[str] | None = None) -> dict[str, Any]:
+        """Run `fn(connection, node)` on the named nodes at once; a node's value is its result, or the exception
+        it raised (the other nodes carry on)."""
+        chosen = [n for n in self.inventory.nodes if names is None or n.name in set(names)]
+        if not chosen:
+            return {}
+        by_connection = {id(self.connections[n.name]): n for n in chosen}
+        group_class = ParallelNodes if self.parallel else SerialNodes
+        group = group_class.from_connections([self.connections[n.name] for n in chosen])
+
+        def work(cxn: StrictHostKeyConnection) -> Any:
+            return fn(cxn, by_connection[id(cxn)])
+
+        try:
+            results = group.call(work)
+        except GroupException as exc:
+            results = exc.result
+        return {by_connection[id(cxn)].name: value for cxn, value in results.items()}
+
+    def close(self) -> None:
+        for cxn in self.connections.values():
+            cxn.close()
+
+
+def connect(inventory: Inventory, parallel: bool = True) -> Cluster:
+    """Connections for every node: inventory user, port and key; host keys only from the inventory's known_hosts."""
+    known_hosts = os.path.expanduser(inventory.known_hosts)
+    if not os.path.isfile(known_hosts):
+        raise NodeError(f"known_hosts file {known_hosts} not found: collect the nodes' host keys first "
+                        "(compare fingerprints, then ssh-keyscan HOST >> FILE); strict host key checking stays on")
+    connect_kwargs: dict[str, Any] = {}
+    if inventory.ssh_key:
+        connect_kwargs.update(key_filename=os.path.expanduser(inventory.ssh_key), look_for_keys=False)
+    connections = {
+        node.name: StrictHostKeyConnection(node.host, user=inventory.user, port=inventory.port,
+                                           connect_timeout=CONNECT_TIMEOUT_S, connect_kwargs=dict(connect_kwargs),
+                                           known_hosts=known_hosts)
+        for node in inventory.nodes
+    }
+    return Cluster(inventory, connections, parallel)
+
+
+def run(cxn: Connection, command: str, timeout_s: int = 60, check: bool = True, stdin: str | None = None) -> Any:
+    """Run one command on a node and return fabric's Result; NodeError with a readable reason on failure.
+    Output is captured, never echoed; `stdin` (a secret, say) is streamed to the command."""
+    in_stream = io.StringIO(stdin) if stdin is not None else False
+    try:
+        result = cxn.run(command, hide=True, warn=True, in_stream=in_stream, pty=False, timeout=timeout_s)
+    except CommandTimedOut as exc:
+        raise NodeError(f"timed out after {timeout_s}s: {_short(command)}") from exc
+    except Exception as exc:  # connection problems surface on the first command
+        raise NodeError(describe_exception(exc, cxn)) from exc
+    if check and result.exited != 0:
+        raise NodeError(f"exit {result.exited}: {_short(command)}: {last_line(result.stderr or result.stdout)}")
+    return result
+
+
+def run_steps(cxn: Connection, user: str, steps: Iterable[Step]) -> list[str]:
+    """Run a node's steps in order, stopping at the first that fails; returns the summaries of those that ran."""
+    done = []
+    for step in steps:
+        try:
+            run(cxn, as_user(step.command, user, step.privileged), step.timeout_s, stdin=step.stdin)
+        except NodeError as exc:
+            raise NodeError(f"{step.summary}: {exc}") from exc
+        done.append(step.summary)
+    return done
+
+
+def describe_exception(exc: BaseException, cxn: Connection | None = None) -> str:
+    """One line for the report: why a node could not be reached or a command could not run."""
+    where = f"{cxn.host}:{cxn.port}" if cxn is not None else "host"
+    if isinstance(exc, NodeError):
+        return str(exc)
+    if isinstance(exc, NoValidConnectionsError):
+        reasons = {e.strerror or str(e) for e in exc.errors.values()}
+        return f"cannot connect to {where}: {', '.join(sorted(reasons))}"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"cannot connect to {where}: timed out after {CONNECT_TIMEOUT_S}s"
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return f"host key of {where} does not match known_hosts: refusing to connect (strict host key checking)"
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"authentication failed at {where}: {exc}"
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+        return f"host key of {where} is not in known_hosts: refusing to connect (strict host key checking)"
+    if isinstance(exc, OSError):
+        return f"cannot connect to {where}: {exc.strerror or exc}"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"
+
+
+def _short(command: str, limit: int = 100) -> str:
+    first = command.strip().splitlines()[0] if command.strip() else command
+    return first if len(first) <= limit else first[:limit] + "..."

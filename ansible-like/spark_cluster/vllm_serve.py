@@ -1,0 +1,127 @@
+"""Multi-node vLLM on the Spark cluster's Ray: the planner decides the layout and renders the argv; this module
+only turns that into a recorded background session on the head node.
+
+The API key never appears in argv, the report or a log: the launch shell exports VLLM_API_KEY from a mode-600 file
+on the head (`$(cat FILE)` is expanded by that shell), and the check feeds it to curl through stdin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass
+
+from planner.errors import PlanInputError
+from planner.fit import FitRequest, FitResult, plan_fit
+from planner.hardware import gpu, instance_type
+from planner.models import load_model
+from planner.serving import ServingOptions, VllmCommand, render_vllm
+from spark_cluster import raycluster, session
+from spark_cluster.inventory import MAX_NODES, Inventory
+from spark_cluster.step import Step, shell_path
+
+SESSION = "vllm"
+SPARK = "dgx-spark"  # the planner's catalogue entry: one GB10 per node
+PRECISION = "nvfp4"  # Blackwell's native 4-bit: the only precision whose weights fit a few Sparks
+KEY_FACT_MARKER = "### api-key-file"
+
+
+def fit_for(inventory: Inventory, nodes: int | None = None) -> FitResult:
+    spark = instance_type(SPARK, "spark")
+    settings = inventory.vllm
+    request = FitRequest(model=load_model(settings.model, "vllm.model"), gpu=gpu(spark.gpu),
+                         gpus_per_node=spark.gpus, nodes=nodes or len(inventory.nodes), precision=PRECISION,
+                         context=settings.context_tokens, concurrency=settings.concurrency)
+    return plan_fit(request, with_alternatives=False)
+
+
+def serving_command(inventory: Inventory) -> tuple[FitResult, VllmCommand]:
+    """The planner's fit and vLLM command for this cluster; PlanInputError naming `nodes` when it does not fit."""
+    fit = fit_for(inventory)
+    if not fit.fits:
+        sizes = [n for n in range(1, MAX_NODES + 1) if fit_for(inventory, n).fits]
+        allowed = (f"{sizes[0]} to {sizes[-1]} DGX Sparks" if sizes else f"no cluster of up to {MAX_NODES} Sparks")
+        why = next((r for r in fit.reasons if "does not fit" in r), fit.reasons[-1])
+        raise PlanInputError("nodes", len(inventory.nodes),
+                             f"{allowed} for {inventory.vllm.model} at {PRECISION} ({len(inventory.nodes)} node(s): "
+                             f"{why})", inventory.source)
+    return fit, render_vllm(fit, ServingOptions(port=inventory.vllm.port))
+
+
+def argv_for(inventory: Inventory, command: VllmCommand) -> list[str]:
+    """The planner's argv with the inventory's vllm executable."""
+    return [inventory.vllm.bin, *command.argv[1:]]
+
+
+def key_fact_command(inventory: Inventory) -> str:
+    path = shell_path(inventory.vllm.api_key_file)
+    return (f"echo '{KEY_FACT_MARKER}'; if [ -s {path} ]; then stat -c '%a' {path}; "
+            "else echo absent; fi")
+
+
+@dataclass(frozen=True)
+class KeyFileFacts:
+    present: bool
+    mode: str | None
+
+
+def parse_key_fact(text: str) -> KeyFileFacts:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    value = lines[lines.index(KEY_FACT_MARKER) + 1] if KEY_FACT_MARKER in lines else "absent"
+    return KeyFileFacts(False, None) if value == "absent" else KeyFileFacts(True, value)
+
+
+def key_file_problems(inventory: Inventory, facts: KeyFileFacts) -> list[str]:
+    path = inventory.vllm.api_key_file
+    if not facts.present:
+        return [f"API key file {path} missing or empty on the head: create it there with "
+                f"`umask 077; openssl rand -hex 32 > {path}` (vLLM refuses requests without it)"]
+    if facts.mode is None or int(facts.mode, 8) & 0o077:
+        return [f"API key file {path} has mode {facts.mode}: make it 600 (readable by its owner only)"]
+    return []
+
+
+def settings_for(inventory: Inventory, argv: list[str], env: dict[str, str]) -> dict[str, str]:
+    digest = hashlib.sha256(shlex.join(argv).encode() + repr(sorted(env.items())).encode()).hexdigest()
+    return {"argv": digest[:16], "port": str(inventory.vllm.port)}
+
+
+def launch_step(inventory: Inventory, command: VllmCommand) -> Step:
+    """Start `vllm serve` in the background on the head, as a recorded session, with the cluster env file, the
+    planner's env, RAY_ADDRESS of the running cluster and VLLM_API_KEY read from the key file."""
+    argv = argv_for(inventory, command)
+    env = dict(command.env)
+    env["RAY_ADDRESS"] = raycluster.head_address(inventory)
+    exports = "".join(f"export {key}={shlex.quote(value)} && " for key, value in sorted(env.items()))
+    exports += f"export VLLM_API_KEY=\"$(cat {shell_path(inventory.vllm.api_key_file)})\" && "
+    launch = session.launch_command(inventory.state_dir, SESSION, settings_for(inventory, argv, env),
+                                    shlex.join(argv), env_file=inventory.env_file, exports=exports, wait=False)
+    return Step(f"start vLLM ({layout_text(command)}) on port {inventory.vllm.port}", launch, privileged=False)
+
+
+def layout_text(command: VllmCommand) -> str:
+    argv = list(command.argv)
+
+    def flag(name: str) -> str:
+        return argv[argv.index(name) + 1] if name in argv else "1"
+
+    return f"TP {flag('--tensor-parallel-size')} x PP {flag('--pipeline-parallel-size')}"
+
+
+def api_check_command(inventory: Inventory) -> str:
+    """HTTP status of /v1/models without a key, then with it (the key goes to curl through stdin, not argv)."""
+    url = f"http://127.0.0.1:{inventory.vllm.port}/v1/models"
+    key = shell_path(inventory.vllm.api_key_file)
+    return (f"printf 'anonymous=%s\\n' \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {url})\"; "
+            f"printf 'Authorization: Bearer %s\\n' \"$(cat {key})\" | "
+            f"printf 'with_key=%s\\n' \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 -H @- {url})\"")
+
+
+def api_findings(text: str) -> tuple[bool, list[str]]:
+    """(ready, findings): ready when the key is accepted; a finding when the API answers without a key."""
+    codes = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    anonymous, with_key = codes.get("anonymous", "000"), codes.get("with_key", "000")
+    findings = []
+    if anonymous == "200":
+        findings.append("the vLLM API answers without a key: VLLM_API_KEY did not reach vLLM")
+    return with_key == "200", findings
