@@ -36,6 +36,7 @@ TAG_EXPIRES_AT = f"{PROJECT}:expires-at"
 REQUIRED_TAG_KEYS = (TAG_STACK, TAG_OWNER, TAG_EXPIRES_AT)
 
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -57,6 +58,7 @@ K8S_SECRET = "kubernetes:core/v1:Secret"  # noqa: S105 - a type token
 TAGGABLE_TYPES = frozenset({
     "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway",
     "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip", "aws:ec2/routeTable:RouteTable", SECURITY_GROUP,
+    DEFAULT_SECURITY_GROUP,
     INGRESS_RULE, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", LAUNCH_TEMPLATE, INSTANCE, EBS_VOLUME,
     "aws:ec2/placementGroup:PlacementGroup", "aws:ec2/networkInterface:NetworkInterface",
     "aws:ec2/vpcEndpoint:VpcEndpoint", "aws:ec2/keyPair:KeyPair", IAM_ROLE, IAM_POLICY,
@@ -160,7 +162,7 @@ def world_open_ingress(resource_type: str, inputs: Mapping[str, Any]) -> list[st
     """Ingress open to 0.0.0.0/0 or ::/0 (egress is fine): reach the API through allowedCidrs or a private path."""
     remedy = "allow only the CIDRs in nemotron-deploy:allowedCidrs or a security group"
     found: list[str] = []
-    if resource_type == SECURITY_GROUP:
+    if resource_type in (SECURITY_GROUP, DEFAULT_SECURITY_GROUP):
         for i, rule in enumerate(_items(inputs.get("ingress"))):
             if not isinstance(rule, Mapping):
                 continue
