@@ -60,22 +60,21 @@ class GpuServerGroup(pulumi.ComponentResource):
         group = aws.ec2.SecurityGroup(
             f"{name}-sg", vpc_id=args["vpc_id"], tags=tags, opts=child,
             description="nemotron-deploy: vLLM API from allowed CIDRs only; all traffic between members")
-        rule_opts = child
         aws.vpc.SecurityGroupIngressRule(
             f"{name}-members-in", security_group_id=group.id, ip_protocol="-1", referenced_security_group_id=group.id,
-            description="EFA, NCCL and Ray between the servers", tags=tags, opts=rule_opts)
+            description="EFA, NCCL and Ray between the servers", tags=tags, opts=child)
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-members-out", security_group_id=group.id, ip_protocol="-1", referenced_security_group_id=group.id,
-            description="EFA, NCCL and Ray between the servers", tags=tags, opts=rule_opts)
+            description="EFA, NCCL and Ray between the servers", tags=tags, opts=child)
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-https-out", security_group_id=group.id, ip_protocol="tcp", from_port=443, to_port=443,
             cidr_ipv4=ANY_IPV4, description="HTTPS to AWS endpoints, the image registry and Hugging Face",
-            tags=tags, opts=rule_opts)
+            tags=tags, opts=child)
         for index, cidr in enumerate(config.allowed_cidrs):
             family = "cidr_ipv6" if ipaddress.ip_network(cidr).version == 6 else "cidr_ipv4"
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-api-in-{index}", security_group_id=group.id, ip_protocol="tcp", from_port=port,
-                to_port=port, description="vLLM API (key required)", tags=tags, opts=rule_opts, **{family: cidr})
+                to_port=port, description="vLLM API (key required)", tags=tags, opts=child, **{family: cidr})
 
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
         role = aws.iam.Role(
@@ -96,12 +95,15 @@ class GpuServerGroup(pulumi.ComponentResource):
                        "interface_type": "efa" if card == 0 else "efa-only",
                        "subnet_id": args["subnet_id"], "security_groups": [group.id], "delete_on_termination": "true"}
                       for card in range(plan.instance.efa_cards)]
+        # IMDSv2 only; instance tags readable from IMDS for the dead-man switch; one hop (containers use the host
+        # network, nothing in them needs metadata).
+        metadata = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
+                    "instance_metadata_tags": "enabled"}
         launch = {
             "instance_type": plan.instance.name,
             "iam_instance_profile": {"arn": profile.arn},
             "instance_initiated_shutdown_behavior": "terminate",
-            "metadata_options": {"http_endpoint": "enabled", "http_tokens": "required",
-                                 "http_put_response_hop_limit": 1, "instance_metadata_tags": "enabled"},
+            "metadata_options": metadata,
             "block_device_mappings": [{"device_name": image.root_device, "ebs": {
                 "volume_size": image.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
                 "delete_on_termination": "true"}}],
@@ -136,6 +138,11 @@ class GpuServerGroup(pulumi.ComponentResource):
                 f"{name}-node-{index}", opts=server_opts,
                 launch_template={"id": template.id, "version": template.latest_version.apply(str)},
                 user_data=user_data, user_data_replace_on_change=True,
+                # Stated again on the instance: an explicit setting survives a template change, and checks that see
+                # the instance alone see it.
+                metadata_options=metadata, root_block_device={
+                    "volume_size": image.root_volume_gib, "volume_type": "gp3", "encrypted": True,
+                    "delete_on_termination": True},
                 tags=tags | {"Name": f"{plan.stack}-node-{index}"}, volume_tags=tags))
 
         self.instance_ids = pulumi.Output.all(*(server.id for server in servers))

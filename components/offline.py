@@ -11,6 +11,7 @@ replaced by placeholders (the stack file holds ciphertext), and every secret inp
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import importlib.util
@@ -23,9 +24,8 @@ from types import ModuleType
 
 import pulumi
 from pulumi.runtime import rpc
-from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from planner.stack_config import PROJECT, load_stack
 
@@ -90,9 +90,12 @@ def _run_isolated(stack: str, region: str, config: dict[str, str], stacks_dir: P
     logger.propagate = False
     logger.handlers = [errors]
     mocks = OfflineMocks(region)
-    # A failed run leaves futures whose exception nobody retrieves; it is reported once, as OfflineRunError.
-    _ensure_event_loop().set_exception_handler(_drop_unretrieved_exceptions)
+    # Its own event loop and output set: what a failed run leaves pending must not surface in the next one.
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(_drop_unretrieved_exceptions)
+    asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger)
+    SETTINGS.outputs = set()
     pulumi.runtime.set_all_config(config)
     program = _program_module()
     exports: dict = {}
@@ -105,14 +108,26 @@ def _run_isolated(stack: str, region: str, config: dict[str, str], stacks_dir: P
             exports[name] = HIDDEN_VALUE if await output.is_secret() else await output.future()
 
     try:
-        _sync_await(run_pulumi_func(run))
+        loop.run_until_complete(run_pulumi_func(run))
     except Exception as exc:  # noqa: BLE001 - one message naming the stack, whatever failed inside the program
         raise OfflineRunError(f"{stack}: the Pulumi program failed under mocks: {exc}") from exc
+    finally:
+        _close(loop)
     if mocks.unknown_invokes:
         raise OfflineRunError(f"{stack}: invokes the offline engine does not answer: {sorted(mocks.unknown_invokes)}")
     if errors.messages:
         raise OfflineRunError(f"{stack}: the Pulumi program logged errors: {'; '.join(errors.messages)}")
     return OfflineRun(stack, sorted(mocks.declared, key=lambda r: (r["name"], r["type"])), _plain(exports))
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what a run left pending and close its loop."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
+    asyncio.set_event_loop(None)
 
 
 def _drop_unretrieved_exceptions(loop, context: dict) -> None:
