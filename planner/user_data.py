@@ -354,14 +354,16 @@ deadman() {
   value=$(imds "tags/instance/$EXPIRY_TAG" || true)
   if [[ $value =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]]; then
     printf '%s\n' "$value" > "$state"
-  elif [ -s "$state" ]; then
-    value=$(cat "$state")
-  else
-    value=$(date -u -d "$(uptime -s) + $MAX_TTL_HOURS hours" +%Y-%m-%dT%H:%M:%SZ)
   fi
-  deadline=$(date -u -d "$value" +%s)
+  if [ -s "$state" ]; then  # the tag, or the last value read when the tag cannot be read now
+    value=$(cat "$state")
+    deadline=$(date -u -d "$value" +%s)
+  else
+    value="$MAX_TTL_HOURS hours after boot"
+    deadline=$(( $(date -d "$(uptime -s)" +%s) + MAX_TTL_HOURS * 3600 ))
+  fi
   if (( $(date -u +%s) >= deadline )); then
-    echo "expired at $value: shutting down (the instance terminates)"
+    echo "expired ($value): shutting down, which terminates the instance"
     shutdown -h now
   fi
 }

@@ -1,0 +1,235 @@
+"""The EC2 boot script renderer (planner/user_data.py): snapshots, structure, shell syntax, the dead-man switch run
+against a fake metadata service, and the numbers it derives (startup budget, egress, secret variables).
+
+Refresh the snapshots after an intended change with `NEMOTRON_UPDATE_SNAPSHOTS=1 pytest tests/user_data`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import subprocess
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.errors import PlanInputError
+from planner.plan import plan_stack
+from planner.stack_config import load_stack, parse_stack
+from planner.user_data import (
+    USER_DATA_LIMIT_BYTES,
+    boot_image,
+    hf_cache_snapshot,
+    internet_egress_reasons,
+    render_user_data,
+    secret_env_names,
+    startup_budget,
+    weights_location,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+STACKS_DIR = REPO / "stacks"
+SNAPSHOTS = Path(__file__).with_name("snapshots")
+NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:h100-pilot-serving-secret-Ab12Cd"
+HEAD_IP = "10.64.3.17"
+NODES = [("h100-pilot", 0), ("h100-bf16", 0), ("h100-bf16", 1), ("h200-pilot", 0), ("b200-nvfp4", 0)]
+
+
+def plan_of(stack: str, now: datetime = NOW, **config):
+    if not config:
+        return plan_stack(load_stack(STACKS_DIR, stack), now)
+    document = yaml.safe_load((STACKS_DIR / f"Pulumi.{stack}.yaml").read_text())
+    document["config"].update({f"nemotron-deploy:{key}": value for key, value in config.items()})
+    return plan_stack(parse_stack(stack, document["config"], "test"), now)
+
+
+def render(stack: str, node: int, now: datetime = NOW) -> str:
+    return render_user_data(plan_of(stack, now), node, SECRET_ARN, head_ip=HEAD_IP if node else None)
+
+
+def written_files(user_data: str) -> dict[str, str]:
+    document = yaml.safe_load(user_data)
+    return {f["path"]: f["content"] for f in document["write_files"]}
+
+
+@pytest.mark.parametrize(("stack", "node"), NODES)
+def test_user_data_matches_its_snapshot(stack, node):
+    text = render(stack, node)
+    snapshot = SNAPSHOTS / f"{stack}-node{node}.yaml"
+    if os.environ.get("NEMOTRON_UPDATE_SNAPSHOTS") == "1":
+        snapshot.write_text(text)
+    assert text == snapshot.read_text(), f"{snapshot.name} differs; review, then NEMOTRON_UPDATE_SNAPSHOTS=1"
+
+
+@pytest.mark.parametrize(("stack", "node"), NODES)
+def test_user_data_is_cloud_config_with_valid_shell_and_units(stack, node):
+    text = render(stack, node)
+    assert text.startswith("#cloud-config\n") and len(text.encode()) <= USER_DATA_LIMIT_BYTES
+    document = yaml.safe_load(text)
+    assert document["runcmd"][:2] == [["systemctl", "daemon-reload"],
+                                      ["systemctl", "enable", "--now", "nemotron-deadman.timer"]]
+    files = written_files(text)
+    for path, content in files.items():
+        if content.startswith("#!/bin/bash"):
+            subprocess.run(["bash", "-n"], input=content, text=True, check=True)
+        if path.startswith("/etc/systemd/system/"):
+            assert content.startswith("[Unit]\n"), path
+    units = {Path(p).name for p in files if p.startswith("/etc/systemd/system/")}
+    expected = {"nemotron-deadman.service", "nemotron-deadman.timer", "nemotron-prepare.service",
+                "nemotron-stage.service", "nemotron-serve.service"}
+    assert units == (expected if node else expected | {"nemotron-ready.service"})
+
+
+@pytest.mark.parametrize(("stack", "node"), NODES)
+def test_serving_nodes_exec_the_planners_argv_and_read_secrets_at_boot(stack, node):
+    plan, text = plan_of(stack), render(stack, node)
+    entry = written_files(text)["/etc/nemotron/container/entry.sh"]
+    if node == 0:
+        assert entry.rstrip("\n").endswith(f"exec {shlex.join(plan.serving.argv)}")
+    else:
+        assert "vllm serve" not in entry
+    assert f"SECRET_ARN={SECRET_ARN}" in text
+    assert "aws secretsmanager get-secret-value" in text and 'mv "$ETC/vllm.env.new" "$ETC/vllm.env"' in text
+    assert "umask 077" in text
+    env = written_files(text)["/etc/nemotron/serving.env"].splitlines()
+    assert env == [f"{k}={v}" for k, v in plan.serving.env.items()] + ["HF_HOME=/models/hf", "HF_HUB_OFFLINE=1"]
+
+
+def test_the_expiry_is_not_in_the_boot_script_so_renewal_keeps_the_server():
+    early, late = render("h100-bf16", 1, NOW), render("h100-bf16", 1, NOW + timedelta(hours=5))
+    assert early == late
+    assert plan_of("h100-bf16").tags["nemotron-deploy:expires-at"] not in early
+
+
+def test_a_worker_needs_the_head_ip_and_nodes_are_bounded():
+    plan = plan_of("h100-bf16")
+    with pytest.raises(PlanInputError, match="head_ip"):
+        render_user_data(plan, 1, SECRET_ARN)
+    with pytest.raises(PlanInputError, match="node_index"):
+        render_user_data(plan, 2, SECRET_ARN, head_ip=HEAD_IP)
+
+
+def test_only_ec2_vllm_plans_get_user_data():
+    with pytest.raises(PlanInputError, match="ec2"):
+        render_user_data(plan_of("jumpstart"), 0, SECRET_ARN)
+
+
+def test_a_weights_mirror_is_staged_into_the_hugging_face_cache_layout():
+    plan = plan_of("h100-pilot", weightsS3Uri="s3://model-mirror/nemotron/fp8")
+    text = render_user_data(plan, 0, SECRET_ARN)
+    snapshot, revision = hf_cache_snapshot(plan.serving.model_repo, "s3://model-mirror/nemotron/fp8")
+    assert snapshot == f"hub/models--nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-FP8/snapshots/{revision}"
+    assert len(revision) == 40 and int(revision, 16) >= 0
+    assert f"MIRROR_SNAPSHOT=/opt/dlami/nvme/nemotron/hf/{snapshot}" in text
+    assert f"MIRROR_REVISION={revision}" in text
+    assert weights_location(plan).bucket == "model-mirror" and weights_location(plan).prefix == "nemotron/fp8"
+
+
+@pytest.mark.parametrize(("config", "stage_s", "total_s"), [
+    ({}, 2750, 4225),  # 550 GB from Hugging Face at 0.2 GB/s + 275 s load + 1,200 s warm-up
+    ({"weightsS3Uri": "s3://model-mirror/fp8"}, 550, 2025),  # from the mirror at 1 GB/s
+    ({"ttlHours": 0.5}, 2750, 1800),  # never longer than the time-to-live
+])
+def test_startup_budget_follows_weights_size_and_stated_bandwidth(config, stage_s, total_s):
+    budget = startup_budget(plan_of("h100-pilot", **config))
+    assert (budget.stage_s, budget.total_s) == (stage_s, total_s)
+    assert f"STARTUP_BUDGET_S={total_s}" in render_user_data(plan_of("h100-pilot", **config), 0, SECRET_ARN)
+
+
+def test_internet_egress_is_needed_for_public_images_and_hugging_face_only():
+    assert len(internet_egress_reasons(plan_of("h100-pilot"))) == 2
+    mirrored = plan_of("h100-pilot", weightsS3Uri="s3://model-mirror/fp8")
+    assert internet_egress_reasons(mirrored) == ("the image vllm/vllm-openai:v0.22.0 is pulled from a public registry",)
+    private = replace(mirrored, serving=replace(mirrored.serving,
+                                                image="123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm:v0.22.0"))
+    assert internet_egress_reasons(private) == ()
+
+
+def test_the_secret_holds_the_api_key_and_the_hf_token_only_when_hugging_face_is_used():
+    assert secret_env_names(plan_of("h100-pilot")) == ("VLLM_API_KEY",)
+    assert secret_env_names(plan_of("h100-pilot", hfToken={"secure": "v1:x"})) == ("VLLM_API_KEY", "HF_TOKEN")
+    mirrored = plan_of("h100-pilot", hfToken={"secure": "v1:x"}, weightsS3Uri="s3://model-mirror/fp8")
+    assert secret_env_names(mirrored) == ("VLLM_API_KEY",)
+
+
+def test_the_boot_image_is_the_x86_dlami_for_hopper_and_blackwell():
+    for stack in ("h100-pilot", "b200-nvfp4"):
+        image = boot_image(plan_of(stack))
+        assert image.ssm_parameter == \
+            "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+        assert (image.root_device, image.root_volume_gib) == ("/dev/sda1", 200)
+
+
+# The dead-man switch, run for real: the node script with a fake IMDS (curl) and a fake shutdown on PATH.
+
+FAKE_CURL = """#!/bin/bash
+case "$*" in
+  *api/token*) echo fake-token ;;
+  *tags/instance/*) [ -n "${FAKE_EXPIRES_AT:-}" ] || exit 22; printf '%s' "$FAKE_EXPIRES_AT" ;;
+  *) exit 22 ;;
+esac
+"""
+
+
+def _iso(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def dead_man(tmp_path):
+    """Run `nemotron-node deadman`; returns whether it called shutdown, and the remembered expiry."""
+    files = written_files(render("h100-pilot", 0))
+    etc, state, bin_dir = tmp_path / "etc", tmp_path / "state", tmp_path / "bin"
+    for directory in (etc, state, bin_dir):
+        directory.mkdir()
+    (etc / "node.conf").write_text(files["/etc/nemotron/node.conf"])
+    script = tmp_path / "nemotron-node"
+    script.write_text(files["/usr/local/sbin/nemotron-node"])
+    fakes = (("curl", FAKE_CURL), ("shutdown", f'#!/bin/bash\necho "$*" > {tmp_path}/shutdown\n'),
+             ("uptime", '#!/bin/bash\necho "$FAKE_BOOTED_AT"\n'))
+    for name, body in fakes:
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(stat.S_IRWXU)
+
+    def run(tag: str | None, remembered: str | None = None,
+            booted_hours_ago: float = 1.0) -> tuple[bool, str | None]:
+        if remembered:
+            (state / "expires-at").write_text(remembered + "\n")
+        booted = (datetime.now(UTC) - timedelta(hours=booted_hours_ago)).strftime("%Y-%m-%d %H:%M:%S")
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "NEMOTRON_ETC": str(etc), "TZ": "UTC",
+               "NEMOTRON_STATE": str(state), "FAKE_EXPIRES_AT": tag or "", "FAKE_BOOTED_AT": booted}
+        subprocess.run(["bash", str(script), "deadman"], env=env, check=True, capture_output=True, timeout=30)
+        kept = (state / "expires-at").read_text().strip() if (state / "expires-at").exists() else None
+        return (tmp_path / "shutdown").exists(), kept
+
+    return run
+
+
+def test_dead_man_shuts_down_once_the_tag_is_past(dead_man):
+    past = _iso(datetime.now(UTC) - timedelta(minutes=1))
+    assert dead_man(past) == (True, past)
+
+
+def test_dead_man_leaves_a_server_before_its_expiry_alone(dead_man):
+    future = _iso(datetime.now(UTC) + timedelta(hours=2))
+    assert dead_man(future) == (False, future)
+
+
+def test_dead_man_keeps_the_last_expiry_it_read_when_the_tag_is_gone(dead_man):
+    past = _iso(datetime.now(UTC) - timedelta(minutes=5))
+    assert dead_man(None, remembered=past) == (True, past)
+
+
+def test_dead_man_ignores_a_malformed_tag(dead_man):
+    future = _iso(datetime.now(UTC) + timedelta(hours=1))
+    assert dead_man("tomorrow; rm -rf /", remembered=future) == (False, future)
+
+
+@pytest.mark.parametrize(("booted_hours_ago", "shuts_down"), [(1, False), (167.9, False), (168.1, True)])
+def test_dead_man_without_any_tag_stops_the_longest_ttl_after_boot(dead_man, booted_hours_ago, shuts_down):
+    assert dead_man(None, booted_hours_ago=booted_hours_ago) == (shuts_down, None)
