@@ -275,7 +275,9 @@ fail() { echo "nemotron-node: $*" >&2; exit 1; }
 
 prepare() {
   for _ in $(seq 30); do mountpoint -q "$CACHE_MOUNT" && break; sleep 2; done
-  if ! mountpoint -q "$CACHE_MOUNT"; then
+  if ! mountpoint -q "$CACHE_MOUNT" && [ -e /dev/md/nemotron ]; then  # our array, after a reboot
+    mount -o noatime /dev/md/nemotron "$CACHE_MOUNT"
+  elif ! mountpoint -q "$CACHE_MOUNT"; then
     local disks=()
     for dev in /sys/block/nvme*n1; do
       if grep -qs 'Instance Storage' "$dev/device/model"; then disks+=("/dev/${dev##*/}"); fi
