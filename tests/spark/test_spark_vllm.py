@@ -1,0 +1,74 @@
+"""spark.vllm's plan: the planner's layout for the cluster size, refused sizes, and a launch with no secret in it."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from sparklab import fab
+
+from planner.errors import PlanInputError
+from spark_cluster import vllm_serve
+from spark_cluster.inventory import parse_inventory
+
+
+def cluster(size: int):
+    nodes = [{"name": f"spark-{i}", "host": f"10.0.0.{i}",
+              "links": [{"interface": "enp1s0f0np0", "address": f"192.168.100.{9 + i}/24"},
+                        {"interface": "enP2p1s0f0np0", "address": f"192.168.101.{9 + i}/24"}]}
+             for i in range(1, size + 1)]
+    return parse_inventory({"user": "nvidia", "mtu": 9000, "nodes": nodes})
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_sizes_the_planner_rejects_are_refused_naming_nodes(size):
+    with pytest.raises(PlanInputError) as caught:
+        vllm_serve.serving_command(cluster(size))
+    assert caught.value.field == "nodes" and caught.value.value == size
+    assert "3 to 8 DGX Sparks" in str(caught.value) and "does not fit" in str(caught.value)
+
+
+@pytest.mark.parametrize(("size", "tp", "pp"), [(3, "1", "3"), (4, "4", "1")])
+def test_layout_comes_from_the_planner(size, tp, pp):
+    fit, command = vllm_serve.serving_command(cluster(size))
+    assert fit.fits and (str(fit.tensor_parallel), str(fit.pipeline_parallel)) == (tp, pp)
+    argv = vllm_serve.argv_for(cluster(size), command)
+    assert argv[:2] == ["vllm", "serve"]
+    assert argv[argv.index("--tensor-parallel-size") + 1] == tp
+    assert ("--pipeline-parallel-size" in argv) == (pp != "1")
+    assert "--distributed-executor-backend" in argv and "--api-key" not in argv
+
+
+def test_launch_reads_the_key_on_the_node_and_runs_in_a_recorded_session():
+    inv = cluster(4)
+    _, command = vllm_serve.serving_command(inv)
+    step = vllm_serve.launch_step(inv, command)
+    assert not step.privileged and step.stdin is None
+    assert 'export VLLM_API_KEY="$(cat "$HOME"/.config/nemotron-deploy/vllm-api-key)"' in step.command
+    assert "export RAY_ADDRESS=192.168.100.10:6379" in step.command
+    assert "setsid -f sh -c" in step.command and "vllm.session" in step.command
+
+
+def test_api_check_sends_the_key_through_stdin_and_flags_an_open_api():
+    check = vllm_serve.api_check_command(cluster(4))
+    assert "-H @-" in check and "Bearer %s" in check
+    assert vllm_serve.api_findings("anonymous=401\nwith_key=200\n") == (True, [])
+    assert vllm_serve.api_findings("anonymous=000\nwith_key=000\n") == (False, [])
+    ready, findings = vllm_serve.api_findings("anonymous=200\nwith_key=200\n")
+    assert findings == ["the vLLM API answers without a key: VLLM_API_KEY did not reach vLLM"]
+
+
+def test_key_file_must_exist_and_be_private():
+    inv = cluster(4)
+    assert vllm_serve.key_file_problems(inv, vllm_serve.parse_key_fact("### api-key-file\n600\n")) == []
+    assert "mode 640" in vllm_serve.key_file_problems(inv, vllm_serve.parse_key_fact("### api-key-file\n640\n"))[0]
+    assert "missing" in vllm_serve.key_file_problems(inv, vllm_serve.parse_key_fact("### api-key-file\nabsent\n"))[0]
+
+
+def test_fab_refuses_one_node_with_exit_2_before_any_connection(tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump({"user": "nvidia", "mtu": 9000, "known_hosts": str(tmp_path / "absent"),
+                                    "nodes": [{"name": "spark-1", "host": "198.18.250.1",
+                                               "links": [{"interface": "enp1s0f0np0", "address": "198.19.250.1/24"}]}]}))
+    status, report, stderr = fab("vllm", path, "--dry-run", timeout=60)
+    assert status == 2 and report is None
+    assert "nodes: 1 is not valid; allowed: 3 to 8 DGX Sparks" in stderr
