@@ -11,11 +11,11 @@ from typing import TypedDict
 import pulumi
 import pulumi_aws as aws
 
+from components.network import ANY_IPV4
 from planner.plan import StackPlan
 from planner.serving import VllmCommand
 from planner.user_data import boot_image, node_role, render_user_data, weights_location
 
-ANY_IPV4 = "0.0.0.0/0"  # egress only
 SSM_CORE_POLICY = "AmazonSSMManagedInstanceCore"
 
 
