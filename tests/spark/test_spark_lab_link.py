@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from sparklab import FAB, REPO, by_node, fab
-
 from spark_cluster import lab as labmod
+from sparklab import FAB, REPO, by_node, fab
 
 pytestmark = pytest.mark.lab
 
@@ -38,7 +37,7 @@ def test_link_sets_addresses_and_mtu_and_the_jumbo_ping_passes(three):
     for node in three.nodes:
         row = by_node(report)[node.name]
         assert row["status"] == "changed" and row["ok"]
-        assert f"8972-byte DF ping to 2 peer(s) x 2 link(s) ok" in " ".join(row["messages"])
+        assert "8972-byte DF ping to 2 peer(s) x 2 link(s) ok" in " ".join(row["messages"])
         state = three.link_state(node.name)  # looked at from outside the toolkit
         for iface, address in node.links:
             assert state[iface] == {"mtu": MTU, "up": True, "ipv4": [address]}

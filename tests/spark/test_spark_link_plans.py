@@ -12,11 +12,10 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_spark_inventory import GOOD
-
 from spark_cluster import link
 from spark_cluster.inventory import parse_inventory
 from spark_cluster.link import InterfaceState, LinkFacts, NmProfile, plan_link
+from test_spark_inventory import GOOD
 
 
 def inventory(backend="ip", mtu=9000, nodes=None):

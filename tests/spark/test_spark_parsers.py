@@ -6,11 +6,10 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from sparklab import data
-from test_spark_inventory import GOOD
-
 from spark_cluster import clusterenv, nccl, raycluster, roce, session, sshtrust
 from spark_cluster.inventory import parse_inventory
+from sparklab import data
+from test_spark_inventory import GOOD
 
 INV = parse_inventory(GOOD)
 
@@ -78,11 +77,12 @@ def test_one_half_alone_cannot_pass_the_port_gate():
 
 def test_bandwidth_runs_cover_every_pair_and_half_on_distinct_ports():
     runs = roce.bandwidth_runs(INV)
-    assert [(r.server, r.client, r.link_index) for r in runs] == [("spark-1", "spark-2", 0), ("spark-1", "spark-2", 1)]
+    assert [(r.server, r.client, r.link_index) for r in runs] == [("spark-1", "spark-2", 0),
+                                                                  ("spark-1", "spark-2", 1)]
     assert len({r.tcp_port for r in runs}) == len(runs)
     four = parse_inventory({**GOOD, "nodes": [
-        {"name": f"s{i}", "host": f"10.0.0.{i}", "links": [{"interface": "enp1s0f0np0", "address": f"192.168.100.{i}/24"}]}
-        for i in range(1, 5)]})
+        {"name": f"s{i}", "host": f"10.0.0.{i}",
+         "links": [{"interface": "enp1s0f0np0", "address": f"192.168.100.{i}/24"}]} for i in range(1, 5)]})
     assert roce.bandwidth_pairs(four) == [("s1", "s2"), ("s2", "s3"), ("s3", "s4"), ("s4", "s1")]
     assert roce.client_command("rocep1s0f0", 3, 12000, "192.168.100.10").endswith(
         "ib_write_bw -d rocep1s0f0 -i 1 -x 3 -p 12000 -F --report_gbits 192.168.100.10")
@@ -142,8 +142,9 @@ def test_env_file_lists_both_roce_halves_and_the_link_interface():
 
 def test_three_nodes_get_subnet_aware_routing():
     three = parse_inventory({**GOOD, "nodes": GOOD["nodes"] + [
-        {"name": "spark-3", "host": "10.0.0.3", "links": [{"interface": "enp1s0f0np0", "address": "192.168.100.12/24"},
-                                                         {"interface": "enP2p1s0f0np0", "address": "192.168.101.12/24"}]}]})
+        {"name": "spark-3", "host": "10.0.0.3",
+         "links": [{"interface": "enp1s0f0np0", "address": "192.168.100.12/24"},
+                   {"interface": "enP2p1s0f0np0", "address": "192.168.101.12/24"}]}]})
     env = clusterenv.cluster_env(three, three.head, ("rocep1s0f0", "roceP2p1s0f0"))
     assert env["NCCL_IB_SUBNET_AWARE_ROUTING"] == "1" and env["NCCL_NET_PLUGIN"] == "none"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from spark_cluster import vllm_serve
+from spark_cluster.inventory import parse_inventory
 from sparklab import fab
 
 from planner.errors import PlanInputError
-from spark_cluster import vllm_serve
-from spark_cluster.inventory import parse_inventory
 
 
 def cluster(size: int):
@@ -67,8 +67,8 @@ def test_key_file_must_exist_and_be_private():
 def test_fab_refuses_one_node_with_exit_2_before_any_connection(tmp_path):
     path = tmp_path / "one.yaml"
     path.write_text(yaml.safe_dump({"user": "nvidia", "mtu": 9000, "known_hosts": str(tmp_path / "absent"),
-                                    "nodes": [{"name": "spark-1", "host": "198.18.250.1",
-                                               "links": [{"interface": "enp1s0f0np0", "address": "198.19.250.1/24"}]}]}))
+                                    "nodes": [{"name": "spark-1", "host": "198.18.250.1", "links": [
+                                        {"interface": "enp1s0f0np0", "address": "198.19.250.1/24"}]}]}))
     status, report, stderr = fab("vllm", path, "--dry-run", timeout=60)
     assert status == 2 and report is None
     assert "nodes: 1 is not valid; allowed: 3 to 8 DGX Sparks" in stderr
