@@ -60,6 +60,7 @@ class StartupBudget:
 
     weights_gb: float
     source: str  # "the S3 mirror" or "Hugging Face"
+    stage_gb_s: float
     stage_s: int
     load_s: int
     warmup_s: int
@@ -70,9 +71,8 @@ class StartupBudget:
         return min(self.stage_s + self.load_s + self.warmup_s, self.cap_s)
 
     def describe(self) -> str:
-        rate = S3_STAGE_GB_S if self.source == "the S3 mirror" else HF_STAGE_GB_S
-        return (f"{self.weights_gb:,.0f} GB from {self.source} at {rate:g} GB/s ({self.stage_s} s) + load at "
-                f"{LOAD_GB_S:g} GB/s ({self.load_s} s) + warm-up {self.warmup_s} s = {self.total_s} s")
+        return (f"{self.weights_gb:,.0f} GB from {self.source} at {self.stage_gb_s:g} GB/s ({self.stage_s} s) + "
+                f"load at {LOAD_GB_S:g} GB/s ({self.load_s} s) + warm-up {self.warmup_s} s = {self.total_s} s")
 
 
 def startup_budget(plan: StackPlan) -> StartupBudget:
@@ -80,8 +80,9 @@ def startup_budget(plan: StackPlan) -> StartupBudget:
     weights_gb = plan.fit.weights_gib * GIB / 1e9
     from_s3 = plan.config.weights_s3_uri is not None
     stage_rate = S3_STAGE_GB_S if from_s3 else HF_STAGE_GB_S
-    return StartupBudget(weights_gb, "the S3 mirror" if from_s3 else "Hugging Face", round(weights_gb / stage_rate),
-                         round(weights_gb / LOAD_GB_S), WARMUP_S, round(plan.config.ttl_hours * 3600))
+    return StartupBudget(weights_gb, "the S3 mirror" if from_s3 else "Hugging Face", stage_rate,
+                         round(weights_gb / stage_rate), round(weights_gb / LOAD_GB_S), WARMUP_S,
+                         round(plan.config.ttl_hours * 3600))
 
 
 @dataclass(frozen=True)
