@@ -19,6 +19,7 @@ from components.offline import declared_resources
 from planner.__main__ import OneLineParser
 from planner.errors import PlanInputError
 from planner.plan import StackPlan, plan_stack
+from planner.policy import check_resources
 from planner.stack_config import load_stack, stack_names
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,8 +34,16 @@ def plan_entry(plan: StackPlan) -> dict:
         # The program plans again under mocks; as of expiry - TTL it computes the same expiry, so the same tags.
         as_of = plan.expires_at - timedelta(hours=plan.config.ttl_hours)
         entry["resources"] = declared_resources(plan.stack, stacks_dir=Path(plan.source).parent, now=as_of)
-    entry["violations"] = []
+    entry["violations"] = [v.to_json() for v in check_resources(entry["resources"], plan.tags)]
     return entry
+
+
+def resources_by_type(resources: list[dict]) -> dict[str, list[str]]:
+    """Declared resource names grouped by the short type name (`LaunchTemplate`), in declaration order."""
+    grouped: dict[str, list[str]] = {}
+    for resource in resources:
+        grouped.setdefault(resource["type"].rsplit(":", 1)[-1], []).append(resource["name"])
+    return grouped
 
 
 def print_entry(entry: dict, console: Console) -> None:
@@ -60,7 +69,8 @@ def print_entry(entry: dict, console: Console) -> None:
         ("cost", f"{hourly}; at most {spend} over the {entry['ttl_hours']:g} h TTL; >= {per_million} per 1M "
                  f"output tokens"),
         ("expires", f"{entry['expires_at']} (instances terminate themselves then)"),
-        ("resources", f"{len(entry['resources'])} declared"),
+        ("resources", f"{len(entry['resources'])} declared" + "".join(
+            f"\n{kind}: {', '.join(names)}" for kind, names in resources_by_type(entry["resources"]).items())),
         ("violations", ", ".join(v["rule"] + ": " + v["resource"] for v in entry["violations"]) or "none"),
     ]
     serving = entry["serving"]

@@ -89,3 +89,24 @@ def test_article_command_is_rejected_with_numbers(capsys):
     assert planner_main(["article"]) == 0
     out = capsys.readouterr().out
     assert "DOES NOT FIT" in out and "1,024.5 GiB" in out and "nemotron_h_mtp" in out
+
+
+def test_ec2_stacks_declare_resources_without_violations(capsys):
+    assert plan_main(["h100-pilot", "h100-bf16", "--json"]) == 0
+    for entry in json.loads(capsys.readouterr().out)["stacks"]:
+        types = {r["type"] for r in entry["resources"]}
+        assert "aws:ec2/launchTemplate:LaunchTemplate" in types and "aws:ec2/instance:Instance" in types
+        assert entry["violations"] == []
+
+
+def test_a_policy_finding_is_reported_and_fails_the_plan(monkeypatch, capsys):
+    import scripts.plan as plan_script
+
+    world_open = {"type": "aws:ec2/securityGroup:SecurityGroup", "name": "leaky-sg",
+                  "inputs": {"ingress": [{"fromPort": 8000, "toPort": 8000, "protocol": "tcp",
+                                          "cidrBlocks": ["0.0.0.0/0"]}], "tags": {}}}
+    monkeypatch.setattr(plan_script, "declared_resources", lambda *a, **k: [world_open])
+    assert plan_main(["h100-pilot", "--json"]) == 1
+    violations = json.loads(capsys.readouterr().out)["stacks"][0]["violations"]
+    assert {(v["rule"], v["resource"]) for v in violations} >= {("world-open-ingress", "leaky-sg"),
+                                                                 ("missing-tags", "leaky-sg")}
