@@ -205,6 +205,11 @@ ARTICLE_FLAG_REVIEW = (
                 "an FP4 MoE kernel switch: set only for NVFP4 on Blackwell, with VLLM_FLASHINFER_MOE_BACKEND=latency"),
     ArticleFlag("--max-model-len 262144 --max-num-seqs 16", "corrected",
                 "derived from the fit: the context and concurrency the stack asks for, checked against free memory"),
+    ArticleFlag("--max-num-batched-tokens 32768, --async-scheduling", "opt-in",
+                "real vLLM flags, left at vLLM's defaults: 32,768 batched tokens grow activation memory beyond the "
+                "planner's 3 GiB runtime reserve; add them via vllmExtraArgs"),
+    ArticleFlag("export VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1", "dropped",
+                "not among the confirmed settings (FACTS.md section 4); vLLM measures CUDA-graph memory at start"),
     ArticleFlag("--kv-cache-dtype fp8, --mamba-ssm-cache-dtype float32", "kept", "as NVIDIA recommends"),
     ArticleFlag("--reasoning-parser nemotron_v3 --enable-auto-tool-choice --tool-call-parser qwen3_coder", "kept",
                 "confirmed in vLLM"),
