@@ -364,6 +364,13 @@ def down(name: str = "lab") -> list[str]:
         etc = Path("/etc/netns") / ns
         if etc.exists():
             shutil.rmtree(etc)
+    # the kernel destroys a deleted namespace's veths asynchronously: wait (bounded) for the root-side ends to go
+    host_veth = re.compile(rf"^\d+: {re.escape(name)}m\d+[@:]")
+    deadline = time.monotonic() + 10
+    while any(host_veth.match(line) for line in _sh("ip", "-o", "link", "show", check=False).stdout.splitlines()):
+        if time.monotonic() > deadline:
+            raise LabError(f"veths of lab {name!r} still present 10s after deleting its namespaces")
+        time.sleep(WAIT_STEP_S)
     state = LAB_ROOT / name
     if state.exists():
         shutil.rmtree(state)

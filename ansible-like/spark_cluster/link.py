@@ -256,10 +256,13 @@ def mesh_probes(inventory: Inventory, node: Node, peers: Iterable[Node]) -> tupl
                  for i, link in enumerate(node.links))
 
 
-def probe_script(probes: Iterable[Probe], count: int = 2, wait_s: int = 2) -> str:
-    """One sh script running every probe at once (so 8 nodes cost about what 2 do), one result line each."""
+def probe_script(probes: Iterable[Probe], deadline_s: int = 3) -> str:
+    """One sh script running every probe at once (so 8 nodes cost about what 2 do), one result line each.
+
+    `-c 1 -w DEADLINE` makes ping resend every 0.2 s until the first reply, so one lost packet costs 0.2 s, not a
+    timeout; a path that never answers fails after the deadline."""
     # the detail is ping's own error ("local error: message too long, mtu=1500") or else its summary line
-    lines = [f"probe() {{ out=$(ping -n -M do -s \"$3\" -c {count} -i 0.2 -W {wait_s} -I \"$1\" \"$2\" 2>&1); rc=$?; "
+    lines = [f"probe() {{ out=$(ping -n -M do -s \"$3\" -c 1 -i 0.2 -w {deadline_s} -I \"$1\" \"$2\" 2>&1); rc=$?; "
              "detail=$(printf '%s\\n' \"$out\" | grep -m 1 'error' || printf '%s\\n' \"$out\" | tail -n 1); "
              "printf 'PROBE\\t%s\\t%s\\t%s\\t%s\\n' \"$1\" \"$2\" \"$rc\" \"$detail\"; }"]
     lines += [f"probe {p.interface} {p.address} {p.size} &" for p in probes]

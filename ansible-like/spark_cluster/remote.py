@@ -19,7 +19,7 @@ from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from spark_cluster.inventory import Inventory, Node
-from spark_cluster.step import Step, as_user
+from spark_cluster.step import Step, as_user, batch_script, parse_batch
 
 CONNECT_TIMEOUT_S = 10
 
@@ -126,14 +126,37 @@ def run(cxn: Connection, command: str, timeout_s: int = 60, check: bool = True, 
 
 
 def run_steps(cxn: Connection, user: str, steps: Iterable[Step]) -> list[str]:
-    """Run a node's steps in order, stopping at the first that fails; returns the summaries of those that ran."""
-    done = []
+    """Run a node's steps in order, stopping at the first that fails; returns the summaries of those that ran.
+
+    Consecutive steps go to the node as one script (one round trip); a step that reads stdin runs on its own."""
+    done: list[str] = []
+    pending: list[Step] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        script = batch_script([as_user(s.command, user, s.privileged) for s in pending])
+        result = run(cxn, script, sum(s.timeout_s for s in pending))
+        outcomes = parse_batch(result.stdout)
+        for step, (_, rc, output) in zip(pending, outcomes, strict=False):
+            if rc != 0:
+                raise NodeError(f"{step.summary}: exit {rc}: {last_line(output)}")
+            done.append(step.summary)
+        if len(outcomes) < len(pending):
+            raise NodeError(f"{pending[len(outcomes)].summary}: no result (output: {last_line(result.stdout)})")
+        pending.clear()
+
     for step in steps:
+        if step.stdin is None:
+            pending.append(step)
+            continue
+        flush()
         try:
             run(cxn, as_user(step.command, user, step.privileged), step.timeout_s, stdin=step.stdin)
         except NodeError as exc:
             raise NodeError(f"{step.summary}: {exc}") from exc
         done.append(step.summary)
+    flush()
     return done
 
 

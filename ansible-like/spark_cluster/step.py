@@ -61,3 +61,31 @@ def parse_read_file(text: str, marker: str) -> str | None:
     if head.strip() != f"{marker} present":
         raise ValueError(f"unexpected output reading a file: {head[:80]!r}")
     return body
+
+
+def batch_script(commands: list[str]) -> str:
+    """Run commands in order in one shell (one SSH round trip), each reporting `### step N rc=R` and its output;
+    the first failure ends the batch."""
+    lines = []
+    for index, command in enumerate(commands):
+        lines.append(f"out=$( ( {command} ) 2>&1 < /dev/null ); rc=$?; printf '### step {index} rc=%s\\n%s\\n' "
+                     "\"$rc\" \"$out\"; [ \"$rc\" -eq 0 ] || exit 0")
+    return "\n".join(lines)
+
+
+def parse_batch(text: str) -> list[tuple[int, int, str]]:
+    """(step index, exit status, output) for each step batch_script ran."""
+    results: list[tuple[int, int, str]] = []
+    body: list[str] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[:2] == ["###", "step"] and parts[3].startswith("rc="):
+            if results:
+                results[-1] = (*results[-1][:2], "\n".join(body))
+            results.append((int(parts[2]), int(parts[3][3:]), ""))
+            body = []
+        else:
+            body.append(line)
+    if results:
+        results[-1] = (*results[-1][:2], "\n".join(body))
+    return results

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,14 @@ def form_and_end_cluster(cluster, size):
         assert "install the Ray auth token (~/.ray/auth_token, mode 600)" in rows[node.name]["changes"]
         env = cluster.ssh(node.name, "cat /etc/nemotron-deploy/spark.env").stdout
         assert f"VLLM_HOST_IP={node.links[0][1].split('/')[0]}" in env and "NCCL_SOCKET_IFNAME=enp1s0f0np0" in env
-    status_out = ray_active_nodes(cluster)
-    assert status_out.returncode == 0, status_out.stderr
+    # Ray's own view (the autoscaler status refreshes every few seconds: a bounded wait)
+    deadline = time.monotonic() + 30
+    while True:
+        status_out = ray_active_nodes(cluster)
+        assert status_out.returncode == 0, status_out.stderr
+        if active_count(status_out.stdout) == size or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert active_count(status_out.stdout) == size
     assert not only_sshd_left(cluster)
     return report

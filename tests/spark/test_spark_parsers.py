@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from spark_cluster import clusterenv, nccl, raycluster, roce, session, sshtrust
+from spark_cluster import clusterenv, nccl, raycluster, roce, session, sshtrust, step
 from spark_cluster.inventory import parse_inventory
 from sparklab import data
 from test_spark_inventory import GOOD
@@ -236,7 +236,7 @@ def test_trust_plan_adds_missing_keys_and_replaces_stale_host_keys():
 def test_login_probe_keeps_strict_host_key_checking():
     script = sshtrust.login_probe_script(INV, sshtrust.login_targets(INV.head, list(INV.nodes)))
     assert "-o StrictHostKeyChecking=yes" in script and "-o BatchMode=yes" in script
-    assert "StrictHostKeyChecking=no" not in script
+    assert script.count("StrictHostKeyChecking") == 1  # set once, to yes
     out = "LOGIN\t192.168.100.11\t0\t\nLOGIN\t192.168.101.11\t255\tHost key verification failed.\n"
     assert sshtrust.login_findings(sshtrust.login_targets(INV.head, list(INV.nodes)), out) == [
         "cannot log in to spark-2 at 192.168.101.11 (strict host keys, no password): Host key verification failed."]
@@ -262,3 +262,9 @@ def test_ray_start_binds_the_link_address_and_restarts_workers_with_the_head():
     plan = raycluster.plan_ray(INV, head_changed, "digest")
     assert plan.start == ("spark-1", "spark-2") and list(plan.stop) == ["spark-2"]
     assert raycluster.plan_ray(INV, running, "another-token").start == ("spark-1", "spark-2")
+
+
+def test_a_batch_of_steps_stops_at_the_first_failure_and_reports_each():
+    script = step.batch_script(["echo one", "echo two; echo oops >&2; exit 3", "echo never"])
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert step.parse_batch(out) == [(0, 0, "one"), (1, 3, "two\noops")]
