@@ -131,6 +131,15 @@ def render_netplan(node: Node, mtu: int) -> str:
     return NETPLAN_HEADER + body
 
 
+def netplan_validate_command(path: str, content: str) -> str:
+    """`netplan generate` on a scratch root holding the node's netplan files plus the new one, so a file netplan
+    rejects is never installed (it would break the next boot)."""
+    return ("scratch=$(mktemp -d) && mkdir -p \"$scratch\"/etc/netplan && "
+            "{ [ ! -d /etc/netplan ] || cp -a /etc/netplan/. \"$scratch\"/etc/netplan/; } && "
+            + write_file_command(path, content, "600", root='"$scratch"')
+            + " && netplan generate --root-dir \"$scratch\"; rc=$?; rm -rf \"$scratch\"; exit $rc")
+
+
 def _same_address(a: str, b: str) -> bool:
     return ipaddress.ip_interface(a) == ipaddress.ip_interface(b)
 
@@ -198,9 +207,10 @@ def plan_link(inventory: Inventory, node: Node, facts: LinkFacts) -> LinkPlan:
         runtime_gap = any(_runtime_steps(link, mtu, state) for link, state in present)
         if facts.netplan_file != desired:
             what = "write" if facts.netplan_file is None else "rewrite"
+            steps.append(Step("validate with netplan generate (scratch copy of /etc/netplan)",
+                              netplan_validate_command(inventory.netplan_file, desired)))
             steps.append(Step(f"{what} {inventory.netplan_file} (mode 600)",
                               write_file_command(inventory.netplan_file, desired, "600")))
-            steps.append(Step("validate with netplan generate", "netplan generate"))
         if steps or runtime_gap:
             steps.append(Step("netplan apply", "netplan apply", timeout_s=120))
     elif backend == "nmcli":

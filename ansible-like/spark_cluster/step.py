@@ -36,12 +36,13 @@ def shell_path(path: str) -> str:
     return shlex.quote(path)
 
 
-def write_file_command(path: str, content: str, mode: str = "600") -> str:
-    """Replace a file atomically with `content` and `mode` (base64 on the wire: no quoting surprises)."""
+def write_file_command(path: str, content: str, mode: str = "600", root: str = "") -> str:
+    """Replace a file atomically with `content` and `mode` (base64 on the wire: no quoting surprises). `root` is
+    a shell expression prefixed to an absolute path (a scratch root, say)."""
     blob = base64.b64encode(content.encode()).decode()
-    target = shell_path(path)
-    parent = shell_path(posixpath.dirname(path) or ".")
-    tmp = shell_path(path + ".nemotron-tmp")
+    target = root + shell_path(path)
+    parent = root + shell_path(posixpath.dirname(path) or ".")
+    tmp = root + shell_path(path + ".nemotron-tmp")
     # the temporary file is private from its first byte; the parent keeps the usual umask (others may read it)
     return (f"mkdir -p {parent} && (umask 077 && printf %s {blob} | base64 -d > {tmp}) && chmod {mode} {tmp} "
             f"&& mv -f {tmp} {target}")

@@ -5,6 +5,7 @@ on every node at once, into one TaskReport. The Fabric @task wrappers in tasks.p
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,6 +18,12 @@ from spark_cluster.report import NodeReport, TaskReport
 from spark_cluster.step import Step, as_user, parse_read_file, read_file_command
 
 
+def progress(message: str) -> None:
+    """A progress line for a person at a terminal (stderr, so --json output stays clean; silent in pipelines)."""
+    if sys.stderr.isatty():
+        print(f"... {message}", file=sys.stderr, flush=True)
+
+
 def new_reports(inventory: Inventory, dry_run: bool = False) -> dict[str, NodeReport]:
     return {n.name: NodeReport(n.name, n.host, dry_run=dry_run) for n in inventory.nodes}
 
@@ -25,7 +32,10 @@ def collect(cluster: Cluster, reports: dict[str, NodeReport], fn: Callable[[Any,
             names: Iterable[str] | None = None, label: str = "") -> dict[str, Any]:
     """Fan `fn` out over the named nodes (default: those not failed yet); a node whose call raised is marked
     failed and left out of the result."""
-    names = list(names) if names is not None else [n for n in reports if reports[n].ok]
+    wanted = set(names) if names is not None else {n for n in reports if reports[n].ok}
+    names = [n for n in reports if n in wanted]  # inventory order
+    what = label.rstrip(": ") or getattr(fn, "__name__", "")
+    progress(f"{what if what and not what.startswith('<') else 'facts'} on {', '.join(names)}")
     results = cluster.each(fn, names)
     values = {}
     for name, value in results.items():
@@ -175,6 +185,10 @@ def ssh_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool 
             trust = {name: sshtrust.plan_trust(inventory, inventory.node(name), facts) for name in facts}
             apply_steps(cluster, reports, trust, dry_run)
             if dry_run:
+                new_keys = [name for name, steps in keypairs.items() if steps]
+                if new_keys:
+                    for r in reports.values():
+                        r.messages.append(f"the new keys of {', '.join(new_keys)} are authorized on the real run")
                 return report
         verify_logins(cluster, inventory, reports, [n for n in inventory.nodes if n.name in facts])
     finally:

@@ -102,3 +102,14 @@ def test_an_unknown_host_key_is_refused(three, tmp_path):
     status, report, _ = fab("link", three.with_inventory(tmp_path, known_hosts=str(empty)), "--verify-only")
     assert status == 1
     assert all("not in known_hosts: refusing to connect" in r["messages"][0] for r in report["nodes"])
+
+
+def test_netplan_backend_plans_per_node_files_without_writing_them(three, tmp_path):
+    status, report, _ = fab("link", three.with_inventory(tmp_path, network_backend="netplan"), "--dry-run")
+    assert status == 0
+    for node in three.nodes:
+        # links are converged at runtime, but no netplan file persists them yet
+        assert by_node(report)[node.name]["changes"] == [
+            "validate with netplan generate (scratch copy of /etc/netplan)",
+            "write /etc/netplan/40-cx7.yaml (mode 600)", "netplan apply"]
+        assert list((three.layout.etc_dir(node) / "netplan").iterdir()) == []  # the node's own /etc/netplan

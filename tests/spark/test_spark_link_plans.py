@@ -84,9 +84,9 @@ def test_netplan_backend_writes_validates_and_applies_a_600_file():
     inv = inventory("netplan")
     node = inv.head
     plan = plan_link(inv, node, LinkFacts(fresh(node), netplan_file=None))
-    assert summaries(plan) == ["write /etc/netplan/40-cx7.yaml (mode 600)", "validate with netplan generate",
-                               "netplan apply"]
-    assert "chmod 600" in plan.steps[0].command
+    assert summaries(plan) == ["validate with netplan generate (scratch copy of /etc/netplan)",
+                               "write /etc/netplan/40-cx7.yaml (mode 600)", "netplan apply"]
+    assert "netplan generate --root-dir" in plan.steps[0].command and "chmod 600" in plan.steps[1].command
     # converged: nothing to do
     desired = link.render_netplan(node, 9000)
     assert plan_link(inv, node, LinkFacts(converged(node, 9000), netplan_file=desired)).steps == ()
@@ -96,7 +96,7 @@ def test_netplan_backend_writes_validates_and_applies_a_600_file():
     assert summaries(plan_link(inv, node, LinkFacts(drifted, netplan_file=desired))) == ["netplan apply"]
     # someone edited the file
     edited = desired.replace("9000", "1500")
-    assert summaries(plan_link(inv, node, LinkFacts(converged(node, 9000), netplan_file=edited)))[0] == \
+    assert summaries(plan_link(inv, node, LinkFacts(converged(node, 9000), netplan_file=edited)))[1] == \
         "rewrite /etc/netplan/40-cx7.yaml (mode 600)"
 
 
@@ -122,6 +122,17 @@ def test_netplan_generate_accepts_the_rendered_file(tmp_path):
     # and netplan refuses a broken file, so the check has teeth
     path.write_text(link.render_netplan(node, 9000).replace("addresses:", "adresses:"))
     assert subprocess.run(["netplan", "generate", "--root-dir", str(tmp_path)], capture_output=True).returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("netplan") is None, reason="netplan not installed: run scripts/install_lab_deps.sh")
+def test_the_validation_step_rejects_a_file_netplan_would_refuse():
+    node = inventory("netplan").head
+    good = link.netplan_validate_command("/etc/netplan/40-cx7.yaml", link.render_netplan(node, 9000))
+    assert subprocess.run(["sh", "-c", good], capture_output=True).returncode == 0
+    broken = link.render_netplan(node, 9000).replace("mtu:", "mtu_bytes:")
+    bad = subprocess.run(["sh", "-c", link.netplan_validate_command("/etc/netplan/40-cx7.yaml", broken)],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "mtu_bytes" in bad.stderr
 
 
 NMCLI_PRESENT = """### nmcli enp1s0f0np0
