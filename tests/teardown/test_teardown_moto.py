@@ -1,0 +1,330 @@
+"""scripts/teardown.py against moto: only expired toolkit resources go, in dependency order; nothing foreign is
+touched; a second run finds nothing; retries and waits are bounded; listing calls grow with pages, not resources."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import timedelta
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from planner.plan import TAG_EXPIRES_AT
+from scripts import teardown
+from tests.teardown.aws_fakes import (
+    REGION,
+    CallCounter,
+    Paging,
+    at_now,
+    existing,
+    fake_session,
+    populate,
+    spec,
+    toolkit_tags,
+)
+
+
+def run(capsys, argv, **kwargs):
+    code = teardown.main([*argv, "--json"], **kwargs)
+    out, err = capsys.readouterr()
+    return code, json.loads(out), err
+
+
+def doomed_key(deletion: dict) -> str:
+    """How aws_fakes.Account names a resource: SageMaker configs and models by name, the rest by id or ARN."""
+    return deletion["label"] if deletion["kind"] in ("sagemaker:endpoint-config", "sagemaker:model") \
+        else deletion["id"]
+
+
+class CallLog:
+    """The order of API operations, to check the order of deletions."""
+
+    def __init__(self, session):
+        self.operations: list[str] = []
+        session.events.register("after-call", lambda model, **_: self.operations.append(model.name))
+
+    def first(self, operation: str) -> int:
+        return self.operations.index(operation)
+
+    def last(self, operation: str) -> int:
+        return len(self.operations) - 1 - self.operations[::-1].index(operation)
+
+
+def test_dry_run_lists_prices_and_changes_nothing(aws, capsys):
+    account = populate(at_now())
+    before = existing(account)
+    counter = CallCounter(account.session)
+    code, report, _ = run(capsys, ["--expired"], session=account.session)
+    assert code == 0 and report["dry_run"] is True
+    assert {doomed_key(d): d["kind"] for d in report["deletions"]} == account.doomed
+    assert all(d["outcome"].startswith("would ") for d in report["deletions"])
+    # p5.48xlarge instance + ml.p5en.48xlarge endpoint + node group of 2 x p5.48xlarge
+    assert report["usd_per_hour_stopped"] == pytest.approx(55.04 + 79.13 + 2 * 55.04)
+    assert report["found"]["malformed"] == 2 and len(report["malformed"]) == 2
+    assert existing(account) == before
+    assert not [op for op in counter.calls if not op.startswith(("Describe", "List", "Get"))]
+
+
+def test_expired_sweep_deletes_only_expired_toolkit_resources_in_order(aws, capsys, policy):
+    account = populate(at_now())
+    log = CallLog(account.session)
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    assert code == 0, report["left"]
+    after = existing(account)
+    assert not set(account.doomed) & set(after), "expired toolkit resources left"
+    assert set(account.kept) <= set(after), "a live or foreign resource was touched"
+    assert {d["outcome"] for d in report["deletions"]} == {"deleted"}
+    assert report["usd_per_hour_stopped"] == pytest.approx(244.25) and report["left"] == []
+    # dependency order as the API saw it
+    assert log.last("DeregisterScalableTarget") < log.first("DeleteEndpoint") < log.first("DeleteEndpointConfig") \
+        < log.first("DeleteModel")
+    assert log.last("DeleteNodegroup") < log.first("DeleteCluster")
+    assert log.last("TerminateInstances") < log.first("DeleteNetworkInterface")
+    assert log.last("DeleteLoadBalancer") < log.first("DeleteSecurityGroup")
+    assert log.last("DeletePlacementGroup") < log.first("DeleteSecurityGroup")
+    assert log.first("RevokeSecurityGroupIngress") < log.first("DeleteSecurityGroup")
+
+    code, again, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    assert code == 0 and again["deletions"] == [] and again["found"]["expired"] == 0
+    assert set(account.kept) <= set(existing(account))
+
+
+def test_cross_referencing_security_groups_lose_only_their_own_rules(aws, capsys, policy):
+    account = populate(at_now())
+    ec2 = account.client("ec2")
+    keeper = ec2.create_security_group(GroupName="foreign", Description="f")["GroupId"]
+    doomed_sg = next(i for i, k in account.doomed.items() if k == "ec2:security-group")
+    ec2.authorize_security_group_ingress(GroupId=keeper, IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22,
+                                                                         "ToPort": 22, "IpRanges": [
+                                                                             {"CidrIp": "10.0.0.0/8"}]}])
+    run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    rules = ec2.describe_security_groups(GroupIds=[keeper])["SecurityGroups"][0]["IpPermissions"]
+    assert rules and rules[0]["IpRanges"] == [{"CidrIp": "10.0.0.0/8"}]  # the foreign group's rules are intact
+    assert doomed_sg not in existing(account)
+
+
+def test_what_stays_holds_what_expired_and_yes_exits_1(aws, capsys, policy):
+    now = at_now()
+    account = populate(now)
+    ec2 = account.client("ec2")
+    expired, live = toolkit_tags("gamma", now - timedelta(hours=2)), toolkit_tags("beta", now + timedelta(hours=3))
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    gamma_sg = ec2.create_security_group(GroupName="gamma", Description="g",
+                                         TagSpecifications=spec("security-group", expired))["GroupId"]
+    ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="p5.48xlarge", SubnetId=subnet,
+                      SecurityGroupIds=[gamma_sg], TagSpecifications=spec("instance", live))
+    foreign = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="m5.large",
+                                SubnetId=subnet)["Instances"][0]["InstanceId"]
+    gamma_eni = ec2.create_network_interface(SubnetId=subnet, TagSpecifications=spec("network-interface", expired)
+                                             )["NetworkInterface"]["NetworkInterfaceId"]
+    ec2.attach_network_interface(NetworkInterfaceId=gamma_eni, InstanceId=foreign, DeviceIndex=1)
+    gamma_pg = ec2.create_placement_group(GroupName="gamma-pg", Strategy="cluster", TagSpecifications=spec(
+        "placement-group", expired))["PlacementGroup"]["GroupId"]
+    account.placement_groups.in_use["gamma-pg"] = {foreign}
+
+    code, dry, _ = run(capsys, ["--expired"], session=account.session)
+    assert code == 0  # a dry run lists; it does not judge
+    blocked = {b["id"]: b["reason"] for b in dry["blocked"]}
+    assert set(blocked) == {gamma_sg, gamma_eni, gamma_pg}
+    assert foreign in blocked[gamma_eni] and foreign in blocked[gamma_pg]
+
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    assert code == 1
+    assert {item["id"] for item in report["left"]} == {gamma_sg, gamma_eni, gamma_pg}
+    after = existing(account)
+    assert {gamma_sg, gamma_eni, gamma_pg, foreign} <= set(after)
+    assert not set(account.doomed) & set(after)
+
+
+def test_stack_mode_sweeps_one_stack_and_says_pulumi_was_skipped(aws, capsys, policy, monkeypatch, tmp_path):
+    account = populate(at_now())
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi here
+    code, report, _ = run(capsys, ["--stack", "beta", "--region", REGION, "--yes"], session=account.session,
+                          policy=policy)
+    assert code == 0
+    assert "not on PATH" in report["pulumi"]["note"] and report["pulumi"]["ran"] is False
+    assert {d["stack"] for d in report["deletions"]} == {"beta"} and len(report["deletions"]) == 3
+    after = existing(account)
+    beta = {doomed_key(d) for d in report["deletions"]}
+    assert beta and not beta & set(after)  # live, but the stack was named: gone
+    assert set(account.doomed) <= set(after)  # alpha is expired but not this stack: untouched
+
+
+@pytest.mark.parametrize(("pulumi_status", "expected"), [(0, 0), (3, 1)])
+def test_stack_mode_runs_pulumi_destroy_first(aws, capsys, policy, monkeypatch, tmp_path, pulumi_status, expected):
+    account = populate(at_now())
+    calls = tmp_path / "pulumi-argv"
+    fake = tmp_path / "pulumi"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit {pulumi_status}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    code, report, _ = run(capsys, ["--stack", "h100-pilot", "--yes"], session=account.session, policy=policy)
+    assert calls.read_text().split() == ["destroy", "--yes", "--non-interactive", "-s", "h100-pilot"]
+    assert code == expected and report["pulumi"]["exit_code"] == pulumi_status
+    assert report["regions"] == ["us-east-1"]  # from the stack's aws:region
+    code, _, _ = run(capsys, ["--stack", "h100-pilot"], session=account.session, policy=policy)
+    assert code == 0 and len(calls.read_text().splitlines()) == 1  # a dry run never runs pulumi
+
+
+def _fail_times(session, operation: str, code: str, times: int):
+    """Make `operation` answer `code` the first `times` calls (then let moto answer)."""
+    remaining = {"n": times}
+
+    def answer(**_):
+        if remaining["n"] == 0:
+            return None
+        remaining["n"] -= 1
+        return AWSResponse("https://fake.invalid/", 400, {}, None), {
+            "Error": {"Code": code, "Message": "resource has a dependent object"},
+            "ResponseMetadata": {"HTTPStatusCode": 400}}
+
+    session.events.register(f"before-call.ec2.{operation}", answer)
+
+
+def test_dependency_violation_is_retried_with_bounded_backoff(aws, capsys, policy, sleeps):
+    account = populate(at_now())
+    _fail_times(account.session, "DeleteSecurityGroup", "DependencyViolation", 2)
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    assert code == 0
+    assert sleeps[:2] == [2.0, 4.0]  # two refusals, two growing pauses, then success
+
+
+def test_a_dependency_that_never_clears_is_reported_not_retried_forever(aws, capsys, policy, sleeps):
+    account = populate(at_now())
+    _fail_times(account.session, "DeleteVolume", "DependencyViolation", 1000)
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    volume = next(d for d in report["deletions"] if d["kind"] == "ec2:volume")
+    assert code == 1 and volume["outcome"] == "failed" and "after 6 attempts" in volume["detail"]
+    assert sleeps == [2.0, 4.0, 8.0, 16.0, 30.0]  # bounded: 5 pauses, capped at 30 s
+    assert [item["id"] for item in report["left"]] == [volume["id"]]
+
+
+def test_a_deletion_that_never_finishes_times_out_at_the_bound(aws, capsys, policy, sleeps):
+    account = populate(at_now())
+    # the API accepts the delete but the endpoint stays (as a stuck endpoint does)
+    account.session.events.register("before-call.sagemaker.DeleteEndpoint", lambda **_: (
+        AWSResponse("https://fake.invalid/", 200, {}, None), {}))
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    endpoint = next(d for d in report["deletions"] if d["kind"] == "sagemaker:endpoint")
+    assert code == 1 and endpoint["outcome"] == "timed out waiting"
+    assert sum(sleeps) <= policy.wait_timeout_s + policy.poll_interval_s
+
+
+def test_a_failed_listing_is_reported_and_the_rest_still_reaped(aws, capsys, policy):
+    account = populate(at_now())
+    denied = {"eks": True}
+    account.session.events.register("before-call.eks.ListClusters", lambda **_: (
+        AWSResponse("https://fake.invalid/", 403, {}, None),
+        {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"},
+         "ResponseMetadata": {"HTTPStatusCode": 403}}) if denied["eks"] else None)
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    denied["eks"] = False
+    assert code == 1
+    assert any("eks: AccessDeniedException" in e for e in report["listing_errors"])
+    left = existing(account)
+    assert not {i for i, k in account.doomed.items() if not k.startswith("eks:")} & set(left)
+    assert {i for i, k in account.doomed.items() if k.startswith("eks:")} <= set(left)
+
+
+# ---- scale: listing calls grow with pages, not resources -------------------------------------------------------
+
+def _fill(session, now, instances: int, volumes: int, groups: int) -> None:
+    ec2 = session.client("ec2", region_name=REGION)
+    past, future = toolkit_tags("bulk", now - timedelta(hours=1)), toolkit_tags("bulk", now + timedelta(hours=1))
+    half = instances // 2
+    for count, tags in ((half, past), (instances - half, future)):
+        if count:
+            ec2.run_instances(ImageId="ami-12345678", MinCount=count, MaxCount=count, InstanceType="p5.48xlarge",
+                              TagSpecifications=spec("instance", tags))
+    for i in range(volumes):
+        ec2.create_volume(Size=1, AvailabilityZone=f"{REGION}a",
+                          TagSpecifications=spec("volume", past if i % 2 else [t for t in past
+                                                                               if t["Key"] == TAG_EXPIRES_AT]))
+    for i in range(groups):
+        ec2.create_security_group(GroupName=f"bulk-{i}", Description="b",
+                                  TagSpecifications=spec("security-group", future if i % 3 else past))
+
+
+def _listing_calls(instances, volumes, groups, page_size):
+    session, _, _ = fake_session()
+    _fill(session, at_now(), instances, volumes, groups)
+    Paging(session)
+    counter = CallCounter(session)
+    inventory = teardown.gather(teardown.RegionalClients(session), [REGION], page_size=page_size)
+    assert inventory.listing_errors == []
+    assert len(inventory.resources) == instances + volumes + groups
+    return counter.listing_calls(), dict(counter.calls)
+
+
+def test_listing_calls_grow_with_pages_not_resources(aws_env):
+    page = 50
+    from moto import mock_aws
+
+    with mock_aws():
+        small, _ = _listing_calls(20, 20, 10, page)
+    with mock_aws():
+        large, by_operation = _listing_calls(100, 300, 100, page)
+    pages = math.ceil(100 / page) + math.ceil(300 / page) + math.ceil(100 / page)  # 2 + 6 + 2
+    fixed = 6  # one call each: ENIs, launch templates, placement groups, tagging API, EKS clusters, SG users
+    assert by_operation["DescribeVolumes"] == 6  # it did page
+    assert pages <= large <= pages + fixed, by_operation
+    assert large - small <= pages, (small, large, by_operation)  # 450 more resources, a handful more calls
+    print(f"\nlisting calls: 50 resources -> {small}, 500 resources -> {large} (page size {page}): {by_operation}")
+
+
+# ---- endpoint and input ----------------------------------------------------------------------------------------
+
+def test_aws_endpoint_url_is_honoured(aws_env, capsys, monkeypatch, policy):
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        account = populate(at_now())  # the same client chain the CLI uses, so it lands on the server
+        assert teardown.RegionalClients(account.session)("ec2", REGION).meta.endpoint_url == f"http://{host}:{port}"
+        code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+        assert code == 0 and report["left"] == []
+        assert not set(account.doomed) & set(existing(account))
+    finally:
+        server.stop()
+
+
+BAD_INPUT = [
+    (["--expired", "--region", "mars-1"], "--region: 'mars-1' is not valid; allowed: an AWS region name"),
+    (["--expired", "--now", "2026-06-01T12:00:00"], "--now: '2026-06-01T12:00:00' is not valid; allowed: an ISO"),
+    (["--expired", "--wait-timeout", "0"], "--wait-timeout: 0.0 is not valid"),
+    (["--stack", "nope"], "--stack: 'nope' is not valid; allowed: b200-nvfp4, eks-nim"),
+    (["--region", "us-east-1"], "one of the arguments --stack --expired is required"),
+    (["--stack", "h100-pilot", "--expired"], "not allowed with argument"),
+    (["--expired", "--yes", "--wait-timeout", "soon"], "--wait-timeout: invalid float value"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_calls_nothing(aws, capsys, argv, message):
+    session = boto3.Session(region_name=REGION)
+    counter = CallCounter(session)
+    try:
+        code = teardown.main(argv, session=session)
+    except SystemExit as exited:
+        code = exited.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert sum(counter.calls.values()) == 0
+
+
+def test_no_region_anywhere_is_bad_input(aws, capsys, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    code = teardown.main(["--expired"], session=boto3.Session())
+    assert code == 2 and "--region: None is not valid" in capsys.readouterr().err
+
+
+def test_a_stack_gone_from_stacks_dir_can_be_swept_by_region(aws, capsys, policy):
+    account = populate(at_now())
+    code, report, _ = run(capsys, ["--stack", "alpha", "--region", REGION], session=account.session, policy=policy)
+    assert code == 0 and len(report["deletions"]) == len(account.doomed)
