@@ -234,7 +234,12 @@ def _gather_sagemaker(sm, region: str, tags: dict[tuple[str, str], dict]) -> lis
     for name, summary in listed["endpoint"].items():
         if ("endpoint", name) not in tags:
             continue
-        described = sm.describe_endpoint(EndpointName=summary["EndpointName"])
+        try:
+            described = sm.describe_endpoint(EndpointName=summary["EndpointName"])
+        except ClientError as err:
+            if _is_gone(err):  # deleted between the listing and now
+                continue
+            raise
         instance_type, count = None, 0
         config_name = described.get("EndpointConfigName")
         if config_name:
@@ -654,11 +659,14 @@ def validate(args, session_region: str | None) -> Request:
     if args.stack is not None:
         try:
             stack = load_stack(args.stacks_dir, args.stack)
-            regions, profile = regions or (stack.region,), stack.aws_profile
         except PlanInputError as err:
-            if err.field != "stack" or not regions:  # a stack no longer in stacks/ can still be swept by region
-                allowed = f"{one_of(stack_names(args.stacks_dir))} (or any name, with --region)"
-                raise PlanInputError("--stack", args.stack, allowed if err.field == "stack" else str(err)) from None
+            # a stack whose file is gone or broken can still be swept, given the region
+            if not regions:
+                allowed = (f"{one_of(stack_names(args.stacks_dir))} (or any name, with --region)"
+                           if err.field == "stack" else f"a readable stack ({err}), or any name with --region")
+                raise PlanInputError("--stack", args.stack, allowed) from None
+        else:
+            regions, profile = regions or (stack.region,), stack.aws_profile
     if not regions:
         if not session_region:
             raise PlanInputError("--region", None, "a region such as us-east-1 (none given and no default region "
@@ -683,7 +691,7 @@ def report_json(request: Request, plan: ReapPlan, inventory: Inventory, outcomes
     document = plan.to_json()
     for entry in document["deletions"]:
         outcome = outcomes.get(entry["id"])
-        entry["outcome"] = outcome.status if outcome else ("would " + entry["action"] if request.dry_run else None)
+        entry["outcome"] = outcome.status if outcome else (_would(entry) if request.dry_run else None)
         entry["detail"] = outcome.detail if outcome else ""
     stopped = sum(d.usd_per_hour or 0 for d in plan.deletions
                   if outcomes.get(d.resource.id) and outcomes[d.resource.id].status in ("deleted", "already gone"))
@@ -691,6 +699,14 @@ def report_json(request: Request, plan: ReapPlan, inventory: Inventory, outcomes
             "regions": list(request.regions), "pulumi": pulumi, **document,
             "usd_per_hour_stopped": round(stopped if not request.dry_run else plan.usd_per_hour_stopped, 2),
             "listing_errors": list(inventory.listing_errors), "left": left, "exit_code": exit_code}
+
+
+def _would(entry: dict) -> str:
+    if entry["action"] == "with-manager":
+        return f"would go: {entry['note']}"
+    if entry["action"] == "wait":
+        return f"would wait: {entry['note']}"
+    return f"would {entry['action']}"
 
 
 def print_report(document: dict, console: Console) -> None:

@@ -328,3 +328,26 @@ def test_a_stack_gone_from_stacks_dir_can_be_swept_by_region(aws, capsys, policy
     account = populate(at_now())
     code, report, _ = run(capsys, ["--stack", "alpha", "--region", REGION], session=account.session, policy=policy)
     assert code == 0 and len(report["deletions"]) == len(account.doomed)
+
+
+def test_node_group_instances_go_with_their_node_group_not_by_terminate(aws, capsys, policy):
+    now = at_now()
+    account = populate(now)
+    ec2 = account.client("ec2")
+    node = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="p5.48xlarge",
+                             TagSpecifications=spec("instance", toolkit_tags("alpha", now - timedelta(hours=1)) + [
+                                 {"Key": "eks:cluster-name", "Value": "alpha-eks"},
+                                 {"Key": "eks:nodegroup-name", "Value": "alpha-gpu"}]))["Instances"][0]["InstanceId"]
+    terminated: list[str] = []
+    account.session.events.register("before-parameter-build.ec2.TerminateInstances",
+                                    lambda params, **_: terminated.extend(params["InstanceIds"]))
+
+    def eks_terminates_its_nodes(**_):  # what EKS does on DeleteNodegroup, and moto does not
+        boto3.client("ec2", region_name=REGION).terminate_instances(InstanceIds=[node])
+
+    account.session.events.register("after-call.eks.DeleteNodegroup", eks_terminates_its_nodes)
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    entry = next(d for d in report["deletions"] if d["id"] == node)
+    assert code == 0 and entry["outcome"] == "removed with manager" and entry["usd_per_hour"] == 0
+    assert node not in terminated  # the node group's own instances are never terminated behind its back
+    assert report["usd_per_hour_stopped"] == pytest.approx(244.25)  # priced once, with the node group
