@@ -91,31 +91,22 @@ class GpuServerGroup(pulumi.ComponentResource):
         image = boot_image(plan)
         ami = aws.ssm.get_parameter_output(name=image.ssm_parameter,
                                            opts=pulumi.InvokeOutputOptions(parent=self)).insecure_value
-        interfaces = [{"network_card_index": card, "device_index": 0,
-                       "interface_type": "efa" if card == 0 else "efa-only",
-                       "subnet_id": args["subnet_id"], "security_groups": [group.id], "delete_on_termination": "true"}
-                      for card in range(plan.instance.efa_cards)]
-        # IMDSv2 only; instance tags readable from IMDS for the dead-man switch; one hop (containers use the host
-        # network, nothing in them needs metadata).
-        metadata = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
-                    "instance_metadata_tags": "enabled"}
+        shared = gpu_launch_settings(plan, [group.id], root_device=image.root_device,
+                                     root_volume_gib=image.root_volume_gib, subnet_id=args["subnet_id"],
+                                     secondary_device_index=0)
+        metadata = shared["metadata_options"]
         launch = {
             "instance_type": plan.instance.name,
             "iam_instance_profile": {"arn": profile.arn},
             "instance_initiated_shutdown_behavior": "terminate",
             "metadata_options": metadata,
-            "block_device_mappings": [{"device_name": image.root_device, "ebs": {
-                "volume_size": image.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
-                "delete_on_termination": "true"}}],
-            "network_interfaces": interfaces,
+            "block_device_mappings": shared["block_device_mappings"],
+            "network_interfaces": shared["network_interfaces"],
         }
         if placement is not None:
             launch["placement"] = {"group_name": placement.name}
-        if config.capacity_reservation_id:
-            launch["capacity_reservation_specification"] = {
-                "capacity_reservation_target": {"capacity_reservation_id": config.capacity_reservation_id}}
-        if config.capacity_block:
-            launch["instance_market_options"] = {"market_type": "capacity-block"}
+        launch |= {key: shared[key] for key in ("capacity_reservation_specification", "instance_market_options")
+                   if key in shared}
         template = aws.ec2.LaunchTemplate(
             f"{name}-template", image_id=ami, update_default_version=True, tags=tags, opts=child,
             tag_specifications=[{"resource_type": kind, "tags": tags}
@@ -148,6 +139,46 @@ class GpuServerGroup(pulumi.ComponentResource):
         self.instance_ids = pulumi.Output.all(*(server.id for server in servers))
         self.private_ips = pulumi.Output.all(*(server.private_ip for server in servers))
         self.register_outputs({"instance_ids": self.instance_ids, "private_ips": self.private_ips})
+
+
+# IMDSv2 only; instance tags readable from IMDS (the EC2 dead-man switch reads its expiry there); one hop, so
+# containers on a bridge network cannot reach the node's credentials (host-network containers need no hop).
+IMDSV2_ONLY = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
+               "instance_metadata_tags": "enabled"}
+
+
+def gpu_launch_settings(plan: StackPlan, security_group_ids: list[pulumi.Input[str]], *, root_device: str,
+                        root_volume_gib: int, subnet_id: pulumi.Input[str] | None = None,
+                        secondary_device_index: int = 1) -> dict:
+    """Launch-template settings every GPU node of the toolkit shares (EC2 servers and EKS nodes): IMDSv2 only, an
+    encrypted gp3 root volume, one EFA interface per network card (EFA with ENA on card 0, EFA-only on the others)
+    and the stack's capacity target (a reservation, and the capacity-block market for a Capacity Block).
+
+    `subnet_id` is None for an EKS node group, which places interfaces in its own subnets. AWS recommends device
+    index 1 for the interfaces on cards after the first (EC2 user guide, "Maximize network bandwidth on instances
+    with multiple network cards"); the EC2 servers still pass 0, which their tests pin.
+    """
+    config = plan.config
+    interfaces = []
+    for card in range(plan.instance.efa_cards):
+        interface = {"network_card_index": card, "device_index": 0 if card == 0 else secondary_device_index,
+                     "interface_type": "efa" if card == 0 else "efa-only"}
+        if subnet_id is not None:
+            interface["subnet_id"] = subnet_id
+        interfaces.append(interface | {"security_groups": list(security_group_ids), "delete_on_termination": "true"})
+    settings = {
+        "metadata_options": dict(IMDSV2_ONLY),
+        "block_device_mappings": [{"device_name": root_device, "ebs": {
+            "volume_size": root_volume_gib, "volume_type": "gp3", "encrypted": "true",
+            "delete_on_termination": "true"}}],
+        "network_interfaces": interfaces,
+    }
+    if config.capacity_reservation_id:
+        settings["capacity_reservation_specification"] = {
+            "capacity_reservation_target": {"capacity_reservation_id": config.capacity_reservation_id}}
+    if config.capacity_block:
+        settings["instance_market_options"] = {"market_type": "capacity-block"}
+    return settings
 
 
 def _access_policy(plan: StackPlan, partition: pulumi.Input[str], secret_arn: pulumi.Input[str]) -> pulumi.Output[str]:
