@@ -42,25 +42,137 @@ class NetworkConfig(_Strict):
     subnet_id: str = Field(alias="subnetId", pattern=r"^subnet-[0-9a-f]{8,17}$")
 
 
-class JumpStartConfig(_Strict):
-    """SageMaker JumpStart model choice and what `scripts.jumpstart resolve` wrote from the hub content."""
+_S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.*$"
+_ECR_IMAGE = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/\-]*[:@][\w.:\-]+$"
+_HUB_CONTENT_ARN = r"^arn:aws[\w-]*:sagemaker:[a-z0-9-]+:[\w-]+:hub-content/"
+RESOLVED_SOURCES = ("DescribeHubContent", "example")
 
-    model_id: str = Field(alias="modelId", min_length=1)
-    model_version: str = Field(default="*", alias="modelVersion")
+
+class ResolvedHubContent(_Strict):
+    """What `python -m scripts.jumpstart resolve` read from DescribeHubContent for one instance type.
+
+    Written into the stack file so `pulumi up` is reproducible and reviewable. `source: example` marks a section
+    that was not read from the hub (the shipped illustration); the planner refuses acceptEula true with it.
+    """
+
+    source: Literal["DescribeHubContent", "example"]
+    recorded_at: datetime = Field(alias="recordedAt")
+    hub_content_arn: str = Field(alias="hubContentArn", pattern=_HUB_CONTENT_ARN)
+    hub_content_version: str = Field(alias="hubContentVersion", min_length=1)
+    instance_type: str = Field(alias="instanceType", pattern=r"^ml\.")  # the environment is chosen per instance type
+    image_uri: str = Field(alias="imageUri", pattern=_ECR_IMAGE)
+    artifact_s3_uri: str = Field(alias="artifactS3Uri", pattern=_S3_URI)
+    artifact_s3_data_type: Literal["S3Prefix", "S3Object"] = Field(default="S3Prefix", alias="artifactS3DataType")
+    artifact_compression: Literal["None", "Gzip"] = Field(default="None", alias="artifactCompression")
+    eula_uri: str | None = Field(default=None, alias="eulaUri")
+    network_isolation: bool = Field(default=True, alias="networkIsolation")
+    environment: dict[str, str] = Field(default_factory=dict)
+    default_instance_type: str | None = Field(default=None, alias="defaultInstanceType")
+    supported_instance_types: tuple[str, ...] = Field(default=(), alias="supportedInstanceTypes")
+    # The hub's own recommendations, when it publishes any: the planner never sets a shorter timeout than these.
+    model_data_download_timeout_s: int | None = Field(default=None, alias="modelDataDownloadTimeoutS", ge=1)
+    container_startup_health_check_timeout_s: int | None = Field(
+        default=None, alias="containerStartupHealthCheckTimeoutS", ge=1)
+
+    @field_validator("recorded_at")
+    @classmethod
+    def _recorded_utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("an ISO 8601 time with a zone, e.g. 2026-12-01T18:00:00Z")
+        return v.astimezone(UTC)
+
+
+class EndpointVpcConfig(_Strict):
+    """Run the endpoint's containers in your VPC: the subnets and security groups of their network interfaces."""
+
+    subnet_ids: tuple[str, ...] = Field(alias="subnetIds", min_length=1, max_length=16)
+    security_group_ids: tuple[str, ...] = Field(alias="securityGroupIds", min_length=1, max_length=5)
+
+    @field_validator("subnet_ids")
+    @classmethod
+    def _subnets(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        for value in ids:
+            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", value):
+                raise ValueError(f"subnet ids such as subnet-0123456789abcdef0 ({value!r} is not one)")
+        return ids
+
+    @field_validator("security_group_ids")
+    @classmethod
+    def _groups(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        for value in ids:
+            if not re.fullmatch(r"sg-[0-9a-f]{8,17}", value):
+                raise ValueError(f"security group ids such as sg-0123456789abcdef0 ({value!r} is not one)")
+        return ids
+
+
+class DataCaptureConfig(_Strict):
+    """Capture requests and responses to S3 (off unless configured: prompts are user data)."""
+
+    destination_s3_uri: str = Field(alias="destinationS3Uri", pattern=_S3_URI)
+    sampling_percentage: int = Field(default=100, alias="samplingPercentage", ge=1, le=100)
+
+
+class JumpStartConfig(_Strict):
+    """SageMaker JumpStart model choice, endpoint scaling and what `scripts.jumpstart resolve` wrote from the hub."""
+
+    model_id: str = Field(alias="modelId", min_length=1, max_length=63)
+    model_version: str = Field(default="*", alias="modelVersion", pattern=r"^(\*|\d+\.\d+\.\d+)$")
     accept_eula: bool = Field(alias="acceptEula")  # required and explicit: no default
-    resolved: dict | None = None
+    resolved: ResolvedHubContent | None = None
     min_capacity: int = Field(default=1, alias="minCapacity", ge=1)
     max_capacity: int = Field(default=1, alias="maxCapacity", ge=1)
+    # Target tracking on SageMakerVariantInvocationsPerInstance (invocations per instance per minute); derived from
+    # the configured concurrency when absent (planner/jumpstart.py).
+    target_invocations_per_instance: int | None = Field(default=None, alias="targetInvocationsPerInstance", ge=1)
+    vpc: EndpointVpcConfig | None = None
+    data_capture: DataCaptureConfig | None = Field(default=None, alias="dataCapture")
+
+
+def _narrow_cidrs(cidrs: tuple[str, ...]) -> tuple[str, ...]:
+    """CIDR blocks no wider than /8: anything wider is the world for our purposes."""
+    for cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            raise ValueError(f"CIDR blocks such as 10.20.0.0/16 ({cidr!r} is not one)") from None
+        if net.prefixlen < 8:
+            raise ValueError(f"CIDR blocks of /8 or narrower ({cidr} would open the API to the world)")
+    return cidrs
 
 
 class EksConfig(_Strict):
-    """The EKS cluster and GPU node pool."""
+    """The EKS cluster (new, or an existing one by name) and the GPU node pool.
 
-    cluster_name: str | None = Field(default=None, alias="clusterName")
-    kubernetes_version: str = Field(default="1.33", alias="kubernetesVersion", pattern=r"^1\.\d+$")
-    namespace: str = Field(default="nemotron", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    A new cluster's API endpoint is private; `publicAccessCidrs` opens it to named networks only (for a `pulumi up`
+    run from outside the VPC). Node-pool bounds default to `nodes`. `installAddons` installs the NVIDIA and EFA
+    device plugins and, for multi-node layouts, the LeaderWorkerSet controller (turn off on clusters that already
+    run them, e.g. through the GPU Operator).
+    """
+
+    cluster_name: str | None = Field(default=None, alias="clusterName", pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
+    kubernetes_version: str = Field(default="1.34", alias="kubernetesVersion", pattern=r"^1\.\d+$")
+    namespace: str = Field(default="nemotron", max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     min_nodes: int | None = Field(default=None, alias="minNodes", ge=0)
     max_nodes: int | None = Field(default=None, alias="maxNodes", ge=1)
+    public_access_cidrs: tuple[str, ...] = Field(default=(), alias="publicAccessCidrs")
+    control_plane_subnet_ids: tuple[str, ...] = Field(
+        default=(), alias="controlPlaneSubnetIds", max_length=16)
+    system_instance_type: str = Field(default="m7i.large", alias="systemInstanceType",
+                                      pattern=r"^[a-z][a-z0-9\-]*\.[a-z0-9]+$")
+    install_addons: bool = Field(default=True, alias="installAddons")
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _no_world_endpoint(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
+        return _narrow_cidrs(cidrs)
+
+    @field_validator("control_plane_subnet_ids")
+    @classmethod
+    def _subnet_ids(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        for subnet in ids:
+            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", subnet):
+                raise ValueError(f"subnet ids such as subnet-0123456789abcdef0 ({subnet!r} is not one)")
+        return ids
 
 
 class StackConfig(_Strict):
@@ -107,14 +219,7 @@ class StackConfig(_Strict):
     @field_validator("allowed_cidrs")
     @classmethod
     def _no_world_ingress(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
-        for cidr in cidrs:
-            try:
-                net = ipaddress.ip_network(cidr, strict=True)
-            except ValueError:
-                raise ValueError(f"CIDR blocks such as 10.20.0.0/16 ({cidr!r} is not one)") from None
-            if net.prefixlen < 8:
-                raise ValueError(f"CIDR blocks of /8 or narrower ({cidr} would open the API to the world)")
-        return cidrs
+        return _narrow_cidrs(cidrs)
 
     @field_validator("expires_at")
     @classmethod
@@ -135,11 +240,54 @@ class StackConfig(_Strict):
             raise ValueError("jumpstart: a jumpstart section (modelId, acceptEula) is required for target jumpstart")
         if self.target != "jumpstart" and self.jumpstart is not None:
             raise ValueError(f"jumpstart: the jumpstart section is only for target jumpstart, not {self.target}")
+        if self.jumpstart is not None:
+            self._check_jumpstart(self.jumpstart)
         if self.target != "eks" and self.eks is not None:
             raise ValueError(f"eks: the eks section is only for target eks, not {self.target}")
         if self.capacity_block and not self.capacity_reservation_id:
             raise ValueError("capacityReservationId: a Capacity Block needs its reservation id (cr-...)")
+        if self.target == "eks":
+            self._check_eks(engine)
         return self
+
+    def _check_eks(self, engine: str) -> None:
+        """What an EKS stack cannot combine; each message starts with the key it names."""
+        eks = self.eks or EksConfig()
+        if eks.min_nodes is not None and eks.min_nodes > self.nodes:
+            raise ValueError(f"eks.minNodes: at most nodes ({self.nodes}): the node group starts with nodes")
+        if eks.max_nodes is not None and eks.max_nodes < self.nodes:
+            raise ValueError(f"eks.maxNodes: at least nodes ({self.nodes}): the node group starts with nodes")
+        if engine == "nim" and self.nodes > 1:
+            raise ValueError("nodes: 1 for engine nim on eks (multi-node NIM is not supported here; use engine "
+                             "vllm, which runs a LeaderWorkerSet with Ray)")
+        if self.weights_s3_uri is not None:
+            raise ValueError("weightsS3Uri: not used by target eks (pods download the weights into their model-cache "
+                             "volume); remove it")
+        if self.allowed_cidrs:
+            raise ValueError("allowedCidrs: not used by target eks (the API is a ClusterIP Service; clients are "
+                             "admitted by the label nemotron-deploy/client=true); remove it")
+        if eks.cluster_name is not None:
+            if self.network is None:
+                raise ValueError("network: an existing cluster (eks.clusterName) needs network.vpcId and "
+                                 "network.subnetId, the subnet of its GPU nodes")
+            if eks.control_plane_subnet_ids or eks.public_access_cidrs:
+                raise ValueError("eks.clusterName: an existing cluster keeps its own subnets and endpoint; remove "
+                                 "controlPlaneSubnetIds and publicAccessCidrs")
+        elif self.network is not None and len(eks.control_plane_subnet_ids) < 2:
+            raise ValueError("eks.controlPlaneSubnetIds: two or more subnets in different Availability Zones "
+                             "(EKS requires them) when network is set")
+
+    def _check_jumpstart(self, js: JumpStartConfig) -> None:
+        """Each endpoint instance serves a whole copy of the model: scale with capacity, not with nodes."""
+        if self.nodes != 1:
+            raise ValueError(f"nodes: a SageMaker endpoint instance holds a whole copy of the model, so nodes is 1 "
+                             f"for target jumpstart ({self.nodes} given); scale with jumpstart.minCapacity/maxCapacity")
+        if js.max_capacity < js.min_capacity:
+            raise ValueError(f"jumpstart.maxCapacity: {js.max_capacity} is below minCapacity {js.min_capacity}; "
+                             "it must be at least minCapacity")
+        if js.accept_eula and js.resolved is not None and js.resolved.source == "example":
+            raise ValueError("jumpstart.acceptEula: true cannot accept the EULA of an example resolved section; run "
+                             "`python -m scripts.jumpstart resolve <stack>`, read its eulaUri, then set it to true")
 
 
 class StackFile(_Strict):
@@ -178,13 +326,21 @@ def parse_stack(name: str, raw: object, source: str) -> StackFile:
             # model-level validator: its message already starts with the key
             message = exc.errors()[0]["msg"].removeprefix("Value error, ")
             key, _, rest = message.partition(": ")
-            raise PlanInputError(f"{PROJECT}:{key}", ours.get(key), rest, source) from None
+            raise PlanInputError(f"{PROJECT}:{key}", _value_at(ours, key), rest, source) from None
         raise err.with_source(source) from None
     if region is None:
         raise PlanInputError("aws:region", None, "an AWS region, e.g. us-east-1 (required)", source)
     if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", str(region)):
         raise PlanInputError("aws:region", region, "an AWS region name such as us-east-1", source)
     return StackFile(name=name, source=source, config=config, region=region, aws_profile=profile)
+
+
+def _value_at(config: dict, dotted_key: str) -> object:
+    """The configured value under `eks.minNodes`-style keys, or None."""
+    value: object = config
+    for part in dotted_key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def stack_path(stacks_dir: Path, name: str) -> Path:
@@ -213,4 +369,5 @@ def load_stack(stacks_dir: Path, name: str) -> StackFile:
 
 
 __all__ = ["PRECISIONS", "KV_CACHE_DTYPES", "TARGETS", "StackConfig", "StackFile", "load_stack", "parse_stack",
-           "stack_names", "stack_path", "TARGET_PLATFORM", "PROJECT", "MAX_TTL_HOURS"]
+           "stack_names", "stack_path", "TARGET_PLATFORM", "PROJECT", "MAX_TTL_HOURS", "JumpStartConfig",
+           "ResolvedHubContent", "RESOLVED_SOURCES"]
