@@ -10,6 +10,7 @@ from pathlib import Path
 import pulumi
 
 from components.gpu_servers import GpuServerGroup
+from components.jumpstart import JumpStartEndpoint
 from components.network import PrivateNetwork
 from components.secrets import EndpointSecret
 from planner.errors import PlanInputError
@@ -66,6 +67,31 @@ def ec2_endpoint(plan: StackPlan) -> None:
     pulumi.export("startup_budget_s", startup_budget(plan).total_s)
 
 
+def jumpstart_endpoint(plan: StackPlan) -> None:
+    """The jumpstart target: the endpoint the planner decided from the resolved hub content; exports how to call it.
+
+    Unresolved hub content declares nothing (the plan and preflight say to run resolve); acceptEula false declares
+    the model with AcceptEula false, which SageMaker refuses: nothing is accepted on the user's behalf.
+    """
+    spec = plan.jumpstart
+    if spec is None:
+        pulumi.log.warn(f"{plan.stack}: hub content not resolved, no JumpStart resources declared; run "
+                        f"`python -m scripts.jumpstart resolve {plan.stack}`")
+        pulumi.export("jumpstart_resolved", False)
+        return
+    if not spec.accept_eula:
+        pulumi.log.warn(f"{plan.stack}: acceptEula is false; SageMaker will refuse the model until it is true "
+                        f"(read {spec.eula_url or 'the EULA'} first)")
+    endpoint = JumpStartEndpoint(f"{plan.stack}-jumpstart", {"endpoint": spec, "tags": plan.tags})
+    pulumi.export("jumpstart_resolved", True)
+    pulumi.export("endpoint_name", endpoint.endpoint_name)
+    pulumi.export("endpoint_arn", endpoint.endpoint_arn)
+    pulumi.export("execution_role_arn", endpoint.role_arn)
+    pulumi.export("startup_timeouts_s", {"model_data_download": spec.timeouts.download_s,
+                                         "container_startup_health_check": spec.timeouts.startup_health_check_s})
+    pulumi.export("smoke_command", f"python -m scripts.jumpstart smoke {plan.stack} --wait 3600")
+
+
 def main(stacks_dir: Path = STACKS_DIR, now: datetime | None = None) -> None:
     plan = stack_plan(stacks_dir, now or datetime.now(UTC))
     expiry = plan.tags[TAG_EXPIRES_AT]
@@ -75,6 +101,8 @@ def main(stacks_dir: Path = STACKS_DIR, now: datetime | None = None) -> None:
     pulumi.export("expires_at", expiry)
     if plan.target == "ec2":
         ec2_endpoint(plan)
+    elif plan.target == "jumpstart":
+        jumpstart_endpoint(plan)
     # jumpstart and eks stacks declare their resources in their own issues; until then they only plan.
 
 

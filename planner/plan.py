@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from planner.errors import PlanInputError
 from planner.estimates import CostEstimate, ThroughputBound, cost_estimate, decode_upper_bound, expires_at, iso_utc
@@ -12,6 +13,9 @@ from planner.hardware import GPUS, InstanceType, instance_type
 from planner.models import load_model
 from planner.serving import NimEnvironment, ServingOptions, VllmCommand, render_nim, render_vllm
 from planner.stack_config import MAX_TTL_HOURS, PROJECT, TARGET_PLATFORM, StackConfig, StackFile
+
+if TYPE_CHECKING:
+    from planner.jumpstart import JumpStartEndpointPlan
 
 TAG_STACK = f"{PROJECT}:stack"
 TAG_OWNER = f"{PROJECT}:owner"
@@ -34,6 +38,7 @@ class StackPlan:
     expires_at: datetime
     tags: dict[str, str]
     warnings: tuple[str, ...]
+    jumpstart: JumpStartEndpointPlan | None = None  # the SageMaker endpoint of a fitted, resolved jumpstart stack
 
     @property
     def target(self) -> str:
@@ -45,7 +50,7 @@ class StackPlan:
 
     def to_json(self) -> dict:
         c = self.config
-        return {
+        entry = {
             "stack": self.stack,
             "target": c.target,
             "engine": self.engine,
@@ -66,6 +71,9 @@ class StackPlan:
             "tags": dict(self.tags),
             "warnings": list(self.warnings),
         }
+        if self.jumpstart is not None:
+            entry["jumpstart"] = self.jumpstart.to_json()
+        return entry
 
 
 def serving_options(config: StackConfig) -> ServingOptions:
@@ -107,8 +115,14 @@ def plan_stack(stack: StackFile, now: datetime) -> StackPlan:
     bound = decode_upper_bound(fit)
     cost = cost_estimate(itype, c.nodes, c.ttl_hours, bound)
     tags = {TAG_STACK: stack.name, TAG_OWNER: c.owner, TAG_EXPIRES_AT: iso_utc(expiry)}
-    return StackPlan(stack.name, stack.source, stack.region or "", c, itype, fit, serving, bound, cost, expiry, tags,
+    plan = StackPlan(stack.name, stack.source, stack.region or "", c, itype, fit, serving, bound, cost, expiry, tags,
                      tuple(warnings))
+    if c.target == "jumpstart" and fit.fits:
+        from planner.jumpstart import plan_endpoint  # it builds on StackPlan: imported here to keep imports one-way
+
+        endpoint, more = plan_endpoint(plan)
+        plan = replace(plan, jumpstart=endpoint, warnings=plan.warnings + more)
+    return plan
 
 
 _FIELD_TO_KEY = {"tensor_parallel": "tensorParallel", "pipeline_parallel": "pipelineParallel",
