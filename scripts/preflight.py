@@ -1,6 +1,6 @@
 """`python -m scripts.preflight STACK [--json] [--stacks-dir DIR]`: can this AWS account take the stack, before
 `pulumi up`? Credentials, the vCPU or endpoint quota, whether the instance type is offered where the stack puts it,
-the capacity reservation and the Deep Learning AMI parameter.
+the capacity reservation and the Deep Learning AMI parameter; for JumpStart, that a person accepted the model's EULA.
 
 Each check passes, fails with what to do, or is skipped with why. Exit 0 when no check failed, 1 when one did, 2 on
 bad input (an unknown stack or a bad key, in one line). Read-only: it changes nothing in the account.
@@ -93,6 +93,22 @@ def check_plan(plan: StackPlan) -> CheckResult:
                                          f"fits ({layout}){warnings}")
     return CheckResult("plan", FAIL, f"does not fit: {'; '.join(fit.reasons)}",
                        f"run `python -m scripts.plan {plan.stack}` for configurations that fit")
+
+
+def check_eula(plan: StackPlan) -> CheckResult:
+    """A JumpStart model's EULA was accepted by a person, for the hub content the stack records (never by default)."""
+    name, js = "eula-accepted", plan.config.jumpstart
+    resolved = js.resolved
+    if resolved is None:
+        return CheckResult(name, FAIL, f"{js.model_id}: hub content not resolved, so the EULA to accept is unknown",
+                           f"run `python -m scripts.jumpstart resolve {plan.stack}`, read the EULA it records, then "
+                           "set jumpstart.acceptEula to true")
+    link = plan.jumpstart.eula_url if plan.jumpstart else resolved.eula_uri
+    what = f"{js.model_id} {resolved.hub_content_version} (resolved {iso_utc(resolved.recorded_at)})"
+    if not js.accept_eula:
+        return CheckResult(name, FAIL, f"jumpstart.acceptEula is false for {what}; SageMaker refuses the model",
+                           f"read {link or 'the model EULA'} and, if you accept it, set jumpstart.acceptEula to true")
+    return CheckResult(name, PASS, f"accepted for {what}: {link or 'no EULA stated by the hub'}")
 
 
 def check_credentials(sts: Any) -> CheckResult:
@@ -309,7 +325,10 @@ def check_dlami(plan: StackPlan, ssm: Any) -> CheckResult:
 
 def preflight(plan: StackPlan, clients: AwsClients) -> list[CheckResult]:
     """Every check that applies to the stack's target, in order; with no credentials the AWS checks are skipped."""
-    results = [check_plan(plan), check_credentials(clients.client("sts"))]
+    results = [check_plan(plan)]
+    if plan.config.target == "jumpstart":
+        results.append(check_eula(plan))  # offline: needs no credentials
+    results.append(check_credentials(clients.client("sts")))
     target = plan.config.target
     checks: list[tuple[str, Callable[[], CheckResult]]]
     if target == "jumpstart":

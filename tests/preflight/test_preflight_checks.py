@@ -251,14 +251,18 @@ def test_missing_dlami_parameter(stacks, capsys):
 
 
 def test_jumpstart_checks_the_endpoint_quota_only(stacks, capsys):
+    resolved = {"source": "DescribeHubContent", "recordedAt": "2026-11-01T00:00:00Z", "hubContentVersion": "1.0.0",
+                "hubContentArn": "arn:aws:sagemaker:us-east-1:aws:hub-content/SageMakerPublicHub/Model/m/1.0.0",
+                "instanceType": "ml.p5en.48xlarge", "artifactS3Uri": "s3://jumpstart-bucket/m/",
+                "imageUri": "763104351884.dkr.ecr.us-east-1.amazonaws.com/djl-inference:0.34.0-lmi16.0.0-cu128"}
     jumpstart = {"target": "jumpstart", "instanceType": "ml.p5en.48xlarge",
-                 "jumpstart": {"modelId": "m", "acceptEula": True, "maxCapacity": 2}}
+                 "jumpstart": {"modelId": "m", "acceptEula": True, "maxCapacity": 2, "resolved": resolved}}
     name = stacks("js", **jumpstart)
     other = quota("L-11111111", 4, "sagemaker", "ml.p5.48xlarge for endpoint usage")
     ours = quota("L-22222222", 1, "sagemaker", "ml.p5en.48xlarge for endpoint usage")
     account = Account().endpoint_quotas(other, ours)
     code, checks = account.checks(stacks, name, capsys)
-    assert list(checks) == ["plan", "credentials", "sagemaker-endpoint-quota"]
+    assert list(checks) == ["plan", "eula-accepted", "credentials", "sagemaker-endpoint-quota"]
     endpoint = checks["sagemaker-endpoint-quota"]
     assert code == 1 and endpoint["status"] == FAIL
     assert endpoint["detail"] == (
