@@ -8,12 +8,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pulumi
+import pulumi_kubernetes as k8s
 
+from components.eks_cluster import ClusterAddons, EksCluster
+from components.gpu_node_pool import GpuNodePool
 from components.gpu_servers import GpuServerGroup
 from components.jumpstart import JumpStartEndpoint
+from components.model_workload import ModelWorkload
 from components.network import PrivateNetwork
 from components.secrets import EndpointSecret
 from planner.errors import PlanInputError
+from planner.kubernetes import cluster_addons, eks_settings, names
 from planner.plan import TAG_EXPIRES_AT, StackPlan, plan_stack
 from planner.stack_config import PROJECT, load_stack
 from planner.user_data import internet_egress_reasons, secret_env_names, startup_budget
@@ -92,6 +97,44 @@ def jumpstart_endpoint(plan: StackPlan) -> None:
     pulumi.export("smoke_command", f"python -m scripts.jumpstart smoke {plan.stack} --wait 3600")
 
 
+def eks_endpoint(plan: StackPlan) -> None:
+    """The EKS target: network (existing or new), cluster (existing or new), GPU node pool, add-ons, model server."""
+    config = pulumi.Config(PROJECT)
+    if plan.config.network is None:
+        network = PrivateNetwork(f"{plan.stack}-network", {
+            "region": plan.region, "availability_zone": plan.config.availability_zone,
+            "instance_type": plan.instance.name, "internet_egress": True, "tags": plan.tags})
+        vpc_id, subnet_id, zone = network.vpc_id, network.subnet_id, network.availability_zone
+    else:
+        vpc_id, subnet_id, zone = plan.config.network.vpc_id, plan.config.network.subnet_id, None
+    eks = eks_settings(plan.config)
+    cluster = EksCluster(f"{plan.stack}-eks", {
+        "plan": plan, "vpc_id": vpc_id, "node_subnet_id": subnet_id, "node_zone": zone,
+        "control_plane_subnet_ids": list(eks.control_plane_subnet_ids) or None, "tags": plan.tags})
+    pool = GpuNodePool(f"{plan.stack}-gpu", {
+        "plan": plan, "cluster_name": cluster.name, "cluster_security_group_id": cluster.security_group_id,
+        "subnet_id": subnet_id, "tags": plan.tags})
+    kubernetes = k8s.Provider(f"{plan.stack}-kubernetes", kubeconfig=cluster.kubeconfig,
+                              opts=pulumi.ResourceOptions(depends_on=[cluster]))
+    addons = ClusterAddons(f"{plan.stack}-addons", {"releases": cluster_addons(plan)},
+                           opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[cluster]))
+    workload = ModelWorkload(f"{plan.stack}-workload", {
+        "plan": plan, "api_key": config.get_secret("apiKey"), "ngc_api_key": config.get_secret("ngcApiKey"),
+        "hf_token": config.get_secret("hfToken")},
+        opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[addons, pool]))
+
+    n, port = names(plan), plan.serving.port
+    pulumi.export("cluster_name", cluster.name)
+    pulumi.export("node_group_name", pool.node_group_name)
+    pulumi.export("kubeconfig_command", pulumi.Output.format(
+        "aws eks update-kubeconfig --region {0} --name {1}", plan.region, cluster.name))
+    pulumi.export("service_url", pulumi.Output.format("http://{0}:{1}/v1", workload.service_host, port))
+    pulumi.export("port_forward", f"kubectl -n {n.namespace} port-forward svc/{n.app} {port}:{port}")
+    pulumi.export("local_endpoint_url", f"http://localhost:{port}/v1")
+    pulumi.export("api_key", workload.api_key)
+    pulumi.export("startup_budget_s", startup_budget(plan).total_s)
+
+
 def main(stacks_dir: Path = STACKS_DIR, now: datetime | None = None) -> None:
     plan = stack_plan(stacks_dir, now or datetime.now(UTC))
     expiry = plan.tags[TAG_EXPIRES_AT]
@@ -103,7 +146,8 @@ def main(stacks_dir: Path = STACKS_DIR, now: datetime | None = None) -> None:
         ec2_endpoint(plan)
     elif plan.target == "jumpstart":
         jumpstart_endpoint(plan)
-    # jumpstart and eks stacks declare their resources in their own issues; until then they only plan.
+    elif plan.target == "eks":
+        eks_endpoint(plan)
 
 
 if __name__ == "__main__":

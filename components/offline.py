@@ -27,6 +27,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 
+from planner.kubernetes import required_secret_keys
 from planner.stack_config import PROJECT, load_stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,11 +69,13 @@ def declared_resources(stack: str, stacks_dir: Path = STACKS_DIR, now: datetime 
 def run_program(stack: str, *, stacks_dir: Path = STACKS_DIR, now: datetime | None = None,
                 secrets: dict[str, str] | None = None) -> OfflineRun:
     """Run __main__.py for `stack` under mocks. `secrets` gives values for secret config keys (apiKey, hfToken);
-    keys the stack file sets but `secrets` omits get a placeholder value."""
+    keys the stack file sets but `secrets` omits get a placeholder value, and so do keys the stack cannot deploy
+    without (ngcApiKey for NIM), which `pulumi up` asks for."""
     stack_file = load_stack(stacks_dir, stack)
     config = {"aws:region": stack_file.region or ""}
+    required = required_secret_keys(stack_file.config)
     for key in SECRET_KEYS:
-        if getattr(stack_file.config, _field_of(key)) is not None:
+        if getattr(stack_file.config, _field_of(key)) is not None or key in required:
             config[f"{PROJECT}:{key}"] = f"offline-placeholder-{key}"
     for key, value in (secrets or {}).items():
         config[f"{PROJECT}:{key}"] = value
@@ -194,6 +197,11 @@ class OfflineMocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:aws:iam::{FAKE_ACCOUNT}:role/{args.name}"
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = f"offline-generated-{args.name}"
+        elif args.typ == "aws:eks/cluster:Cluster":
+            state |= self._eks_cluster(args.inputs.get("name") or args.name, digest, args.inputs.get("vpcConfig"))
+        elif args.typ == "aws:eks/nodeGroup:NodeGroup":
+            state |= {"nodeGroupName": args.name, "status": "ACTIVE",
+                      "resources": [{"autoscalingGroups": [{"name": f"eks-{args.name}-{digest[:8]}"}]}]}
         return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
@@ -201,11 +209,33 @@ class OfflineMocks(pulumi.runtime.Mocks):
             "aws:ssm/getParameter:getParameter": self._ssm_parameter,
             "aws:index/getPartition:getPartition": self._partition,
             "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": self._instance_type_offerings,
+            "aws:eks/getCluster:getCluster": self._existing_eks_cluster,
         }
         if args.token not in answers:
             self.unknown_invokes.add(args.token)
             raise OfflineRunError(f"invoke {args.token} is not answered by the offline engine (components/offline.py)")
         return answers[args.token](args.args)
+
+    def _eks_cluster(self, name: str, digest: str, vpc_config: dict | None) -> dict:
+        """What EKS reports for a cluster: endpoint, CA, OIDC issuer, the security group it creates."""
+        host = f"{digest[:32].upper()}.gr7.{self.region}.eks.amazonaws.com"
+        return {"name": name, "arn": f"arn:aws:eks:{self.region}:{FAKE_ACCOUNT}:cluster/{name}",
+                "endpoint": f"https://{host}", "status": "ACTIVE",
+                "certificateAuthority": {"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCm9mZmxpbmUK"},
+                "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/"
+                                                     f"{digest[:32].upper()}"}]}],
+                "vpcConfig": dict(vpc_config or {}) | {"clusterSecurityGroupId": f"sg-0{digest[16:32]}"}}
+
+    def _existing_eks_cluster(self, query: dict) -> dict:
+        name = query["name"]
+        digest = hashlib.sha1(f"existing-cluster/{name}".encode(), usedforsecurity=False).hexdigest()
+        cluster = self._eks_cluster(name, digest, {"subnetIds": [f"subnet-0{digest[:16]}"],
+                                                   "vpcId": f"vpc-0{digest[16:32]}", "endpointPrivateAccess": True,
+                                                   "endpointPublicAccess": False, "publicAccessCidrs": [],
+                                                   "securityGroupIds": []})
+        return {"id": name, "name": name, "arn": cluster["arn"], "endpoint": cluster["endpoint"],
+                "status": "ACTIVE", "version": "1.34", "certificateAuthorities": [cluster["certificateAuthority"]],
+                "identities": cluster["identities"], "vpcConfig": cluster["vpcConfig"], "tags": {}}
 
     def _ssm_parameter(self, query: dict) -> dict:
         name = query["name"]

@@ -1,0 +1,679 @@
+"""What an EKS stack puts on Kubernetes, rendered from the plan as plain dicts: pure, schema-validated, snapshot-tested.
+
+The components hand these manifests to pulumi_kubernetes unchanged, so what the tests validate against the Kubernetes
+schemas is what `pulumi up` applies. Also here: the node pool's shape (instance type, AMI type, taint, labels, scaling),
+the pinned Helm releases of the cluster add-ons, the kubeconfig the Kubernetes provider uses and the cluster's IAM
+policy lists: every number and name an EKS stack decides, in one place.
+
+Sizes and why:
+- GPUs per pod = the layout's GPUs per node; pods = nodes (one per GPU node, so a pod owns its node's NVLink domain).
+- /dev/shm = 1/32 of the node's memory, at most 64 GiB: NCCL's shared-memory transport, vLLM's shared-memory
+  broadcast queues and Ray's object store live there; the container runtime's 64 MiB default makes NCCL fail.
+- Model cache = weights x 1.25, rounded up to 64 GiB: one full copy plus partial downloads, tokenizer and config files,
+  and NIM's engine files, on encrypted gp3 at 16,000 IOPS / 1,000 MiB/s.
+- Startup probe = the planner's startup budget (weights over the stated download and load rates plus warm-up, capped
+  at the TTL), in 30-second periods. On the first start the freshly downloaded weights are still in the page cache
+  (2 TiB of host memory), so the load term holds although gp3 reads at ~1 GB/s; a restart reads from the volume but
+  skips the download, far inside the budget.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from planner.errors import PlanInputError
+from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK, StackPlan
+from planner.serving import NimEnvironment, VllmCommand
+from planner.stack_config import PROJECT, EksConfig, StackConfig
+from planner.user_data import RAY_PORT, StartupBudget, startup_budget
+
+# --------------------------------------------------------------------------------------------- cluster and nodes
+
+# Control-plane log types sent to CloudWatch: who called the API, what changed, who authenticated.
+CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator")
+LOG_RETENTION_DAYS = 7
+CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
+# What the kubelet, the VPC CNI and image pulls from ECR need; nothing else runs with the node's credentials
+# (no AmazonSSMManagedInstanceCore: nodes are reached through the Kubernetes API, `kubectl debug node/...`).
+NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+EBS_CSI_POLICY = "AmazonEBSCSIDriverPolicy"  # for the EBS CSI controller only, through EKS Pod Identity
+GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"  # EKS-optimized Amazon Linux 2023 with the NVIDIA driver and toolkit
+SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
+NODE_ROOT_DEVICE = "/dev/xvda"  # the EKS AL2023 AMIs' root device
+NODE_ROOT_VOLUME_GIB = 200  # containerd image layers (NIM ~20 GiB, vLLM ~10 GiB) and logs; weights are on the PVC
+SYSTEM_NODES = 2  # CoreDNS, the EBS CSI controller and the LWS controller: the GPU taint keeps them off GPU nodes
+SYSTEM_ROOT_VOLUME_GIB = 50
+
+GPU_TAINT_KEY = "nvidia.com/gpu"
+POOL_LABEL = f"{PROJECT}/pool"
+CLIENT_LABEL = f"{PROJECT}/client"
+ROLE_LABEL = f"{PROJECT}/role"
+# The NVIDIA device plugin chart's default node affinity matches this label (or NFD's PCI labels, not installed).
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class NodePool:
+    """A managed node group as EKS's API takes it: taints in the API's spelling (NO_SCHEDULE)."""
+
+    instance_type: str
+    ami_type: str
+    capacity_type: str  # ON_DEMAND or CAPACITY_BLOCK
+    min_size: int
+    max_size: int
+    desired_size: int
+    labels: dict[str, str]
+    taints: tuple[dict[str, str], ...]
+    efa_cards: int
+    root_volume_gib: int
+
+
+def eks_settings(config: StackConfig) -> EksConfig:
+    """The stack's eks section, or its defaults when the stack has none."""
+    return config.eks or EksConfig()
+
+
+def cluster_name(plan: StackPlan) -> str:
+    """The EKS cluster the stack uses: the configured existing one, or the one it creates."""
+    return eks_settings(plan.config).cluster_name or f"{PROJECT}-{plan.stack}"
+
+
+def gpu_node_pool(plan: StackPlan) -> NodePool:
+    """The GPU node group: the plan's instance type and node count, the GPU taint, labels the workload selects on."""
+    _require_eks(plan)
+    eks, nodes = eks_settings(plan.config), plan.config.nodes
+    return NodePool(
+        instance_type=plan.instance.name, ami_type=GPU_AMI_TYPE,
+        capacity_type="CAPACITY_BLOCK" if plan.config.capacity_block else "ON_DEMAND",
+        min_size=nodes if eks.min_nodes is None else eks.min_nodes,
+        max_size=nodes if eks.max_nodes is None else eks.max_nodes, desired_size=nodes,
+        labels={POOL_LABEL: "gpu", GPU_PRESENT_LABEL: "true", f"{PROJECT}/stack": plan.stack},
+        taints=({"key": GPU_TAINT_KEY, "value": "present", "effect": "NO_SCHEDULE"},),
+        efa_cards=plan.instance.efa_cards, root_volume_gib=NODE_ROOT_VOLUME_GIB)
+
+
+def system_node_pool(plan: StackPlan) -> NodePool:
+    """The small untainted node group of a new cluster, for what must not wait for (or sit on) a GPU node."""
+    eks = eks_settings(plan.config)
+    return NodePool(
+        instance_type=eks.system_instance_type, ami_type=SYSTEM_AMI_TYPE, capacity_type="ON_DEMAND",
+        min_size=SYSTEM_NODES, max_size=SYSTEM_NODES, desired_size=SYSTEM_NODES,
+        labels={POOL_LABEL: "system", f"{PROJECT}/stack": plan.stack}, taints=(), efa_cards=0,
+        root_volume_gib=SYSTEM_ROOT_VOLUME_GIB)
+
+
+def kubeconfig(name: str, endpoint: str, certificate_authority: str, region: str, profile: str | None = None) -> str:
+    """A kubeconfig for the cluster that authenticates with `aws eks get-token`: no static credential in it."""
+    env = [{"name": "AWS_PROFILE", "value": profile}] if profile else None
+    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+                     "args": ["--region", region, "eks", "get-token", "--cluster-name", name, "--output", "json"],
+                     "interactiveMode": "Never"}}
+    if env:
+        user["exec"]["env"] = env
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": name, "preferences": {},
+        "clusters": [{"name": name, "cluster": {"server": endpoint,
+                                                "certificate-authority-data": certificate_authority}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "users": [{"name": name, "user": user}],
+    }, indent=2)
+
+
+# --------------------------------------------------------------------------------------------- cluster add-ons
+
+
+@dataclass(frozen=True)
+class HelmRelease:
+    """A pinned Helm chart: `chart` is an oci:// reference when `repository` is None."""
+
+    name: str
+    chart: str
+    version: str
+    repository: str | None
+    namespace: str
+    values: dict = field(default_factory=dict)
+
+
+NVIDIA_DEVICE_PLUGIN_VERSION = "0.17.1"
+EFA_DEVICE_PLUGIN_VERSION = "v0.5.10"
+LWS_VERSION = "0.8.0"  # volumeClaimTemplates in leaderWorkerTemplate need 0.7.0 or later
+GPU_TOLERATIONS = [{"key": "CriticalAddonsOnly", "operator": "Exists"},
+                   {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def cluster_addons(plan: StackPlan) -> tuple[HelmRelease, ...]:
+    """The Helm releases a GPU workload needs on the cluster, pinned: device plugins always, LWS when multi-node.
+
+    Empty when the stack says the cluster already runs them (installAddons: false, e.g. the GPU Operator).
+    """
+    _require_eks(plan)
+    if not eks_settings(plan.config).install_addons:
+        return ()
+    releases = [
+        HelmRelease("nvidia-device-plugin", "nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN_VERSION,
+                    "https://nvidia.github.io/k8s-device-plugin", "kube-system",
+                    {"tolerations": GPU_TOLERATIONS}),
+        HelmRelease("aws-efa-k8s-device-plugin", "aws-efa-k8s-device-plugin", EFA_DEVICE_PLUGIN_VERSION,
+                    "https://aws.github.io/eks-charts", "kube-system",
+                    {"tolerations": GPU_TOLERATIONS,
+                     "supportedInstanceLabels": {"keys": ["node.kubernetes.io/instance-type"],
+                                                 "values": [plan.instance.name]}}),
+    ]
+    if multi_node(plan):
+        releases.append(HelmRelease("lws", "oci://registry.k8s.io/lws/charts/lws", LWS_VERSION, None, "lws-system"))
+    return tuple(releases)
+
+
+# --------------------------------------------------------------------------------------------- workload sizing
+
+SHM_MAX_GIB = 64
+CACHE_HEADROOM = 1.25
+CACHE_STEP_GIB = 64
+PROBE_PERIOD_S = 30
+MODEL_CACHE_MOUNT = "/models"
+HF_HOME = f"{MODEL_CACHE_MOUNT}/hf"
+SHM_MOUNT = "/dev/shm"  # noqa: S108 - the pod's own memory-backed volume, not a shared temporary directory
+AUTH_PROXY_PORT = 8080
+AUTH_PROXY_IMAGE = "nginxinc/nginx-unprivileged:1.28-alpine"
+NIM_USER = 1000  # the NIM container's user (as NVIDIA's nim-llm chart runs it)
+STORAGE_PARAMETERS = {"type": "gp3", "encrypted": "true", "iops": "16000", "throughput": "1000"}
+
+
+@dataclass(frozen=True)
+class ProbeBudget:
+    """The startup probe that lets a pod take the planner's startup budget, and no longer."""
+
+    budget: StartupBudget
+    period_s: int = PROBE_PERIOD_S
+
+    @property
+    def failure_threshold(self) -> int:
+        return math.ceil(self.budget.total_s / self.period_s)
+
+    @property
+    def allowed_s(self) -> int:
+        return self.failure_threshold * self.period_s
+
+    def describe(self) -> str:
+        return f"{self.failure_threshold} x {self.period_s} s = {self.allowed_s} s >= {self.budget.describe()}"
+
+
+@dataclass(frozen=True)
+class WorkloadSizing:
+    """Every size the workload's manifests use, from the plan."""
+
+    pods: int
+    gpus_per_pod: int
+    efa_per_pod: int  # EFA devices a pod takes; 0 on one node (no traffic leaves it)
+    shm_gib: int
+    cache_gib: int
+    cpu_request: int
+    memory_request_gib: int
+    probe: ProbeBudget
+
+
+def multi_node(plan: StackPlan) -> bool:
+    return plan.fit.layout.nodes > 1
+
+
+def workload_sizing(plan: StackPlan) -> WorkloadSizing:
+    """GPUs from the layout, /dev/shm and cache from the node and the weights, the probe from the startup budget."""
+    _require_eks(plan)
+    layout, instance = plan.fit.layout, plan.instance
+    cache = math.ceil(plan.fit.weights_gib * CACHE_HEADROOM / CACHE_STEP_GIB) * CACHE_STEP_GIB
+    return WorkloadSizing(
+        pods=layout.nodes, gpus_per_pod=layout.gpus_per_node,
+        efa_per_pod=instance.efa_cards if layout.nodes > 1 else 0,
+        shm_gib=min(SHM_MAX_GIB, instance.memory_gib // 32), cache_gib=cache,
+        # Requests keep other pods off the node's CPUs and memory without limits that would throttle tokenization
+        # or OOM-kill the loader.
+        cpu_request=instance.vcpus // 4, memory_request_gib=instance.memory_gib // 8,
+        probe=ProbeBudget(startup_budget(plan)))
+
+
+# --------------------------------------------------------------------------------------------- names and labels
+
+
+@dataclass(frozen=True)
+class Names:
+    """Kubernetes object names of one stack (DNS labels derived from the stack name)."""
+
+    app: str
+    namespace: str
+
+    @property
+    def serving_secret(self) -> str:
+        return f"{self.app}-serving"
+
+    @property
+    def pull_secret(self) -> str:
+        return f"{self.app}-nvcr"
+
+    @property
+    def storage_class(self) -> str:
+        return f"{self.app}-model-cache"
+
+    @property
+    def model_cache(self) -> str:
+        return f"{self.app}-model-cache"
+
+    @property
+    def auth_proxy(self) -> str:
+        return f"{self.app}-auth-proxy"
+
+
+# Keys of the serving Secret and the variables that read them.
+API_KEY_SECRET_KEY = "API_KEY"  # noqa: S105 - key names, not values
+NGC_SECRET_KEY = "NGC_API_KEY"  # noqa: S105
+HF_SECRET_KEY = "HF_TOKEN"  # noqa: S105
+
+
+def names(plan: StackPlan) -> Names:
+    """Object names: the stack name as a DNS label (lower case, other characters to '-', at most 40 characters)."""
+    app = re.sub(r"[^a-z0-9-]+", "-", plan.stack.lower()).strip("-")[:40].strip("-") or "nemotron"
+    return Names(app, eks_settings(plan.config).namespace)
+
+
+def selector_labels(plan: StackPlan) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "nemotron", "app.kubernetes.io/instance": names(plan).app}
+
+
+def labels(plan: StackPlan) -> dict[str, str]:
+    return selector_labels(plan) | {"app.kubernetes.io/component": "model-server",
+                                    "app.kubernetes.io/managed-by": "pulumi",
+                                    f"{PROJECT}/stack": names(plan).app, f"{PROJECT}/engine": plan.engine}
+
+
+def annotations(plan: StackPlan) -> dict[str, str]:
+    """The stack's tags that label values cannot hold (':' and spaces), for people and the reaper."""
+    return {TAG_STACK.replace(":", "/"): plan.tags[TAG_STACK], TAG_OWNER.replace(":", "/"): plan.tags[TAG_OWNER],
+            TAG_EXPIRES_AT.replace(":", "/"): plan.tags[TAG_EXPIRES_AT]}
+
+
+def _metadata(plan: StackPlan, name: str, namespaced: bool = True) -> dict:
+    meta = {"name": name, "labels": labels(plan), "annotations": annotations(plan)}
+    if namespaced:
+        meta["namespace"] = names(plan).namespace
+    return meta
+
+
+# --------------------------------------------------------------------------------------------- manifests
+
+
+@dataclass(frozen=True)
+class Manifests:
+    """Every Kubernetes object the workload declares, in apply order. Secrets carry their keys, not their values."""
+
+    namespace: dict
+    storage_class: dict
+    serving_secret: dict
+    pull_secret: dict | None  # NIM: nvcr.io credentials
+    auth_proxy_config: dict | None  # NIM: the API-key proxy's nginx template
+    model_cache: dict | None  # one node: a PVC; several: the LeaderWorkerSet's volumeClaimTemplates
+    workload: dict  # Deployment, or LeaderWorkerSet when the layout spans nodes
+    service: dict
+    network_policy: dict
+    disruption_budget: dict
+
+    def all(self) -> list[dict]:
+        return [m for m in (self.namespace, self.storage_class, self.serving_secret, self.pull_secret,
+                            self.auth_proxy_config, self.model_cache, self.workload, self.service,
+                            self.network_policy, self.disruption_budget) if m is not None]
+
+
+def serving_secret_keys(plan: StackPlan, hf_token: bool) -> tuple[str, ...]:
+    """Keys the serving Secret holds: the API key always, the NGC key for NIM, the HF token when configured."""
+    keys = [API_KEY_SECRET_KEY]
+    if plan.engine == "nim":
+        keys.append(NGC_SECRET_KEY)
+    if hf_token and plan.engine == "vllm":
+        keys.append(HF_SECRET_KEY)
+    return tuple(keys)
+
+
+def required_secret_keys(config: StackConfig) -> tuple[str, ...]:
+    """Stack-config secrets an EKS stack cannot deploy without: NIM pulls its image and weights with the NGC key."""
+    return ("ngcApiKey",) if config.target == "eks" and config.engine == "nim" else ()
+
+
+def render_manifests(plan: StackPlan, hf_token: bool = False) -> Manifests:
+    """The workload's manifests for a fitted EKS plan: NIM on one node, or vLLM on one node or a LeaderWorkerSet."""
+    _require_eks(plan)
+    n, size = names(plan), workload_sizing(plan)
+    nim = isinstance(plan.serving, NimEnvironment)
+    secret_keys = serving_secret_keys(plan, hf_token)
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": _metadata(plan, n.storage_class, False),
+        "provisioner": "ebs.csi.aws.com", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": True,
+        # The EBS CSI driver tags the volumes it creates, so the reaper finds what a lost cluster left behind.
+        "parameters": STORAGE_PARAMETERS | {f"tagSpecification_{i}": f"{key}={value}"
+                                            for i, (key, value) in enumerate(plan.tags.items(), start=1)},
+    }
+    cache_claim_spec = {"accessModes": ["ReadWriteOnce"], "storageClassName": n.storage_class,
+                        "resources": {"requests": {"storage": f"{size.cache_gib}Gi"}}}
+    model_cache = None
+    if not multi_node(plan):
+        model_cache = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                       "metadata": _metadata(plan, n.model_cache), "spec": cache_claim_spec}
+    if multi_node(plan):
+        workload = _leader_worker_set(plan, size, cache_claim_spec)
+    else:
+        workload = _deployment(plan, size, nim)
+    api_port = AUTH_PROXY_PORT if nim else plan.serving.port
+    service_selector = selector_labels(plan)
+    if multi_node(plan):
+        service_selector = service_selector | {"leaderworkerset.sigs.k8s.io/worker-index": "0"}
+    ingress = [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {CLIENT_LABEL: "true"}}}],
+                "ports": [{"protocol": "TCP", "port": api_port}]}]
+    if multi_node(plan):
+        # Ray, NCCL bootstrap and Gloo between the pods of the group, on any port (EFA traffic bypasses the kernel).
+        ingress.append({"from": [{"podSelector": {"matchLabels": selector_labels(plan)}}]})
+    return Manifests(
+        namespace={"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": n.namespace, "labels": {f"{PROJECT}/stack": n.app}}},
+        storage_class=storage_class,
+        serving_secret={"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(plan, n.serving_secret),
+                        "type": "Opaque", "stringData": {key: "(from a Pulumi secret)" for key in secret_keys}},
+        pull_secret={"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(plan, n.pull_secret),
+                     "type": "kubernetes.io/dockerconfigjson",
+                     "stringData": {".dockerconfigjson": "(from the NGC key)"}} if nim else None,
+        auth_proxy_config={"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(plan, n.auth_proxy),
+                           "data": {"default.conf.template": auth_proxy_template(plan.serving.port)}}
+        if nim else None,
+        model_cache=model_cache,
+        workload=workload,
+        service={"apiVersion": "v1", "kind": "Service", "metadata": _metadata(plan, n.app),
+                 "spec": {"type": "ClusterIP", "selector": service_selector,
+                          "ports": [{"name": "http", "port": plan.serving.port, "targetPort": "api",
+                                     "protocol": "TCP"}]}},
+        network_policy={"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": _metadata(plan, n.app),
+                        "spec": {"podSelector": {"matchLabels": selector_labels(plan)}, "policyTypes": ["Ingress"],
+                                 "ingress": ingress}},
+        # No voluntary eviction (drain, autoscaler) of a pod that took an hour to warm up; a pod that is not
+        # ready may still be evicted, so a broken one never blocks a node upgrade.
+        disruption_budget={"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                           "metadata": _metadata(plan, n.app),
+                           "spec": {"maxUnavailable": 0, "selector": {"matchLabels": selector_labels(plan)},
+                                    "unhealthyPodEvictionPolicy": "AlwaysAllow"}},
+    )
+
+
+def pod_templates(workload: dict) -> list[dict]:
+    """The pod templates inside a Deployment or LeaderWorkerSet (leader first)."""
+    if workload["kind"] == "Deployment":
+        return [workload["spec"]["template"]]
+    template = workload["spec"]["leaderWorkerTemplate"]
+    return [template["leaderTemplate"], template["workerTemplate"]]
+
+
+def auth_proxy_template(upstream_port: int) -> str:
+    """nginx config (the image's envsubst template) that lets only `Authorization: Bearer $NEMOTRON_API_KEY` through.
+
+    NIM has no API-key setting of its own; the key stays in the Secret and reaches nginx as an environment variable.
+    Health checks pass without a key; streamed responses are not buffered.
+    """
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    return "\n".join([
+        "map $http_authorization $nemotron_key_ok {",
+        "    default 0;",
+        '    "Bearer ${NEMOTRON_API_KEY}" 1;',
+        "}",
+        "server {",
+        f"    listen {AUTH_PROXY_PORT};",
+        "    client_max_body_size 64m;",
+        "    location ~ ^/v1/health/(ready|live)$ {",
+        f"        proxy_pass {upstream};",
+        "    }",
+        "    location / {",
+        "        if ($nemotron_key_ok = 0) {",
+        "            return 401;",
+        "        }",
+        f"        proxy_pass {upstream};",
+        "        proxy_http_version 1.1;",
+        "        proxy_buffering off;",
+        "        proxy_read_timeout 3600s;",
+        "    }",
+        "}",
+        "",
+    ])
+
+
+def docker_config_json(ngc_api_key: str) -> str:
+    """The image pull secret's .dockerconfigjson for nvcr.io (user `$oauthtoken`, password the NGC key)."""
+    auth = base64.b64encode(f"$oauthtoken:{ngc_api_key}".encode()).decode()
+    return json.dumps({"auths": {"nvcr.io": {"username": "$oauthtoken", "password": ngc_api_key, "auth": auth}}})
+
+
+# --------------------------------------------------------------------------------------------- pods
+
+
+def _secret_env(plan: StackPlan, env_name: str, key: str, optional: bool = False) -> dict:
+    ref = {"name": names(plan).serving_secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": env_name, "valueFrom": {"secretKeyRef": ref}}
+
+
+def _plain_env(values: dict[str, str]) -> list[dict]:
+    return [{"name": name, "value": value} for name, value in values.items()]
+
+
+def _probes(path_ready: str, path_live: str, port: int | str, probe: ProbeBudget) -> dict:
+    def http(path: str) -> dict:
+        return {"path": path, "port": port}
+
+    return {
+        "startupProbe": {"httpGet": http(path_ready), "periodSeconds": probe.period_s,
+                         "failureThreshold": probe.failure_threshold, "timeoutSeconds": 5},
+        "readinessProbe": {"httpGet": http(path_ready), "periodSeconds": 10, "failureThreshold": 3,
+                           "timeoutSeconds": 5},
+        "livenessProbe": {"httpGet": http(path_live), "periodSeconds": 30, "failureThreshold": 5,
+                          "timeoutSeconds": 10},
+    }
+
+
+def _resources(plan: StackPlan, size: WorkloadSizing) -> dict:
+    devices = {GPU_RESOURCE: str(size.gpus_per_pod)}
+    if size.efa_per_pod:
+        devices[EFA_RESOURCE] = str(size.efa_per_pod)
+    return {"requests": {"cpu": str(size.cpu_request), "memory": f"{size.memory_request_gib}Gi"} | devices,
+            "limits": dict(devices)}
+
+
+def _pod_spec(plan: StackPlan, size: WorkloadSizing, containers: list[dict], volumes: list[dict],
+              nim: bool) -> dict:
+    spec = {
+        "nodeSelector": {POOL_LABEL: "gpu", "node.kubernetes.io/instance-type": plan.instance.name},
+        "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 60,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": containers,
+        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{size.shm_gib}Gi"}}] + volumes,
+    }
+    if nim:
+        spec["securityContext"] |= {"runAsUser": NIM_USER, "runAsGroup": NIM_USER, "fsGroup": NIM_USER,
+                                    "runAsNonRoot": True}
+        spec["imagePullSecrets"] = [{"name": names(plan).pull_secret}]
+    return spec
+
+
+def _deployment(plan: StackPlan, size: WorkloadSizing, nim: bool) -> dict:
+    n = names(plan)
+    cache_volume = {"name": "model-cache", "persistentVolumeClaim": {"claimName": n.model_cache}}
+    if nim:
+        containers = [_nim_container(plan, size), _auth_proxy_container(plan)]
+        volumes = [cache_volume, {"name": "auth-proxy", "configMap": {"name": n.auth_proxy}}]
+    else:
+        containers = [_vllm_container(plan, size, list(_vllm(plan).argv), probes=True)]
+        volumes = [cache_volume]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(plan, n.app),
+        "spec": {
+            "replicas": 1,
+            # One GPU node, one ReadWriteOnce volume: the old pod goes before the new one starts.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector_labels(plan)},
+            "template": {"metadata": {"labels": labels(plan) | {ROLE_LABEL: "server"},
+                                      "annotations": annotations(plan)},
+                         "spec": _pod_spec(plan, size, containers, volumes, nim)},
+        },
+    }
+
+
+def _nim_container(plan: StackPlan, size: WorkloadSizing) -> dict:
+    serving = plan.serving
+    assert isinstance(serving, NimEnvironment)
+    return {
+        "name": "nim", "image": serving.image,
+        "env": _plain_env(serving.env) + [_secret_env(plan, "NGC_API_KEY", NGC_SECRET_KEY)],
+        # Not exposed by the Service: clients go through the auth proxy on "api".
+        "ports": [{"name": "nim", "containerPort": serving.port, "protocol": "TCP"}],
+        "resources": _resources(plan, size),
+        "volumeMounts": [{"name": "dshm", "mountPath": SHM_MOUNT},
+                         {"name": "model-cache", "mountPath": serving.env["NIM_CACHE_PATH"]}],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    } | _probes("/v1/health/ready", "/v1/health/live", "nim", size.probe)
+
+
+def _auth_proxy_container(plan: StackPlan) -> dict:
+    return {
+        "name": "auth-proxy", "image": AUTH_PROXY_IMAGE,
+        "env": [_secret_env(plan, "NEMOTRON_API_KEY", API_KEY_SECRET_KEY)],
+        "ports": [{"name": "api", "containerPort": AUTH_PROXY_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "2", "memory": "256Mi"}},
+        "volumeMounts": [{"name": "auth-proxy", "mountPath": "/etc/nginx/templates", "readOnly": True}],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                            "runAsUser": 101, "runAsGroup": 101},
+        "readinessProbe": {"tcpSocket": {"port": "api"}, "periodSeconds": 10},
+    }
+
+
+def _vllm(plan: StackPlan) -> VllmCommand:
+    assert isinstance(plan.serving, VllmCommand)
+    return plan.serving
+
+
+def _vllm_env(plan: StackPlan, leader: bool) -> list[dict]:
+    serving = _vllm(plan)
+    env = _plain_env({"HF_HOME": HF_HOME} | serving.env)
+    if multi_node(plan):
+        # Ray, Gloo and NCCL bind to the pod's own interface and address (FACTS.md section 5: workers that never
+        # join picked the wrong one); EFA through libfabric when the image carries aws-ofi-nccl.
+        env += [{"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+        env += _plain_env({"GLOO_SOCKET_IFNAME": "eth0", "TP_SOCKET_IFNAME": "eth0", "NCCL_SOCKET_IFNAME": "eth0",
+                           "UCX_NET_DEVICES": "eth0", "FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1"})
+    if leader:
+        env.append(_secret_env(plan, "VLLM_API_KEY", API_KEY_SECRET_KEY))
+    env.append(_secret_env(plan, "HF_TOKEN", HF_SECRET_KEY, optional=True))
+    return env
+
+
+def _vllm_container(plan: StackPlan, size: WorkloadSizing, command: list[str], probes: bool,
+                    leader: bool = True) -> dict:
+    serving = _vllm(plan)
+    container = {
+        "name": "vllm", "image": serving.image, "command": command,
+        "env": _vllm_env(plan, leader),
+        "ports": [{"name": "api", "containerPort": serving.port, "protocol": "TCP"}] if leader else [],
+        "resources": _resources(plan, size),
+        "volumeMounts": [{"name": "dshm", "mountPath": SHM_MOUNT},
+                         {"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT}],
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    if not container["ports"]:
+        del container["ports"]
+    if probes:
+        container |= _probes("/health", "/health", "api", size.probe)
+    return container
+
+
+def download_command(plan: StackPlan) -> str:
+    """Fetch the weights into the pod's HF cache on its volume (resumes; a no-op when they are complete)."""
+    fetch = (f"from huggingface_hub import snapshot_download; "
+             f"snapshot_download({json.dumps(_vllm(plan).model_repo)}, max_workers=16)")
+    return f"python3 -c {shlex.quote(fetch)}"
+
+
+def leader_script(plan: StackPlan) -> str:
+    """The LWS leader: weights, Ray head, a wait (bounded by the startup budget) for every pod, the planner's argv."""
+    nodes, budget = plan.fit.layout.nodes, startup_budget(plan).total_s
+    alive = (f'import ray, sys; ray.init(address="auto", logging_level="ERROR"); '
+             f'sys.exit(sum(n["Alive"] for n in ray.nodes()) < {nodes})')
+    return "\n".join([
+        "set -euo pipefail",
+        download_command(plan),
+        f'ray start --head --node-ip-address="$VLLM_HOST_IP" --port={RAY_PORT} --disable-usage-stats',
+        f"until python3 -c {shlex.quote(alive)} 2>/dev/null; do",
+        f"  if (( SECONDS > {budget} )); then",
+        f'    echo "nemotron: fewer than {nodes} Ray nodes after {budget} s" >&2; ray status >&2 || true',
+        "    exit 1",
+        "  fi",
+        "  sleep 15",
+        "done",
+        "ray status",
+        f"exec {shlex.join(_vllm(plan).argv)}",
+    ])
+
+
+def worker_script(plan: StackPlan) -> str:
+    """An LWS worker: weights, wait for the leader's Ray port, then join it and block (it serves nothing itself).
+
+    $(LWS_LEADER_ADDRESS) is expanded by the kubelet from the variable the LWS controller injects.
+    """
+    budget = startup_budget(plan).total_s
+    return "\n".join([
+        "set -euo pipefail",
+        download_command(plan),
+        f"until (exec 3<>/dev/tcp/$(LWS_LEADER_ADDRESS)/{RAY_PORT}) 2>/dev/null; do",
+        f'  if (( SECONDS > {budget} )); then echo "nemotron: no Ray head after {budget} s" >&2; exit 1; fi',
+        "  sleep 10",
+        "done",
+        f'exec ray start --address=$(LWS_LEADER_ADDRESS):{RAY_PORT} --block --node-ip-address="$VLLM_HOST_IP" '
+        "--disable-usage-stats",
+    ])
+
+
+def _leader_worker_set(plan: StackPlan, size: WorkloadSizing, cache_claim_spec: dict) -> dict:
+    n = names(plan)
+
+    def template(role: str, container: dict) -> dict:
+        return {"metadata": {"labels": labels(plan) | {ROLE_LABEL: role}, "annotations": annotations(plan)},
+                "spec": _pod_spec(plan, size, [container], [], nim=False)}
+
+    leader = _vllm_container(plan, size, ["bash", "-c", leader_script(plan)], probes=True)
+    worker = _vllm_container(plan, size, ["bash", "-c", worker_script(plan)], probes=False, leader=False)
+    return {
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": _metadata(plan, n.app),
+        "spec": {
+            "replicas": 1,
+            "startupPolicy": "LeaderCreated",
+            "rolloutStrategy": {"type": "RollingUpdate",
+                                "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0}},
+            "leaderWorkerTemplate": {
+                "size": size.pods,
+                # A pod or container restart recreates the whole group: Ray and NCCL cannot re-admit one member.
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": template("leader", leader),
+                "workerTemplate": template("worker", worker),
+                # One cache volume per pod, kept across group restarts so downloads resume.
+                "volumeClaimTemplates": [{"metadata": {"name": "model-cache"}, "spec": cache_claim_spec}],
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+            },
+        },
+    }
+
+
+def _require_eks(plan: StackPlan) -> None:
+    if plan.target != "eks" or plan.serving is None:
+        raise PlanInputError("plan", plan.stack, "a fitted eks plan (vllm or nim)")
