@@ -9,7 +9,8 @@ packages=(
   iproute2         # ip netns / ip link / ip -j addr
   iputils-ping     # ping -M do (jumbo path check)
   util-linux       # setsid, unshare, mount (Ray session, per-node mounts)
-  procps           # ps -s (pids of a recorded Ray session)
+  procps           # ps (pids of a recorded Ray or vLLM session)
+  curl             # the vLLM API check (tests use a stand-in vLLM)
   netplan.io       # netplan generate validates the rendered netplan file
 )
 

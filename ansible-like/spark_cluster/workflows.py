@@ -15,7 +15,7 @@ from spark_cluster import link as linkops
 from spark_cluster.inventory import Inventory, Node
 from spark_cluster.remote import Cluster, NodeError, connect, describe_exception, last_line, run, run_steps
 from spark_cluster.report import NodeReport, TaskReport
-from spark_cluster.step import Step, as_user, parse_read_file, read_file_command
+from spark_cluster.step import Step, as_user, parse_read_file, read_file_command, shell_path
 
 
 def progress(message: str) -> None:
@@ -66,15 +66,18 @@ def apply_steps(cluster: Cluster, reports: dict[str, NodeReport], plans: dict[st
         reports[name].changes += summaries
 
 
-def connect_or_fail(inventory: Inventory, task: str, parallel: bool = True) -> tuple[Cluster | None, TaskReport]:
-    """The cluster connections, or a report in which every node failed for the same reason (no known_hosts)."""
-    reports = new_reports(inventory)
+def connect_or_fail(inventory: Inventory, task: str, parallel: bool = True,
+                    dry_run: bool = False) -> tuple[Cluster | None, TaskReport, dict[str, NodeReport]]:
+    """The cluster connections, the task's report and its rows by node name. Without connections (no known_hosts)
+    every row has already failed for that one reason."""
+    rows = new_reports(inventory, dry_run)
+    report = TaskReport(task, list(rows.values()))
     try:
-        return connect(inventory, parallel), TaskReport(task, list(reports.values()))
+        return connect(inventory, parallel), report, rows
     except NodeError as exc:
-        for report in reports.values():
-            report.fail(str(exc))
-        return None, TaskReport(task, list(reports.values()))
+        for row in rows.values():
+            row.fail(str(exc))
+        return None, report, rows
 
 
 # ---- spark.link ----------------------------------------------------------------------------------------------------
@@ -94,12 +97,9 @@ def gather_link_facts(cxn: Any, inventory: Inventory, node: Node) -> linkops.Lin
 def link_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool = False,
                   parallel: bool = True) -> TaskReport:
     """spark.link: addresses and MTU on the link interfaces, then the MTU and jumbo-path checks."""
-    cluster, report = connect_or_fail(inventory, "spark.link", parallel)
+    cluster, report, reports = connect_or_fail(inventory, "spark.link", parallel, dry_run)
     if cluster is None:
         return report
-    reports = {r.node: r for r in report.nodes}
-    for r in reports.values():
-        r.dry_run = dry_run
     try:
         def gather(cxn: Any, node: Node) -> linkops.LinkFacts:
             return gather_link_facts(cxn, inventory, node)
@@ -147,15 +147,23 @@ def verify_links(cluster: Cluster, inventory: Inventory, reports: dict[str, Node
         return linkops.probe_findings(probes, linkops.parse_probe_output(out))
 
     results = collect(cluster, reports, probe, [n.name for n in reachable], label="jumbo ping: ")
+    record_peer_checks(reports, results, f"not probed (failed): {', '.join(skipped)}" if skipped else "",
+                       f"mtu {inventory.mtu}; {inventory.mtu - linkops.ICMP_IPV4_OVERHEAD}-byte DF ping to "
+                       f"{len(reachable) - 1} peer(s) x {len(inventory.head.links)} link(s) ok"
+                       if len(reachable) > 1 else "")
+
+
+def record_peer_checks(reports: dict[str, NodeReport], results: dict[str, list[str]], skipped_note: str,
+                       ok_note: str) -> None:
+    """Record a check every node ran against its peers: its findings fail the node; otherwise the node gets
+    `skipped_note` (peers that failed earlier were left out) or, when clean, `ok_note`."""
     for name, findings in results.items():
         for finding in findings:
             reports[name].fail(finding)
-        if skipped:
-            reports[name].messages.append(f"not probed (failed): {', '.join(skipped)}")
-        elif not findings and len(reachable) > 1:
-            reports[name].messages.append(
-                f"mtu {inventory.mtu}; {inventory.mtu - linkops.ICMP_IPV4_OVERHEAD}-byte DF ping to "
-                f"{len(reachable) - 1} peer(s) x {len(inventory.head.links)} link(s) ok")
+        if skipped_note:
+            reports[name].messages.append(skipped_note)
+        elif not findings and ok_note:
+            reports[name].messages.append(ok_note)
 
 
 # ---- spark.ssh -----------------------------------------------------------------------------------------------------
@@ -168,12 +176,9 @@ def ssh_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool 
                  parallel: bool = True) -> TaskReport:
     """spark.ssh: a key pair per node, every node's key authorized everywhere, peers' host keys in known_hosts
     under their link addresses; then every node logs in to every peer link address (BatchMode, strict keys)."""
-    cluster, report = connect_or_fail(inventory, "spark.ssh", parallel)
+    cluster, report, reports = connect_or_fail(inventory, "spark.ssh", parallel, dry_run)
     if cluster is None:
         return report
-    reports = {r.node: r for r in report.nodes}
-    for r in reports.values():
-        r.dry_run = dry_run
     try:
         facts = collect(cluster, reports, gather_ssh_facts)
         if not verify_only:
@@ -206,14 +211,9 @@ def verify_logins(cluster: Cluster, inventory: Inventory, reports: dict[str, Nod
 
     results = collect(cluster, reports, probe, [n.name for n in peers], label="ssh check: ")
     skipped = [n.name for n in inventory.nodes if n not in peers]
-    for name, findings in results.items():
-        for finding in findings:
-            reports[name].fail(finding)
-        if skipped:
-            reports[name].messages.append(f"not checked (failed): {', '.join(skipped)}")
-        elif not findings and len(peers) > 1:
-            reports[name].messages.append(f"logs in to {len(peers) - 1} peer(s) on every link address "
-                                          "(no password, strict host keys)")
+    record_peer_checks(reports, results, f"not checked (failed): {', '.join(skipped)}" if skipped else "",
+                       f"logs in to {len(peers) - 1} peer(s) on every link address (no password, strict host keys)"
+                       if len(peers) > 1 else "")
 
 
 # ---- spark.ray / spark.down ----------------------------------------------------------------------------------------
@@ -299,12 +299,9 @@ def ray_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool 
                  grace_s: float = 10.0, parallel: bool = True) -> TaskReport:
     """spark.ray: the env file on every node, Ray head on the first node and workers on the others, all bound to
     the first link address; then the head must see every node alive on its link address."""
-    cluster, report = connect_or_fail(inventory, "spark.ray", parallel)
+    cluster, report, reports = connect_or_fail(inventory, "spark.ray", parallel, dry_run)
     if cluster is None:
         return report
-    reports = {r.node: r for r in report.nodes}
-    for r in reports.values():
-        r.dry_run = dry_run
     try:
         def gather_env(cxn: Any, node: Node) -> tuple:
             return gather_cluster_env(cxn, inventory, node)
@@ -391,12 +388,9 @@ def verify_ray(cluster: Cluster, inventory: Inventory, reports: dict[str, NodeRe
 def down_workflow(inventory: Inventory, dry_run: bool = False, grace_s: float = 10.0,
                   parallel: bool = True) -> TaskReport:
     """spark.down: stop what the toolkit started (vLLM, Ray) by the pids of its recorded sessions."""
-    cluster, report = connect_or_fail(inventory, "spark.down", parallel)
+    cluster, report, reports = connect_or_fail(inventory, "spark.down", parallel, dry_run)
     if cluster is None:
         return report
-    reports = {r.node: r for r in report.nodes}
-    for r in reports.values():
-        r.dry_run = dry_run
     try:
         stop_sessions(cluster, reports, list(reports), (vllm_serve.SESSION, raycluster.SESSION), grace_s, dry_run)
         for r in reports.values():
@@ -434,10 +428,9 @@ def gather_roce(cxn: Any, inventory: Inventory, node: Node) -> tuple[dict[str, r
 def roce_workflow(inventory: Inventory, skip_bench: bool = False, parallel: bool = True) -> TaskReport:
     """spark.roce: RoCE devices and GID indexes on every node, then ib_write_bw per node pair and link half,
     judged per port against the 175 Gb/s gate."""
-    cluster, report = connect_or_fail(inventory, "spark.roce", parallel)
+    cluster, report, reports = connect_or_fail(inventory, "spark.roce", parallel)
     if cluster is None:
         return report
-    reports = {r.node: r for r in report.nodes}
     try:
         facts = collect(cluster, reports, lambda cxn, node: gather_roce(cxn, inventory, node))
         for name, (ports, indexes) in facts.items():
@@ -494,12 +487,9 @@ def nccl_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool
                   parallel: bool = True) -> TaskReport:
     """spark.nccl: the NCCL/UCX/Gloo env file on every node (both RoCE halves in NCCL_IB_HCA), then nccl-tests
     all_gather_perf through mpirun from the head with safe sizes, its bus bandwidth judged."""
-    cluster, report = connect_or_fail(inventory, "spark.nccl", parallel)
+    cluster, report, reports = connect_or_fail(inventory, "spark.nccl", parallel, dry_run)
     if cluster is None:
         return report
-    reports = {r.node: r for r in report.nodes}
-    for r in reports.values():
-        r.dry_run = dry_run
     try:
         env_facts = collect(cluster, reports, lambda cxn, node: gather_cluster_env(cxn, inventory, node))
         plans = env_plans(inventory, reports, env_facts, require_rdma=True)
@@ -543,13 +533,10 @@ def vllm_workflow(inventory: Inventory, dry_run: bool = False, wait_s: int = 0, 
     """spark.vllm: the planner's vLLM command for this cluster size, started on the head over the running Ray
     cluster, API key from a mode-600 file. Raises PlanInputError (exit 2) for sizes the planner rejects."""
     fit, command = vllm_serve.serving_command(inventory)
-    cluster, report = connect_or_fail(inventory, "spark.vllm", parallel)
+    cluster, report, reports = connect_or_fail(inventory, "spark.vllm", parallel, dry_run)
     if cluster is None:
         return report
-    reports = {r.node: r for r in report.nodes}
     head = inventory.head
-    for r in reports.values():
-        r.dry_run = dry_run
     reports[head.name].messages.append(f"planner: {fit.layout.describe()}")
     try:
         names = (raycluster.SESSION, vllm_serve.SESSION)
@@ -557,6 +544,7 @@ def vllm_workflow(inventory: Inventory, dry_run: bool = False, wait_s: int = 0, 
         for name, facts in sessions.items():
             if not facts[raycluster.SESSION].running:
                 reports[name].fail("Ray is not running here: run spark.ray first")
+
         def key_fact(cxn: Any, node: Node) -> vllm_serve.KeyFileFacts:
             return vllm_serve.parse_key_fact(run(cxn, vllm_serve.key_fact_command(inventory)).stdout)
 
@@ -583,6 +571,12 @@ def vllm_workflow(inventory: Inventory, dry_run: bool = False, wait_s: int = 0, 
             reports[head.name].commands.append("argv: " + shlex.join(argv))
             return report
         log = session.log_path(inventory.state_dir, vllm_serve.SESSION)
+        if not reports[head.name].ok:
+            return report
+        if not vllm_alive(cluster, inventory, reports):
+            tail = run(cluster.connections[head.name], f"tail -n 5 {shell_path(log)}", check=False).stdout
+            reports[head.name].fail(f"vLLM exited right after the start: {last_line(tail)} (see {log})")
+            return report
         if wait_s <= 0:
             reports[head.name].messages.append(f"started; loading takes minutes: follow {log}, then spark.doctor")
             return report
@@ -602,6 +596,21 @@ def vllm_workflow(inventory: Inventory, dry_run: bool = False, wait_s: int = 0, 
     finally:
         cluster.close()
     return report
+
+
+def vllm_alive(cluster: Cluster, inventory: Inventory, reports: dict[str, NodeReport],
+               settle_s: float = 3.0) -> bool:
+    """Whether the vLLM session still runs a moment after its start (a missing binary or a bad flag ends it)."""
+    gather = gather_sessions(inventory, (vllm_serve.SESSION,))
+    head = inventory.head.name
+    deadline = time.monotonic() + settle_s
+    while True:
+        time.sleep(STOP_POLL_S)
+        facts = collect(cluster, reports, gather, [head])
+        if head not in facts or not facts[head][vllm_serve.SESSION].running:
+            return False
+        if time.monotonic() > deadline:
+            return True
 
 
 # ---- spark.doctor --------------------------------------------------------------------------------------------------
@@ -650,10 +659,9 @@ def started_sessions(inventory: Inventory, parallel: bool = True) -> dict[str, t
 
 def vllm_check(inventory: Inventory, parallel: bool = True) -> TaskReport:
     """The running vLLM answers with the key and refuses requests without it."""
-    cluster, report = connect_or_fail(inventory, "spark.vllm", parallel)
+    cluster, report, reports = connect_or_fail(inventory, "spark.vllm", parallel)
     if cluster is None:
         return report
-    reports = {r.node: r for r in report.nodes}
     try:
         head = inventory.head.name
         out = collect(cluster, reports, lambda cxn, node: run(cxn, vllm_serve.api_check_command(inventory),

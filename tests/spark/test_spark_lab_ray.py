@@ -17,6 +17,26 @@ pytestmark = pytest.mark.lab
 
 RAY = Path(sys.prefix) / "bin" / "ray"
 API_KEY = "lab-api-key-7f3e"  # a test value; it must never show up in a plan or report
+# A stand-in for `vllm serve` (the lab has no GPU): it records what it was started with and serves /v1/models,
+# 200 with the right bearer key and 401 without, so the launch and the API check run for real.
+FAKE_VLLM = f"""#!{sys.executable}
+import http.server, json, os, sys
+key = os.environ.get("VLLM_API_KEY", "")
+with open(os.path.expanduser("~/.config/nemotron-deploy/vllm-api-key")) as f:
+    on_disk = f.read().strip()
+names = ("RAY_ADDRESS", "VLLM_HOST_IP", "NCCL_SOCKET_IFNAME", "VLLM_USE_FLASHINFER_MOE_FP4", "RAY_AUTH_MODE")
+with open("/root/fake-vllm.json", "w") as f:
+    json.dump({{"argv": sys.argv[1:], "key_matches_file": bool(key) and key == on_disk,
+               "env": {{n: os.environ.get(n) for n in names}}}}, f)
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class Api(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.headers.get("Authorization") == "Bearer " + key else 401)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Api).serve_forever()
+"""
 
 
 def ray_active_nodes(cluster, head="node1") -> subprocess.CompletedProcess:
@@ -62,10 +82,11 @@ def form_and_end_cluster(cluster, size):
     return report
 
 
-def end_cluster(cluster):
+def end_cluster(cluster, vllm_on_head=False):
     status, report, _ = fab("down", cluster.inventory, "--grace-s", "3", timeout=120)
     assert status == 0, report
     assert all(any(c.startswith("stop ray: SIGTERM to") for c in r["changes"]) for r in report["nodes"])
+    assert any(c.startswith("stop vllm: SIGTERM") for c in by_node(report)["node1"]["changes"]) == vllm_on_head
     assert only_sshd_left(cluster)  # every Ray process is gone, by pid; sshd (not ours to stop) still runs
     assert all(not (cluster.layout.node_dir(n) / "root/.local/state/nemotron-deploy/ray.session").exists()
                for n in cluster.nodes)
@@ -99,7 +120,7 @@ def test_ray_cluster_of_two(make_lab):
     end_cluster(two)
 
 
-def test_ray_cluster_of_four_and_the_vllm_plan(make_lab):
+def test_ray_cluster_of_four_and_vllm_on_it(make_lab, tmp_path):
     four = make_lab("ptray4", 4, index=204)
     form_and_end_cluster(four, 4)
     four.ssh("node1", f"mkdir -p ~/.config/nemotron-deploy && umask 077 && "
@@ -122,7 +143,27 @@ def test_ray_cluster_of_four_and_the_vllm_plan(make_lab):
     four.ssh("node1", "chmod 644 ~/.config/nemotron-deploy/vllm-api-key")
     status, report, _ = fab("vllm", four.inventory, "--dry-run")
     assert status == 1 and "has mode 644" in " ".join(by_node(report)["node1"]["messages"])
-    end_cluster(four)
+    four.ssh("node1", "chmod 600 ~/.config/nemotron-deploy/vllm-api-key")
+    # a vLLM that cannot start is reported, with the end of its log
+    status, report, _ = fab("vllm", four.with_inventory(tmp_path, vllm={"bin": "/root/no-such-vllm"}), timeout=180)
+    messages = " ".join(by_node(report)["node1"]["messages"])
+    assert status == 1 and "vLLM exited right after the start" in messages and "no-such-vllm: not found" in messages
+    # the real launch, with a stand-in vLLM: the key reaches it from the file, never through argv
+    four.ssh("node1", f"cat > /root/fake-vllm <<'EOF'\n{FAKE_VLLM}EOF\nchmod 755 /root/fake-vllm")
+    fake = four.with_inventory(tmp_path, vllm={"bin": "/root/fake-vllm"})
+    status, report, _ = fab("vllm", fake, "--wait-s", "30", timeout=180)
+    assert status == 0, report
+    assert "API ready; requests without the key are refused" in by_node(report)["node1"]["messages"]
+    seen = json.loads(four.ssh("node1", "cat /root/fake-vllm.json").stdout)
+    assert seen["key_matches_file"] and API_KEY not in " ".join(seen["argv"])
+    assert seen["argv"][seen["argv"].index("--tensor-parallel-size") + 1] == "4"
+    assert seen["env"] == {"RAY_ADDRESS": "198.19.0.1:6379", "VLLM_HOST_IP": "198.19.0.1",
+                           "NCCL_SOCKET_IFNAME": "enp1s0f0np0", "VLLM_USE_FLASHINFER_MOE_FP4": "1",
+                           "RAY_AUTH_MODE": "token"}
+    assert API_KEY not in four.ssh("node1", "ps -eo args").stdout and API_KEY not in json.dumps(report)
+    status, report, _ = fab("vllm", fake)
+    assert status == 0 and "vLLM already runs with this command" in by_node(report)["node1"]["messages"]
+    end_cluster(four, vllm_on_head=True)
     # without Ray, vLLM is not started
     status, report, _ = fab("vllm", four.inventory, "--dry-run")
     assert status == 1 and "run spark.ray first" in " ".join(by_node(report)["node3"]["messages"])
