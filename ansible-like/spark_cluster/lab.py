@@ -23,11 +23,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from spark_cluster.bounded import attempts
 
 LAB_ROOT = Path("/var/tmp/nemotron-spark-lab")  # not under /tmp or /root: those are per node inside the lab  # noqa: S108
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
@@ -38,6 +39,7 @@ MAX_NODES = 8
 SSHD = "/usr/sbin/sshd"
 # Root-filesystem directories the lab needs: mount points of the per-node /etc entries, sshd's privsep directory.
 MOUNT_POINTS = (Path("/etc/netplan"), Path("/etc/nemotron-deploy"), Path("/run/sshd"))
+PRIVATE_DIRS = ("/root", "/tmp")  # each lab node has its own (bind mounts in its sshd's mount namespace)  # noqa: S108
 MOUNT_POINT_RECORD = LAB_ROOT / "created-mount-points.json"  # those the labs made, removed with the last lab
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 WAIT_STEP_S = 0.1
@@ -236,8 +238,8 @@ def _prepare_node_files(layout: LabLayout, node: LabNode, client_pub: str) -> st
     authorized = root_home / ".ssh" / "authorized_keys"
     authorized.write_text(client_pub)
     authorized.chmod(0o600)
-    for entry in home_passthrough():
-        (root_home / entry).mkdir(mode=0o755)
+    for private, entry in passthrough():
+        (node_dir / private.strip("/") / entry).mkdir(mode=0o755)
     tmp.mkdir(mode=0o1777)
     tmp.chmod(0o1777)
 
@@ -263,20 +265,23 @@ def _prepare_node_files(layout: LabLayout, node: LabNode, client_pub: str) -> st
 def start_sshd(layout: LabLayout, node: LabNode) -> None:
     """Start the node's sshd in its namespace with its own hostname, /root and /tmp (sshd daemonizes)."""
     node_dir = layout.node_dir(node)
-    keep = "".join(f"mount --bind /root/{entry} {node_dir}/root/{entry} && " for entry in home_passthrough())
-    script = (f"hostname {node.name} && {keep}mount --rbind {node_dir}/root /root && "
-              f"mount --bind {node_dir}/tmp /tmp && exec {SSHD} -E {node_dir}/sshd.log")  # noqa: S108 (a mount point)
+    keep = "".join(f"mount --bind {private}/{entry} {node_dir}{private}/{entry} && "
+                   for private, entry in passthrough())
+    mounts = " && ".join(f"mount --rbind {node_dir}{private} {private}" for private in PRIVATE_DIRS)
+    script = f"hostname {node.name} && {keep}{mounts} && exec {SSHD} -E {node_dir}/sshd.log"
     _sh("ip", "netns", "exec", node.namespace, "unshare", "--uts", "--", "sh", "-c", script)
 
 
-def home_passthrough() -> list[str]:
-    """Entries of the real /root the nodes must still see through their own /root: the Python that runs the lab
-    and Ray when it is installed there (pyenv, a venv in /root). Bound read-write, only inside the node."""
+def passthrough() -> list[tuple[str, str]]:
+    """(private dir, entry) pairs the nodes must still see through their own /root and /tmp: the Python that runs
+    the lab and Ray when it is installed there (pyenv, a checkout or venv in /root or /tmp). Bound only inside
+    the node's mount namespace."""
     keep = set()
     for path in (sys.prefix, sys.base_prefix, sys.executable):
         parts = Path(os.path.realpath(path)).parts
-        if parts[:2] == ("/", "root") and len(parts) > 2:
-            keep.add(parts[2])
+        for private in PRIVATE_DIRS:
+            if "/" + "/".join(parts[1:2]) == private and len(parts) > 2:
+                keep.add((private, parts[2]))
     return sorted(keep)
 
 
@@ -297,15 +302,14 @@ def stop_sshd(layout: LabLayout, node: LabNode) -> None:
 
 
 def wait_for_port(address: str, port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    error: OSError | None = None
+    for _ in attempts(timeout_s, WAIT_STEP_S):
         try:
             with socket.create_connection((address, port), timeout=1):
                 return
         except OSError as exc:
-            if time.monotonic() > deadline:
-                raise LabError(f"{address}:{port} not reachable after {timeout_s:g}s: {exc}") from exc
-            time.sleep(WAIT_STEP_S)
+            error = exc
+    raise LabError(f"{address}:{port} not reachable after {timeout_s:g}s: {error}")
 
 
 def namespaces() -> list[str]:
@@ -336,9 +340,9 @@ def _terminate(pids: list[int], grace_s: float = 5.0) -> list[int]:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-        deadline = time.monotonic() + wait_s
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-            time.sleep(WAIT_STEP_S)
+        for _ in attempts(wait_s, WAIT_STEP_S):
+            if not any(_alive(p) for p in pids):
+                break
         pids = [p for p in pids if _alive(p)]
         if not pids:
             break
@@ -366,11 +370,11 @@ def down(name: str = "lab") -> list[str]:
             shutil.rmtree(etc)
     # the kernel destroys a deleted namespace's veths asynchronously: wait (bounded) for the root-side ends to go
     host_veth = re.compile(rf"^\d+: {re.escape(name)}m\d+[@:]")
-    deadline = time.monotonic() + 10
-    while any(host_veth.match(line) for line in _sh("ip", "-o", "link", "show", check=False).stdout.splitlines()):
-        if time.monotonic() > deadline:
-            raise LabError(f"veths of lab {name!r} still present 10s after deleting its namespaces")
-        time.sleep(WAIT_STEP_S)
+    for _ in attempts(10, WAIT_STEP_S):
+        if not any(host_veth.match(line) for line in _sh("ip", "-o", "link", "show", check=False).stdout.splitlines()):
+            break
+    else:
+        raise LabError(f"veths of lab {name!r} still present 10s after deleting its namespaces")
     state = LAB_ROOT / name
     if state.exists():
         shutil.rmtree(state)

@@ -118,7 +118,7 @@ def nodes_script(inventory: Inventory, expected: int, timeout_s: int) -> str:
         "import json, time, ray\n"
         f"ray.init(address={head_address(inventory)!r}, logging_level='ERROR', log_to_driver=False)\n"
         f"deadline = time.monotonic() + {timeout_s}\n"
-        "while True:\n"
+        f"for _ in range({timeout_s * 2 + 1}):  # bounded by count and by time\n"
         "    nodes = [{'ip': n['NodeManagerAddress'], 'alive': bool(n['Alive'])} for n in ray.nodes()]\n"
         f"    if sum(n['alive'] for n in nodes) >= {expected} or time.monotonic() > deadline:\n"
         "        break\n"

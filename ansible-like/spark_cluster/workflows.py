@@ -12,6 +12,7 @@ from typing import Any
 
 from spark_cluster import clusterenv, nccl, raycluster, roce, session, sshtrust, vllm_serve
 from spark_cluster import link as linkops
+from spark_cluster.bounded import attempts
 from spark_cluster.inventory import Inventory, Node
 from spark_cluster.remote import Cluster, NodeError, connect, describe_exception, last_line, run, run_steps
 from spark_cluster.report import NodeReport, TaskReport
@@ -219,6 +220,7 @@ def verify_logins(cluster: Cluster, inventory: Inventory, reports: dict[str, Nod
 # ---- spark.ray / spark.down ----------------------------------------------------------------------------------------
 
 STOP_POLL_S = 0.5
+API_POLL_S = 5.0
 KILL_WAIT_S = 5.0
 
 
@@ -245,13 +247,13 @@ def stop_sessions(cluster: Cluster, reports: dict[str, NodeReport], nodes: Itera
     for sig, wait_s in (("TERM", grace_s), ("KILL", KILL_WAIT_S)):
         if sig == "KILL":
             apply_steps(cluster, reports, {n: p for n, p in signal_plans("KILL").items() if p}, dry_run)
-        deadline = time.monotonic() + wait_s
-        while True:
+        running = list(facts)
+        for attempt in attempts(wait_s, STOP_POLL_S):
+            if attempt:
+                facts.update(collect(cluster, reports, gather, running))
             running = [n for n, f in facts.items() if any(s.running for s in f.values())]
-            if not running or time.monotonic() > deadline:
+            if not running:
                 break
-            time.sleep(STOP_POLL_S)
-            facts.update(collect(cluster, reports, gather, running))
         if not running:
             break
     for name, node_facts in facts.items():
@@ -580,13 +582,12 @@ def vllm_workflow(inventory: Inventory, dry_run: bool = False, wait_s: int = 0, 
         if wait_s <= 0:
             reports[head.name].messages.append(f"started; loading takes minutes: follow {log}, then spark.doctor")
             return report
-        deadline = time.monotonic() + wait_s
-        while True:
+        ready, findings = False, []
+        for _ in attempts(wait_s, API_POLL_S):
             out = run(cluster.connections[head.name], vllm_serve.api_check_command(inventory), check=False).stdout
             ready, findings = vllm_serve.api_findings(out)
-            if ready or findings or time.monotonic() > deadline:
+            if ready or findings:
                 break
-            time.sleep(5)
         for finding in findings:
             reports[head.name].fail(finding)
         if not ready:
@@ -603,14 +604,11 @@ def vllm_alive(cluster: Cluster, inventory: Inventory, reports: dict[str, NodeRe
     """Whether the vLLM session still runs a moment after its start (a missing binary or a bad flag ends it)."""
     gather = gather_sessions(inventory, (vllm_serve.SESSION,))
     head = inventory.head.name
-    deadline = time.monotonic() + settle_s
-    while True:
-        time.sleep(STOP_POLL_S)
+    for _ in attempts(settle_s, STOP_POLL_S):
         facts = collect(cluster, reports, gather, [head])
         if head not in facts or not facts[head][vllm_serve.SESSION].running:
             return False
-        if time.monotonic() > deadline:
-            return True
+    return True
 
 
 # ---- spark.doctor --------------------------------------------------------------------------------------------------
