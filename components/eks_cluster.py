@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import TypedDict
@@ -114,22 +115,25 @@ class EksCluster(pulumi.ComponentResource):
 
         system_role = eks_node_role(f"{name}-system-nodes", plan, tags, partition, self)
         pool = system_node_pool(plan)
+        launch = {"metadata_options": dict(IMDSV2_ONLY),
+                  "block_device_mappings": [{"device_name": NODE_ROOT_DEVICE, "ebs": {
+                      "volume_size": pool.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
+                      "delete_on_termination": "true"}}]}
         template = aws.ec2.LaunchTemplate(
             f"{name}-system-template", update_default_version=True, tags=tags, opts=child,
             description=f"nemotron-deploy {plan.stack}: EKS system nodes",
-            metadata_options=dict(IMDSV2_ONLY),
-            block_device_mappings=[{"device_name": NODE_ROOT_DEVICE, "ebs": {
-                "volume_size": pool.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
-                "delete_on_termination": "true"}}],
             tag_specifications=[{"resource_type": kind, "tags": tags}
-                                for kind in ("instance", "volume", "network-interface")])
+                                for kind in ("instance", "volume", "network-interface")], **launch)
+        # As for the GPU nodes: a renewed expiry does not roll the nodes (components.gpu_node_pool).
         system_nodes = aws.eks.NodeGroup(
             f"{name}-system-nodes", cluster_name=cluster.name, node_role_arn=system_role.arn,
             subnet_ids=[args["node_subnet_id"]], instance_types=[pool.instance_type], ami_type=pool.ami_type,
             capacity_type=pool.capacity_type, labels=pool.labels,
             scaling_config={"min_size": pool.min_size, "max_size": pool.max_size, "desired_size": pool.desired_size},
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
-            tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=system_role.attachments))
+            tags=tags, opts=pulumi.ResourceOptions(
+                parent=self, depends_on=system_role.attachments, ignore_changes=["launchTemplate"],
+                replacement_trigger=_launch_shape(launch)))
 
         addon_opts = pulumi.ResourceOptions(parent=self, depends_on=[system_nodes])
         aws.eks.Addon(f"{name}-vpc-cni", cluster_name=cluster.name, addon_name="vpc-cni",
@@ -194,6 +198,10 @@ class ClusterAddons(pulumi.ComponentResource):
                 namespace=release.namespace, create_namespace=release.namespace != "kube-system",
                 values=release.values, opts=pulumi.ResourceOptions(parent=self), **extra)
         self.register_outputs({})
+
+
+def _launch_shape(settings: dict) -> pulumi.Output[str]:
+    return pulumi.Output.json_dumps(settings).apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
 
 
 def _trust(service: str, tag_session: bool = False) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import TypedDict
 
@@ -63,14 +64,21 @@ class GpuNodePool(pulumi.ComponentResource):
             tag_specifications=[{"resource_type": kind, "tags": tags}
                                 for kind in ("instance", "volume", "network-interface")],
             **launch)
+        # A renewed expiry retags the template (a new version) on every `pulumi up`; rolling GPU nodes for it would
+        # restart the model. The group keeps its version and is replaced (old one first: its GPUs are the capacity)
+        # only when what a node is changes: the template's settings other than tags.
         group = aws.eks.NodeGroup(
             f"{name}-nodes", cluster_name=args["cluster_name"], node_role_arn=role.arn,
             subnet_ids=[args["subnet_id"]], instance_types=[pool.instance_type], ami_type=pool.ami_type,
             capacity_type=pool.capacity_type, labels=pool.labels, taints=[dict(t) for t in pool.taints],
             scaling_config={"min_size": pool.min_size, "max_size": pool.max_size, "desired_size": pool.desired_size},
             update_config={"max_unavailable": 1},
+            # The workload's PodDisruptionBudget stops drains by people and autoscalers, not a deliberate update.
+            force_update_version=True,
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
-            tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=role.attachments))
+            tags=tags, opts=pulumi.ResourceOptions(
+                parent=self, depends_on=role.attachments, ignore_changes=["launchTemplate"],
+                replacement_trigger=launch_shape(launch), delete_before_replace=True))
         asg_name = group.resources.apply(lambda resources: resources[0].autoscaling_groups[0].name)
         aws.autoscaling.Schedule(
             f"{name}-expiry", autoscaling_group_name=asg_name, scheduled_action_name=EXPIRY_ACTION,
@@ -80,3 +88,8 @@ class GpuNodePool(pulumi.ComponentResource):
         self.autoscaling_group_name = asg_name
         self.register_outputs({"node_group_name": self.node_group_name,
                                "autoscaling_group_name": self.autoscaling_group_name})
+
+
+def launch_shape(settings: dict) -> pulumi.Output[str]:
+    """A digest of launch-template settings (tags excluded): what makes a node group's nodes what they are."""
+    return pulumi.Output.json_dumps(settings).apply(lambda text: hashlib.sha256(text.encode()).hexdigest())

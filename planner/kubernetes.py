@@ -502,8 +502,9 @@ def _pod_spec(plan: StackPlan, size: WorkloadSizing, containers: list[dict], vol
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{size.shm_gib}Gi"}}] + volumes,
     }
     if nim:
+        # OnRootMismatch: a restart must not chown hundreds of GiB of cache file by file.
         spec["securityContext"] |= {"runAsUser": NIM_USER, "runAsGroup": NIM_USER, "fsGroup": NIM_USER,
-                                    "runAsNonRoot": True}
+                                    "fsGroupChangePolicy": "OnRootMismatch", "runAsNonRoot": True}
         spec["imagePullSecrets"] = [{"name": names(plan).pull_secret}]
     return spec
 
@@ -524,8 +525,8 @@ def _deployment(plan: StackPlan, size: WorkloadSizing, nim: bool) -> dict:
             # One GPU node, one ReadWriteOnce volume: the old pod goes before the new one starts.
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector_labels(plan)},
-            "template": {"metadata": {"labels": labels(plan) | {ROLE_LABEL: "server"},
-                                      "annotations": annotations(plan)},
+            # No expiry annotation on the pod template: a renewed expiry must not restart the model.
+            "template": {"metadata": {"labels": labels(plan) | {ROLE_LABEL: "server"}},
                          "spec": _pod_spec(plan, size, containers, volumes, nim)},
         },
     }
@@ -648,7 +649,7 @@ def _leader_worker_set(plan: StackPlan, size: WorkloadSizing, cache_claim_spec: 
     n = names(plan)
 
     def template(role: str, container: dict) -> dict:
-        return {"metadata": {"labels": labels(plan) | {ROLE_LABEL: role}, "annotations": annotations(plan)},
+        return {"metadata": {"labels": labels(plan) | {ROLE_LABEL: role}},
                 "spec": _pod_spec(plan, size, [container], [], nim=False)}
 
     leader = _vllm_container(plan, size, ["bash", "-c", leader_script(plan)], probes=True)
