@@ -220,6 +220,7 @@ class WorkloadSizing:
 
 
 def multi_node(plan: StackPlan) -> bool:
+    """Whether the layout spans nodes (a LeaderWorkerSet with Ray instead of a Deployment)."""
     return plan.fit.layout.nodes > 1
 
 
@@ -282,10 +283,12 @@ def names(plan: StackPlan) -> Names:
 
 
 def selector_labels(plan: StackPlan) -> dict[str, str]:
+    """The labels that pick the stack's model pods (Service, NetworkPolicy, PodDisruptionBudget, selector)."""
     return {"app.kubernetes.io/name": "nemotron", "app.kubernetes.io/instance": names(plan).app}
 
 
 def labels(plan: StackPlan) -> dict[str, str]:
+    """Every object's labels: the selector labels plus component, manager, stack and engine."""
     return selector_labels(plan) | {"app.kubernetes.io/component": "model-server",
                                     "app.kubernetes.io/managed-by": "pulumi",
                                     f"{PROJECT}/stack": names(plan).app, f"{PROJECT}/engine": plan.engine}
