@@ -22,7 +22,7 @@ lab-deps:
 	bash scripts/install_lab_deps.sh
 
 bench: $(STAMP) lab-deps
-	$(PY) -m scripts.spark_link_bench
+	$(PY) -m scripts.spark_link_bench --serial
 
 venv: $(STAMP)
 

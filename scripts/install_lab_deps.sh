@@ -14,11 +14,6 @@ packages=(
   netplan.io       # netplan generate validates the rendered netplan file
 )
 
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install_lab_deps.sh: run as root (apt-get)" >&2
-  exit 1
-fi
-
 missing=()
 for pkg in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
@@ -27,6 +22,12 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "lab deps: all present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  # make test still runs everything else; the lab tests skip and say why
+  echo "lab deps: missing ${missing[*]}; run as root to install them (the lab tests will be skipped)" >&2
   exit 0
 fi
 
