@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from planner.errors import PlanInputError, one_of
 from planner.estimates import iso_utc
@@ -507,14 +507,6 @@ def plan_endpoint(plan: StackPlan) -> tuple[JumpStartEndpointPlan | None, tuple[
     return endpoint, tuple(warnings)
 
 
-def required_endpoint(plan: StackPlan) -> JumpStartEndpointPlan:
-    """The plan's endpoint, or a PlanInputError telling the user to run resolve."""
-    if plan.jumpstart is None:
-        raise PlanInputError(f"{_JS}.resolved", None,
-                             f"the hub content: run `python -m scripts.jumpstart resolve {plan.stack}`", plan.source)
-    return plan.jumpstart
-
-
 # ------------------------------------------------------------------------------------------ smoke request / answer
 
 
@@ -553,7 +545,3 @@ def parse_chat_completion(body: bytes | str) -> ChatCompletion:
         finish_reason=choices[0].get("finish_reason"),
         prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
         model=document.get("model"))
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

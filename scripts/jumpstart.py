@@ -10,8 +10,8 @@ smoke    One OpenAI-style chat request through sagemaker-runtime InvokeEndpoint 
          `--stream`): prints latency, prompt and completion tokens and the start of the answer.
 
 Exit 0 on success, 1 when AWS or the endpoint failed or the hub content is unusable (or differs, with --check), 2 on
-bad input (one line naming the key or flag). The endpoint functions below (state, wait, invoke, delete) are the ones
-smoke and teardown share.
+bad input (one line naming the key or flag). The endpoint functions below (state, wait, invoke, delete in dependency
+order) serve smoke and are written for teardown to reuse.
 """
 
 from __future__ import annotations
