@@ -208,6 +208,8 @@ class StackConfig(_Strict):
     jumpstart: JumpStartConfig | None = None
     eks: EksConfig | None = None
     auto_deploy: bool = Field(default=False, alias="autoDeploy")  # GitOps: `pulumi up` on merge to main
+    # Who the stack's AWS Budget alerts (planner/budget.py); default: the owner, when the owner is an email address
+    alert_emails: tuple[str, ...] = Field(default=(), alias="alertEmails")
 
     @field_validator("owner")
     @classmethod
@@ -215,6 +217,22 @@ class StackConfig(_Strict):
         if not re.fullmatch(r"[A-Za-z0-9 _.:/=+\-@]+", v):
             raise ValueError("letters, digits, spaces and _ . : / = + - @ (an AWS tag value)")
         return v
+
+    @field_validator("alert_emails", mode="before")
+    @classmethod
+    def _email_addresses(cls, emails: object) -> tuple[str, ...]:
+        from planner.budget import EMAIL_ADDRESS, MAX_EMAIL_SUBSCRIBERS  # planner.budget builds on this module
+
+        if not isinstance(emails, list | tuple):
+            raise ValueError("a list of email addresses, e.g. [owner@example.com]")
+        for address in emails:
+            if not isinstance(address, str) or not EMAIL_ADDRESS.fullmatch(address):
+                raise ValueError(f"email addresses such as owner@example.com ({address!r} is not one)")
+        if len(set(emails)) != len(emails):
+            raise ValueError("distinct email addresses (one is listed twice)")
+        if len(emails) > MAX_EMAIL_SUBSCRIBERS:
+            raise ValueError(f"at most {MAX_EMAIL_SUBSCRIBERS} addresses (AWS Budgets' limit per alert)")
+        return tuple(emails)
 
     @field_validator("allowed_cidrs")
     @classmethod
