@@ -4,6 +4,9 @@ what that saves per hour. Pure: scripts/teardown.py gathers the facts with boto3
 A resource is the toolkit's only when it carries all three tags `nemotron-deploy:stack`, `nemotron-deploy:owner`
 and `nemotron-deploy:expires-at` with non-empty values and an expiry that parses as an ISO 8601 time with a zone.
 Anything else is foreign (a missing or look-alike tag) or malformed (an unreadable expiry: reported, never touched).
+
+Kinds are named `<service>:<type>` (`ec2:natgateway`, `iam:role`); IAM roles and instance profiles and AWS Budgets
+are global and carry the region GLOBAL_REGION.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from planner.estimates import iso_utc
 from planner.hardware import INSTANCE_TYPES
@@ -22,7 +26,10 @@ TOOLKIT_TAGS = (TAG_STACK, TAG_OWNER, TAG_EXPIRES_AT)
 
 # Deletion order: a kind that holds another comes first (an endpoint before its config, a node group before its
 # cluster, instances before their ENIs and volumes, load balancers and clusters before the security groups their
-# network interfaces use). Edges from in_use_by refine this order within and across kinds.
+# network interfaces use; in a VPC: NAT gateways before the Elastic IPs they hold, VPC endpoints before the subnets,
+# route tables and security groups they use, internet gateways and route tables before the subnets and the VPC).
+# Edges from in_use_by refine this order within and across kinds. IAM and budgets come last: nothing regional
+# holds them once the compute is gone.
 KIND_ORDER = (
     "application-autoscaling:scalable-target",
     "sagemaker:endpoint",
@@ -32,18 +39,43 @@ KIND_ORDER = (
     "eks:cluster",
     "elbv2:load-balancer",
     "ec2:instance",
+    "ec2:natgateway",
+    "ec2:elastic-ip",
+    "ec2:vpc-endpoint",
     "ec2:network-interface",
     "ec2:volume",
     "ec2:launch-template",
     "ec2:placement-group",
     "ec2:security-group",
+    "ec2:internet-gateway",
+    "ec2:route-table",
+    "ec2:subnet",
+    "ec2:vpc",
+    "secretsmanager:secret",
+    "iam:instance-profile",
+    "iam:role",
+    "budgets:budget",
 )
 KINDS = frozenset(KIND_ORDER)
 
-ACTION_BY_KIND = {"ec2:instance": "terminate", "application-autoscaling:scalable-target": "deregister"}
+# What "delete" means for a kind, when it is more than one call (the table shows it).
+ACTION_BY_KIND = {
+    "ec2:instance": "terminate",
+    "application-autoscaling:scalable-target": "deregister",
+    "ec2:elastic-ip": "release",
+    "ec2:internet-gateway": "detach+delete",
+    "ec2:route-table": "disassociate+delete",
+    "secretsmanager:secret": "force-delete",  # ForceDeleteWithoutRecovery: no 7-30 day window holding the name
+    "iam:instance-profile": "remove-roles+delete",
+    "iam:role": "detach-policies+delete",
+}
+
+# IAM and AWS Budgets are global: their resources carry this region and are listed once per run.
+GLOBAL_REGION = "global"
 
 # States in which a resource no longer exists for our purposes (EC2 lists terminated instances for about an hour).
-GONE_STATES = {"ec2:instance": {"terminated"}, "ec2:volume": {"deleted"}}
+GONE_STATES = {"ec2:instance": {"terminated"}, "ec2:volume": {"deleted"}, "ec2:natgateway": {"deleted"},
+               "ec2:vpc-endpoint": {"deleted"}}
 # States in which deletion is already under way: nothing to call, only to wait for.
 GOING_STATES = {
     "ec2:instance": {"shutting-down"},
@@ -51,16 +83,32 @@ GOING_STATES = {
     "eks:nodegroup": {"DELETING"},
     "eks:cluster": {"DELETING"},
     "sagemaker:endpoint": {"Deleting"},
+    "ec2:natgateway": {"deleting"},
+    "ec2:vpc-endpoint": {"deleting"},
 }
-# Kinds whose deletion runs asynchronously and is waited for (bounded) before the next kinds.
-WAIT_AFTER = frozenset({"ec2:instance", "eks:nodegroup", "eks:cluster", "sagemaker:endpoint"})
+# Kinds whose deletion runs asynchronously and is waited for (bounded) before the next kinds: a NAT gateway holds
+# its Elastic IP and its network interface until it is deleted; an interface endpoint holds its interfaces (and so
+# its subnets and security group) until it is.
+WAIT_AFTER = frozenset({"ec2:instance", "eks:nodegroup", "eks:cluster", "sagemaker:endpoint", "ec2:natgateway",
+                        "ec2:vpc-endpoint"})
 
-# Compute that bills by the hour, in the states in which it bills; priced from planner/hardware.py.
+# What bills by the hour, in the states in which it bills: compute priced from planner/hardware.py, network priced
+# below. Kinds not listed here bill nothing per hour (or nothing this reaper prices) in any state.
 BILLING_STATES = {
     "ec2:instance": {"pending", "running"},
     "sagemaker:endpoint": {"Creating", "Updating", "SystemUpdating", "RollingBack", "InService"},
     "eks:nodegroup": {"CREATING", "ACTIVE", "UPDATING", "DEGRADED"},
+    "ec2:natgateway": {"pending", "available"},
+    "ec2:vpc-endpoint": {"pendingacceptance", "pending", "available"},  # as gather lower-cases it
+    "ec2:elastic-ip": {None},  # a public IPv4 address bills whether associated or not (since 2024-02)
 }
+# Hourly charges of what a stack's network leaves running once the servers are gone, without data processing
+# ($0.045/GB through a NAT gateway, $0.01/GB through an interface endpoint). Approximate constants, us-east-1
+# on-demand, read 2026-06; other regions cost up to about a third more.
+NETWORK_PRICE_READ = "2026-06, us-east-1, approximate, without data processing"
+NAT_GATEWAY_USD_PER_HOUR = 0.045
+INTERFACE_ENDPOINT_USD_PER_HOUR_PER_AZ = 0.01  # gateway endpoints (S3, DynamoDB) are free
+PUBLIC_IPV4_USD_PER_HOUR = 0.005
 
 _ISO_WITH_ZONE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})")
 
@@ -73,7 +121,11 @@ class FoundResource:
 
     `in_use_by` names resources that hold this one (an instance holding its ENI, an ENI holding a security group,
     an endpoint holding its config); it can be deleted only once they are gone. `managed_by` names a resource that
-    creates and removes this one (an EKS node group for its instances): deleting it directly would be undone.
+    creates and removes this one (an EKS node group for its instances, a VPC for its main route table and default
+    security group): deleting it directly would be undone or refused. `attached_to` names resources this one is
+    attached to and is detached from by its own deletion (a route table's subnets, an internet gateway's VPC): they
+    go after it, but only when they go too, so a foreign subnet or VPC never loses its route table or gateway.
+    `keep` is a reason never to delete it at all (a region's default VPC).
     """
 
     kind: str
@@ -84,8 +136,10 @@ class FoundResource:
     in_use_by: tuple[str, ...] = ()
     managed_by: str | None = None
     instance_type: str | None = None  # EC2 or SageMaker instance type, for $/hour
-    instance_count: int = 1
-    attributes: Mapping[str, str] = field(default_factory=dict)  # what the delete call needs besides the id
+    instance_count: int = 1  # instances of an endpoint or node group; Availability Zones of an interface endpoint
+    attributes: Mapping[str, Any] = field(default_factory=dict)  # what the delete call needs besides the id
+    attached_to: tuple[str, ...] = ()
+    keep: str = ""
 
     @property
     def stack(self) -> str | None:
@@ -115,7 +169,7 @@ class Deletion:
     """One step of the plan: what to do to one resource and the $/hour that stops with it."""
 
     resource: FoundResource
-    action: str  # terminate, delete, deregister, wait (already going), with-manager (its manager removes it)
+    action: str  # terminate, delete, deregister, release, ..., wait (already going), with-manager (its manager goes)
     usd_per_hour: float | None  # None: compute of a type without a price in planner/hardware.py
     note: str = ""
 
@@ -124,7 +178,7 @@ class Deletion:
         return {"region": r.region, "kind": r.kind, "id": r.id, "stack": r.stack, "owner": r.tags.get(TAG_OWNER),
                 "expires_at": r.tags.get(TAG_EXPIRES_AT), "state": r.state, "action": self.action,
                 "instance_type": r.instance_type,
-                "usd_per_hour": None if self.usd_per_hour is None else round(self.usd_per_hour, 2), "note": self.note}
+                "usd_per_hour": None if self.usd_per_hour is None else round(self.usd_per_hour, 3), "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -188,7 +242,7 @@ class ReapPlan:
             "blocked": [b.to_json() for b in self.blocked],
             "malformed": [{"region": a.resource.region, "kind": a.resource.kind, "id": a.resource.id,
                            "reason": a.reason} for a in self.malformed],
-            "usd_per_hour_stopped": round(self.usd_per_hour_stopped, 2),
+            "usd_per_hour_stopped": round(self.usd_per_hour_stopped, 3),
             "unpriced": list(self.unpriced),
         }
 
@@ -219,9 +273,18 @@ def assess(resource: FoundResource, now: datetime) -> Assessment:
 
 
 def usd_per_hour(resource: FoundResource) -> float | None:
-    """What a resource bills per hour for compute: 0.0 when it bills none (or none we price), None when unknown."""
+    """What a resource bills per hour: compute from planner/hardware.py, NAT gateways, interface endpoints (per
+    Availability Zone) and public IPv4 addresses from the constants above; 0.0 when it bills nothing we price,
+    None for compute of a type without a price."""
     if resource.state not in BILLING_STATES.get(resource.kind, ()):
         return 0.0
+    if resource.kind == "ec2:natgateway":
+        return NAT_GATEWAY_USD_PER_HOUR
+    if resource.kind == "ec2:vpc-endpoint":
+        interface = resource.attributes.get("endpoint_type") == "Interface"
+        return INTERFACE_ENDPOINT_USD_PER_HOUR_PER_AZ * max(resource.instance_count, 0) if interface else 0.0
+    if resource.kind == "ec2:elastic-ip":
+        return PUBLIC_IPV4_USD_PER_HOUR
     itype = INSTANCE_TYPES.get(resource.instance_type or "")
     if itype is None or itype.usd_per_hour is None:
         return None
@@ -271,14 +334,25 @@ def plan_reap(resources: Iterable[FoundResource], now: datetime, stack: str | No
 
 
 def _kept_by(r: FoundResource, selected: Mapping[str, FoundResource], gone: set[str]) -> str:
-    """Why `r` must stay: a manager or a holder that stays (anything not selected and not known gone, including
-    ids the listing never saw, such as a foreign instance); empty when it can go."""
+    """Why `r` must stay: a manager, a holder or something it is attached to that stays (anything not selected and
+    not known gone, including ids the listing never saw, such as a foreign instance); empty when it can go."""
+    if r.keep:
+        return r.keep
     if r.managed_by and r.managed_by not in selected and r.managed_by not in gone:
         return f"managed by {r.managed_by}, which is not being deleted"
     staying = [h for h in r.in_use_by if h not in selected and h not in gone and h != r.id]
     if staying:
-        return "in use by " + ", ".join(sorted(staying)) + ", which is not being deleted"
+        return f"in use by {_some(staying)}, which is not being deleted"
+    attached = [a for a in r.attached_to if a not in selected and a not in gone and a != r.id]
+    if attached:
+        return f"attached to {_some(attached)}, which is not being deleted"
     return ""
+
+
+def _some(ids: list[str], shown: int = 3) -> str:
+    """A few ids for a reason a person reads (a budget is held by every other resource of its stack)."""
+    ids = sorted(ids)
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def _dependency_order(selected: Mapping[str, FoundResource]) -> list[FoundResource]:

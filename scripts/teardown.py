@@ -38,9 +38,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from planner.__main__ import OneLineParser
+from planner.budget import BUDGET_NAME_PREFIX
 from planner.errors import PlanInputError, one_of
 from planner.plan import TAG_EXPIRES_AT
-from planner.reaper import WAIT_AFTER, Deletion, FoundResource, ReapPlan, plan_reap
+from planner.reaper import (
+    GLOBAL_REGION,
+    TOOLKIT_TAGS,
+    WAIT_AFTER,
+    Deletion,
+    FoundResource,
+    ReapPlan,
+    parse_expires_at,
+    plan_reap,
+)
 from planner.stack_config import load_stack, stack_names
 
 PROG = "python -m scripts.teardown"
@@ -51,6 +61,7 @@ PAGE_SIZE = 100  # EC2 describe_* accept 5..1000; smaller pages keep each answer
 FILTER_CHUNK = 200  # values per EC2 filter
 PULUMI_TIMEOUT_S = 3600
 TAG_KEY_FILTER = [{"Name": "tag-key", "Values": [TAG_EXPIRES_AT]}]
+IAM_PAGE_SIZE = 1000  # GetAccountAuthorizationDetails and ListInstanceProfiles: the most one page holds
 TAGGING_TYPES = ["sagemaker:endpoint", "sagemaker:endpoint-config", "sagemaker:model",
                  "elasticloadbalancing:loadbalancer"]
 
@@ -59,12 +70,17 @@ RETRY_CODES = frozenset({
     "DependencyViolation", "ResourceInUse", "ResourceInUseException", "InvalidNetworkInterface.InUse", "VolumeInUse",
     "IncorrectState", "IncorrectInstanceState", "InvalidPlacementGroup.InUse", "RequestLimitExceeded", "Throttling",
     "ThrottlingException", "ResourceContention", "ConcurrentUpdateException", "OperationInProgress",
+    "InvalidIPAddress.InUse", "DeleteConflict", "ConcurrentModification",
 })
 # A delete that meets one of these finds the resource already gone.
 GONE_CODES = frozenset({
     "InvalidInstanceID.NotFound", "InvalidNetworkInterfaceID.NotFound", "InvalidVolume.NotFound",
     "InvalidGroup.NotFound", "InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateId.Malformed",
     "InvalidPlacementGroup.Unknown", "ResourceNotFoundException", "LoadBalancerNotFound", "ObjectNotFoundException",
+    "InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "InvalidRouteTableID.NotFound",
+    "InvalidInternetGatewayID.NotFound", "NatGatewayNotFound", "InvalidNatGatewayID.NotFound",
+    "InvalidAllocationID.NotFound", "InvalidVpcEndpointId.NotFound", "InvalidVpcEndpoint.NotFound", "NoSuchEntity",
+    "NotFoundException",
 })
 
 
@@ -124,14 +140,18 @@ def _chunks(values: list[str], size: int = FILTER_CHUNK) -> Iterator[list[str]]:
         yield values[i:i + size]
 
 
-def gather(clients: RegionalClients, regions: Iterable[str], page_size: int = PAGE_SIZE) -> Inventory:
-    """List every resource carrying an expires-at tag (and what holds it) in `regions`; a failing listing is
-    recorded, not fatal, so one missing permission does not hide the rest."""
+def gather(clients: RegionalClients, regions: Iterable[str], page_size: int = PAGE_SIZE,
+           stack: str | None = None) -> Inventory:
+    """List every resource carrying an expires-at tag (and what holds it) in `regions`, and the global ones (IAM,
+    AWS Budgets) once, through the first region; a failing listing is recorded, not fatal, so one missing
+    permission does not hide the rest. `stack` helps find an instance profile that lost its role."""
     inventory = Inventory()
+    regions = list(regions)
     for region in regions:
         found: dict[str, list[FoundResource]] = {}
-        for name, lister in (("ec2", _gather_ec2), ("tagged", _gather_tagged), ("eks", _gather_eks),
-                             ("application-autoscaling", _gather_scalable_targets)):
+        for name, lister in (("ec2", _gather_ec2), ("network", _gather_network), ("tagged", _gather_tagged),
+                             ("eks", _gather_eks), ("application-autoscaling", _gather_scalable_targets),
+                             ("secretsmanager", _gather_secrets)):
             try:
                 found[name] = lister(clients, region, page_size, found)
             except (ClientError, BotoCoreError, NotImplementedError) as err:
@@ -139,6 +159,14 @@ def gather(clients: RegionalClients, regions: Iterable[str], page_size: int = PA
                 found[name] = []
         inventory.resources += _link(region, [r for group in found.values() for r in group], clients, page_size,
                                      inventory.listing_errors)
+    if regions:
+        stacks = {r.stack for r in inventory.resources if r.stack} | ({stack} if stack else set())
+        for name, lister in (("iam", _gather_iam), ("budgets", _gather_budgets)):
+            try:
+                inventory.resources += lister(clients, regions[0], stacks)
+            except (ClientError, BotoCoreError, NotImplementedError) as err:
+                inventory.listing_errors.append(f"{GLOBAL_REGION} {name}: {_describe_error(err)}")
+        inventory.resources = _budgets_last(inventory.resources)
     return inventory
 
 
@@ -177,6 +205,167 @@ def _gather_ec2(clients, region: str, page_size: int, _found) -> list[FoundResou
                                    _tags(group.get("Tags")), group.get("State"),
                                    attributes={"name": group["GroupName"]}))
     return found
+
+
+def _gather_network(clients, region: str, page_size: int, _found) -> list[FoundResource]:
+    """What a stack's network is made of: VPCs, subnets, route tables, internet and NAT gateways, Elastic IPs and
+    VPC endpoints, each a describe call filtered by tag-key=expires-at and paginated (DescribeAddresses has no
+    pagination: one call answers for the region). The EC2 describes are used rather than the tagging API because
+    they filter by tag on the server just as well and also return the state and links the plan needs."""
+    ec2 = clients("ec2", region)
+    def paging(most: int) -> dict:
+        return {"PaginationConfig": {"PageSize": max(5, min(page_size, most))}}
+
+    found: list[FoundResource] = []
+    for vpc in _pages(ec2, "describe_vpcs", "Vpcs", Filters=TAG_KEY_FILTER, **paging(1000)):
+        found.append(FoundResource("ec2:vpc", vpc["VpcId"], region, _tags(vpc.get("Tags")), vpc.get("State"),
+                                   keep="the region's default VPC: never deleted" if vpc.get("IsDefault") else ""))
+    for subnet in _pages(ec2, "describe_subnets", "Subnets", Filters=TAG_KEY_FILTER, **paging(1000)):
+        found.append(FoundResource("ec2:subnet", subnet["SubnetId"], region, _tags(subnet.get("Tags")),
+                                   subnet.get("State"), attributes={"vpc": subnet.get("VpcId", "")}))
+    for table in _pages(ec2, "describe_route_tables", "RouteTables", Filters=TAG_KEY_FILTER, **paging(100)):
+        links = [a for a in table.get("Associations", ())
+                 if (a.get("AssociationState") or {}).get("State", "associated") in ("associated", "associating")]
+        main = any(a.get("Main") for a in links)
+        explicit = [a for a in links if not a.get("Main")]
+        # the main route table goes with its VPC (it cannot be deleted on its own)
+        found.append(FoundResource(
+            "ec2:route-table", table["RouteTableId"], region, _tags(table.get("Tags")),
+            managed_by=table.get("VpcId") if main else None,
+            attached_to=tuple(a.get("SubnetId") or a.get("GatewayId") for a in explicit
+                              if a.get("SubnetId") or a.get("GatewayId")),
+            attributes={"vpc": table.get("VpcId", ""),
+                        "associations": tuple(a["RouteTableAssociationId"] for a in explicit)}))
+    for gateway in _pages(ec2, "describe_internet_gateways", "InternetGateways", Filters=TAG_KEY_FILTER,
+                          **paging(1000)):
+        vpcs = tuple(a["VpcId"] for a in gateway.get("Attachments", ()) if a.get("State") != "detached")
+        found.append(FoundResource("ec2:internet-gateway", gateway["InternetGatewayId"], region,
+                                   _tags(gateway.get("Tags")), attached_to=vpcs, attributes={"vpcs": vpcs}))
+    for nat in _pages(ec2, "describe_nat_gateways", "NatGateways", Filter=TAG_KEY_FILTER, **paging(1000)):
+        addresses = nat.get("NatGatewayAddresses", ())
+        found.append(FoundResource(
+            "ec2:natgateway", nat["NatGatewayId"], region, _tags(nat.get("Tags")), nat.get("State"),
+            attributes={"vpc": nat.get("VpcId", ""), "subnet": nat.get("SubnetId", ""),
+                        "allocations": tuple(a["AllocationId"] for a in addresses if a.get("AllocationId")),
+                        "interfaces": tuple(a["NetworkInterfaceId"] for a in addresses
+                                            if a.get("NetworkInterfaceId"))}))
+    for address in ec2.describe_addresses(Filters=TAG_KEY_FILTER).get("Addresses", ()):
+        if not address.get("AllocationId"):
+            continue  # EC2-Classic addresses no longer exist; nothing the toolkit made
+        holder = address.get("InstanceId") or address.get("NetworkInterfaceId")
+        found.append(FoundResource("ec2:elastic-ip", address["AllocationId"], region, _tags(address.get("Tags")),
+                                   in_use_by=(holder,) if holder else (),
+                                   attributes={"public_ip": address.get("PublicIp", ""),
+                                               "interface": address.get("NetworkInterfaceId") or ""}))
+    for endpoint in _pages(ec2, "describe_vpc_endpoints", "VpcEndpoints", Filters=TAG_KEY_FILTER, **paging(1000)):
+        kind = endpoint.get("VpcEndpointType", "")
+        found.append(FoundResource(
+            "ec2:vpc-endpoint", endpoint["VpcEndpointId"], region, _tags(endpoint.get("Tags")),
+            (endpoint.get("State") or "").lower(),  # the API documents "Available", answers "available"
+            instance_count=len(endpoint.get("SubnetIds") or ()) if kind == "Interface" else 0,
+            attributes={"vpc": endpoint.get("VpcId", ""), "endpoint_type": kind,
+                        "service": endpoint.get("ServiceName", ""),
+                        "interfaces": tuple(endpoint.get("NetworkInterfaceIds") or ()),
+                        "subnets": tuple(endpoint.get("SubnetIds") or ()),
+                        "route_tables": tuple(endpoint.get("RouteTableIds") or ())}))
+    return found
+
+
+def _gather_secrets(clients, region: str, page_size: int, _found) -> list[FoundResource]:
+    """Secrets Manager secrets: one paginated ListSecrets filtered by tag key (a prefix match: the tags decide),
+    including those already scheduled for deletion, whose name stays taken until they are deleted for good."""
+    found = []
+    for secret in _pages(clients("secretsmanager", region), "list_secrets", "SecretList",
+                         Filters=[{"Key": "tag-key", "Values": [TAG_EXPIRES_AT]}], IncludePlannedDeletion=True,
+                         PaginationConfig={"PageSize": min(page_size, 100)}):
+        found.append(FoundResource("secretsmanager:secret", secret["ARN"], region, _tags(secret.get("Tags")),
+                                   "scheduled-deletion" if secret.get("DeletedDate") else None,
+                                   attributes={"name": secret["Name"]}))
+    return found
+
+
+def _gather_iam(clients, region: str, stacks: set[str]) -> list[FoundResource]:
+    """IAM roles and instance profiles (global). The tagging API does not return IAM roles, and ListRoles returns
+    no tags (one ListRoleTags per role would make calls grow with the account's roles), so one paginated
+    GetAccountAuthorizationDetails(Filter=[Role]) reads every role with its tags, inline policy names, attached
+    policies and instance profiles at once. An instance profile that lost its role is not in that answer:
+    ListInstanceProfiles (paginated) finds it, and one GetInstanceProfile reads its tags, only for a profile
+    without a role whose name starts with a known stack's name. Calls grow with pages, plus profiles of that kind.
+    """
+    iam = clients("iam", region)
+    roles: list[dict] = []
+    profiles: dict[str, dict] = {}  # ARN -> profile, with its roles
+    for role in _pages(iam, "get_account_authorization_details", "RoleDetailList", Filter=["Role"],
+                       PaginationConfig={"PageSize": IAM_PAGE_SIZE}):
+        if TAG_EXPIRES_AT in _tags(role.get("Tags")):  # the tag-key filter EC2 applies server-side
+            roles.append(role)
+            for profile in role.get("InstanceProfileList", ()):
+                profiles.setdefault(profile["Arn"], profile)
+    prefixes = tuple(f"{name}-" for name in sorted(stacks))
+    for profile in _pages(iam, "list_instance_profiles", "InstanceProfiles",
+                          PaginationConfig={"PageSize": IAM_PAGE_SIZE}):
+        if not profile.get("Roles") and prefixes and profile["InstanceProfileName"].startswith(prefixes):
+            profiles.setdefault(profile["Arn"], profile)
+
+    global_ = {"api_region": region}
+    found: list[FoundResource] = []
+    holders: dict[str, list[str]] = {}  # role name -> instance profiles it is in
+    for arn, profile in sorted(profiles.items()):
+        if "Tags" not in profile:  # listings may leave tags out; GetInstanceProfile has them
+            profile = iam.get_instance_profile(InstanceProfileName=profile["InstanceProfileName"])["InstanceProfile"]
+        role_names = tuple(r["RoleName"] for r in profile.get("Roles", ()))
+        for name in role_names:
+            holders.setdefault(name, []).append(arn)
+        found.append(FoundResource("iam:instance-profile", arn, GLOBAL_REGION, _tags(profile.get("Tags")),
+                                   attributes={**global_, "name": profile["InstanceProfileName"],
+                                               "roles": role_names}))
+    for role in roles:
+        found.append(FoundResource(
+            "iam:role", role["Arn"], GLOBAL_REGION, _tags(role.get("Tags")),
+            in_use_by=tuple(holders.get(role["RoleName"], ())),
+            attributes={**global_, "name": role["RoleName"],
+                        "inline_policies": tuple(p["PolicyName"] for p in role.get("RolePolicyList", ())),
+                        "managed_policies": tuple(p["PolicyArn"] for p in role.get("AttachedManagedPolicies", ()))}))
+    return found
+
+
+def _gather_budgets(clients, region: str, _stacks) -> list[FoundResource]:
+    """AWS Budgets (global, per account): DescribeBudgets (paginated), then one ListTagsForResource for each budget
+    named like the toolkit's (BUDGET_NAME_PREFIX); the tags decide, the name only spares the other budgets a call.
+    Needs the account id: one GetCallerIdentity."""
+    identity = clients("sts", region).get_caller_identity()
+    account, partition = identity["Account"], identity["Arn"].split(":")[1]
+    budgets = clients("budgets", region)
+    found: list[FoundResource] = []
+    try:
+        listed = list(_pages(budgets, "describe_budgets", "Budgets", AccountId=account,
+                             PaginationConfig={"PageSize": 100}))
+    except ClientError as err:
+        if _error_code(err) == "NotFoundException":  # an account without budgets answers so
+            return found
+        raise
+    for budget in listed:
+        name = budget["BudgetName"]
+        if not name.startswith(BUDGET_NAME_PREFIX):
+            continue
+        arn = f"arn:{partition}:budgets::{account}:budget/{name}"
+        tags = _tags(budgets.list_tags_for_resource(ResourceARN=arn).get("ResourceTags"))
+        found.append(FoundResource("budgets:budget", arn, GLOBAL_REGION, tags,
+                                   attributes={"api_region": region, "name": name, "account": account}))
+    return found
+
+
+def _budgets_last(resources: list[FoundResource]) -> list[FoundResource]:
+    """A stack's budget goes only after everything else of that stack: it is what still watches the spend of
+    whatever could not be deleted. Every other resource of its stack holds it (toolkit resources only: one whose
+    expiry does not parse is not ours and holds nothing)."""
+    by_stack: dict[str, list[str]] = {}
+    for r in resources:
+        if r.kind != "budgets:budget" and all(str(r.tags.get(key, "")).strip() for key in TOOLKIT_TAGS) \
+                and parse_expires_at(r.tags[TAG_EXPIRES_AT]) is not None:
+            by_stack.setdefault(r.stack, []).append(r.id)
+    return [replace(r, in_use_by=tuple(sorted(by_stack.get(r.stack, ())))) if r.kind == "budgets:budget" and r.stack
+            else r for r in resources]
 
 
 def _gather_tagged(clients, region: str, page_size: int, _found) -> list[FoundResource]:
@@ -322,25 +511,51 @@ def _gather_scalable_targets(clients, region: str, page_size: int, found) -> lis
 
 def _link(region: str, resources: list[FoundResource], clients, page_size: int,
           errors: list[str]) -> list[FoundResource]:
-    """Add the links one listing cannot see alone: who uses a security group or a placement group, which node
-    group launches an instance or uses a launch template."""
+    """Add the links one listing cannot see alone: who uses a security group, a subnet, a VPC or a placement
+    group, which NAT gateway holds an Elastic IP, which gateway endpoint uses a route table, which node group
+    launches an instance or uses a launch template. Each link listing is filtered by the ids found (200 per filter)
+    and paginated, so calls grow with pages, not resources; none is made when there is nothing to link."""
     clusters = {r.attributes["name"]: r.id for r in resources if r.kind == "eks:cluster"}
     nodegroups = {(r.attributes["cluster"], r.attributes["name"]): r.id for r in resources if r.kind == "eks:nodegroup"}
     load_balancers = {r.id.split(":loadbalancer/", 1)[-1]: r.id for r in resources if r.kind == "elbv2:load-balancer"}
+    # interfaces AWS creates for a NAT gateway or an interface endpoint belong to it
+    owners = {eni: r.id for r in resources if r.kind in ("ec2:natgateway", "ec2:vpc-endpoint")
+              for eni in r.attributes.get("interfaces", ())}
     ec2 = clients("ec2", region)
-    sg_ids = [r.id for r in resources if r.kind == "ec2:security-group"]
-    sg_holders: dict[str, set[str]] = {g: set() for g in sg_ids}
+    linked_kinds = ("ec2:security-group", "ec2:subnet", "ec2:vpc")
+    ids = {kind: [r.id for r in resources if r.kind == kind] for kind in linked_kinds}
+    holders: dict[str, set[str]] = {rid: set() for kind in linked_kinds for rid in ids[kind]}
     pg_names = [r.attributes["name"] for r in resources if r.kind == "ec2:placement-group"]
     pg_holders: dict[str, set[str]] = {n: set() for n in pg_names}
+
+    def listing(operation: str, key: str, name: str, values: list[str]) -> Iterator[dict]:
+        for chunk in _chunks(values):
+            yield from _pages(ec2, operation, key, Filters=[{"Name": name, "Values": chunk}],
+                              PaginationConfig={"PageSize": max(5, min(page_size, 100 if key == "RouteTables"
+                                                                       else 1000))})
+
     try:
-        for chunk in _chunks(sg_ids):
-            for eni in _pages(ec2, "describe_network_interfaces", "NetworkInterfaces",
-                              Filters=[{"Name": "group-id", "Values": chunk}],
-                              PaginationConfig={"PageSize": page_size}):
-                holder = eni_holder(eni, load_balancers, clusters)
-                for group in eni.get("Groups", ()):
-                    if group["GroupId"] in sg_holders:
-                        sg_holders[group["GroupId"]].add(holder)
+        for eni in listing("describe_network_interfaces", "NetworkInterfaces", "group-id", ids["ec2:security-group"]):
+            holder = eni_holder(eni, load_balancers, clusters, owners)
+            for group in eni.get("Groups", ()):
+                if group["GroupId"] in holders:
+                    holders[group["GroupId"]].add(holder)
+        for eni in listing("describe_network_interfaces", "NetworkInterfaces", "subnet-id", ids["ec2:subnet"]):
+            holders[eni["SubnetId"]].add(eni_holder(eni, load_balancers, clusters, owners))
+        # whatever else lives in a toolkit VPC, toolkit or not, must go before it (the default security group and
+        # the main route table go with it)
+        for subnet in listing("describe_subnets", "Subnets", "vpc-id", ids["ec2:vpc"]):
+            holders[subnet["VpcId"]].add(subnet["SubnetId"])
+        for group in listing("describe_security_groups", "SecurityGroups", "vpc-id", ids["ec2:vpc"]):
+            if group.get("GroupName") != "default":
+                holders[group["VpcId"]].add(group["GroupId"])
+        for table in listing("describe_route_tables", "RouteTables", "vpc-id", ids["ec2:vpc"]):
+            if not any(a.get("Main") for a in table.get("Associations", ())):
+                holders[table["VpcId"]].add(table["RouteTableId"])
+        for gateway in listing("describe_internet_gateways", "InternetGateways", "attachment.vpc-id", ids["ec2:vpc"]):
+            for attachment in gateway.get("Attachments", ()):
+                if attachment.get("VpcId") in holders:
+                    holders[attachment["VpcId"]].add(gateway["InternetGatewayId"])
         for chunk in _chunks(pg_names):
             for reservation in _pages(ec2, "describe_instances", "Reservations",
                                       Filters=[{"Name": "placement-group-name", "Values": chunk}],
@@ -354,24 +569,56 @@ def _link(region: str, resources: list[FoundResource], clients, page_size: int,
     for r in resources:
         if r.kind == "eks:nodegroup" and r.attributes.get("launch_template"):
             templates_in_use.setdefault(r.attributes["launch_template"], set()).add(r.id)
+    nat_of_allocation = {a: r.id for r in resources if r.kind == "ec2:natgateway"
+                         for a in r.attributes.get("allocations", ())}
+    for r in resources:  # what the network's own listings already say: NAT gateways and endpoints in subnets
+        if r.kind == "ec2:natgateway" and r.attributes.get("subnet") in holders:
+            holders[r.attributes["subnet"]].add(r.id)
+        elif r.kind == "ec2:vpc-endpoint":
+            for subnet in r.attributes.get("subnets", ()):
+                if subnet in holders:
+                    holders[subnet].add(r.id)
+    endpoints_of_table: dict[str, set[str]] = {}
+    for r in resources:
+        if r.kind == "ec2:vpc-endpoint":
+            for table in r.attributes.get("route_tables", ()):
+                endpoints_of_table.setdefault(table, set()).add(r.id)
+    nats_in_vpc: dict[str, set[str]] = {}
+    for r in resources:
+        if r.kind == "ec2:natgateway":
+            nats_in_vpc.setdefault(r.attributes.get("vpc", ""), set()).add(r.id)
 
     linked = []
     for r in resources:
-        if r.kind == "ec2:security-group":
-            r = replace(r, in_use_by=tuple(sorted(sg_holders.get(r.id, set()) - {r.id})))
+        if r.kind in ("ec2:security-group", "ec2:subnet", "ec2:vpc"):
+            r = replace(r, in_use_by=tuple(sorted(holders.get(r.id, set()) - {r.id})))
+            if r.kind == "ec2:security-group" and r.attributes.get("name") == "default":
+                r = replace(r, managed_by=r.attributes.get("vpc") or None)  # goes with its VPC
         elif r.kind == "ec2:placement-group":
             r = replace(r, in_use_by=tuple(sorted(pg_holders.get(r.attributes["name"], ()))))
         elif r.kind == "ec2:launch-template":
             r = replace(r, in_use_by=tuple(sorted(templates_in_use.get(r.id, ()))))
         elif r.kind == "ec2:instance":
             r = replace(r, managed_by=instance_manager(r.tags, nodegroups))
+        elif r.kind == "ec2:elastic-ip" and r.id in nat_of_allocation:
+            r = replace(r, in_use_by=(nat_of_allocation[r.id],))
+        elif r.kind == "ec2:elastic-ip" and r.attributes.get("interface") in owners:
+            r = replace(r, in_use_by=(owners[r.attributes["interface"]],))
+        elif r.kind == "ec2:route-table":
+            r = replace(r, in_use_by=tuple(sorted(endpoints_of_table.get(r.id, ()))))
+        elif r.kind == "ec2:internet-gateway":
+            # a NAT gateway's public address keeps the gateway attached (detaching it first is refused)
+            r = replace(r, in_use_by=tuple(sorted(n for v in r.attributes["vpcs"] for n in nats_in_vpc.get(v, ()))))
         linked.append(r)
     return linked
 
 
-def eni_holder(eni: dict, load_balancers: dict[str, str], clusters: dict[str, str]) -> str:
-    """What keeps a network interface (and so its security groups) in use: the instance it goes with, the load
-    balancer or EKS cluster that manages it, or the interface itself."""
+def eni_holder(eni: dict, load_balancers: dict[str, str], clusters: dict[str, str],
+               owners: dict[str, str] | None = None) -> str:
+    """What keeps a network interface (and so its security groups and subnet) in use: the instance it goes with,
+    the NAT gateway, VPC endpoint, load balancer or EKS cluster that manages it, or the interface itself."""
+    if owners and eni.get("NetworkInterfaceId") in owners:
+        return owners[eni["NetworkInterfaceId"]]
     attachment = eni.get("Attachment") or {}
     # primary interfaces (device 0) and delete-on-termination ones go with their instance
     if attachment.get("InstanceId") and (attachment.get("DeleteOnTermination") or attachment.get("DeviceIndex") == 0):
@@ -383,6 +630,9 @@ def eni_holder(eni: dict, load_balancers: dict[str, str], clusters: dict[str, st
     if description.startswith("Amazon EKS "):
         name = description[len("Amazon EKS "):]
         return clusters.get(name, f"EKS cluster {name}")
+    for prefix in ("Interface for NAT Gateway ", "VPC Endpoint Interface "):  # "... nat-0abc", "... vpce-0abc"
+        if description.startswith(prefix):
+            return description[len(prefix):].strip()
     return eni["NetworkInterfaceId"]
 
 
@@ -444,9 +694,64 @@ def with_retries(call: Callable[[], Any], policy: RetryPolicy) -> Outcome:
     return Outcome("failed", "no attempt made")
 
 
+def _api_region(r: FoundResource) -> str:
+    """The region whose endpoint answers for a resource: its own, or for a global one the region it was listed in."""
+    return r.attributes.get("api_region", r.region)
+
+
+def _unless(codes: frozenset[str] | set[str], call: Callable[[], Any]) -> None:
+    """Run a preliminary step of a deletion; an answer in `codes` means it is already done."""
+    try:
+        call()
+    except ClientError as err:
+        if _error_code(err) not in codes:
+            raise
+
+
+def _delete_vpc_endpoint(ec2, endpoint_id: str) -> None:
+    """DeleteVpcEndpoints answers 200 and lists failures in Unsuccessful: raise them like any other error."""
+    for item in ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoint_id]).get("Unsuccessful", ()):
+        error = item.get("Error") or {}
+        raise ClientError({"Error": {"Code": error.get("Code", "Unsuccessful"), "Message": error.get("Message", "")}},
+                          "DeleteVpcEndpoints")
+
+
+def _delete_internet_gateway(ec2, r: FoundResource) -> None:
+    for vpc in r.attributes.get("vpcs", ()):
+        _unless({"Gateway.NotAttached"}, lambda vpc=vpc: ec2.detach_internet_gateway(
+            InternetGatewayId=r.id, VpcId=vpc))
+    ec2.delete_internet_gateway(InternetGatewayId=r.id)
+
+
+def _delete_route_table(ec2, r: FoundResource) -> None:
+    for association in r.attributes.get("associations", ()):
+        _unless({"InvalidAssociationID.NotFound"}, lambda a=association: ec2.disassociate_route_table(
+            AssociationId=a))
+    ec2.delete_route_table(RouteTableId=r.id)
+
+
+def _delete_instance_profile(iam, r: FoundResource) -> None:
+    name = r.attributes["name"]
+    for role in r.attributes.get("roles", ()):
+        _unless({"NoSuchEntity"}, lambda role=role: iam.remove_role_from_instance_profile(
+            InstanceProfileName=name, RoleName=role))
+    iam.delete_instance_profile(InstanceProfileName=name)
+
+
+def _delete_role(iam, r: FoundResource) -> None:
+    """Detach the managed policies, delete the inline ones, then the role (IAM refuses while any remain)."""
+    name = r.attributes["name"]
+    for arn in r.attributes.get("managed_policies", ()):
+        _unless({"NoSuchEntity"}, lambda arn=arn: iam.detach_role_policy(RoleName=name, PolicyArn=arn))
+    for policy in r.attributes.get("inline_policies", ()):
+        _unless({"NoSuchEntity"}, lambda policy=policy: iam.delete_role_policy(RoleName=name, PolicyName=policy))
+    iam.delete_role(RoleName=name)
+
+
 def _delete_call(clients, r: FoundResource) -> Callable[[], Any]:
-    """The API call that deletes one resource."""
-    a, region = r.attributes, r.region
+    """The API calls that delete one resource (several where AWS needs a detach first), safe to repeat."""
+    a, region = r.attributes, _api_region(r)
+    ec2 = lambda: clients("ec2", region)  # noqa: E731 - made on first use, like every client
     calls: dict[str, Callable[[], Any]] = {
         "application-autoscaling:scalable-target": lambda: clients("application-autoscaling", region)
         .deregister_scalable_target(ServiceNamespace=a["namespace"], ResourceId=a["resource_id"],
@@ -459,12 +764,25 @@ def _delete_call(clients, r: FoundResource) -> Callable[[], Any]:
                                                                           nodegroupName=a["name"]),
         "eks:cluster": lambda: clients("eks", region).delete_cluster(name=a["name"]),
         "elbv2:load-balancer": lambda: clients("elbv2", region).delete_load_balancer(LoadBalancerArn=r.id),
-        "ec2:instance": lambda: clients("ec2", region).terminate_instances(InstanceIds=[r.id]),
-        "ec2:network-interface": lambda: clients("ec2", region).delete_network_interface(NetworkInterfaceId=r.id),
-        "ec2:volume": lambda: clients("ec2", region).delete_volume(VolumeId=r.id),
-        "ec2:launch-template": lambda: clients("ec2", region).delete_launch_template(LaunchTemplateId=r.id),
-        "ec2:placement-group": lambda: clients("ec2", region).delete_placement_group(GroupName=a["name"]),
-        "ec2:security-group": lambda: clients("ec2", region).delete_security_group(GroupId=r.id),
+        "ec2:instance": lambda: ec2().terminate_instances(InstanceIds=[r.id]),
+        "ec2:natgateway": lambda: ec2().delete_nat_gateway(NatGatewayId=r.id),
+        "ec2:elastic-ip": lambda: ec2().release_address(AllocationId=r.id),
+        "ec2:vpc-endpoint": lambda: _delete_vpc_endpoint(ec2(), r.id),
+        "ec2:network-interface": lambda: ec2().delete_network_interface(NetworkInterfaceId=r.id),
+        "ec2:volume": lambda: ec2().delete_volume(VolumeId=r.id),
+        "ec2:launch-template": lambda: ec2().delete_launch_template(LaunchTemplateId=r.id),
+        "ec2:placement-group": lambda: ec2().delete_placement_group(GroupName=a["name"]),
+        "ec2:security-group": lambda: ec2().delete_security_group(GroupId=r.id),
+        "ec2:internet-gateway": lambda: _delete_internet_gateway(ec2(), r),
+        "ec2:route-table": lambda: _delete_route_table(ec2(), r),
+        "ec2:subnet": lambda: ec2().delete_subnet(SubnetId=r.id),
+        "ec2:vpc": lambda: ec2().delete_vpc(VpcId=r.id),
+        "secretsmanager:secret": lambda: clients("secretsmanager", region).delete_secret(
+            SecretId=r.id, ForceDeleteWithoutRecovery=True),
+        "iam:instance-profile": lambda: _delete_instance_profile(clients("iam", region), r),
+        "iam:role": lambda: _delete_role(clients("iam", region), r),
+        "budgets:budget": lambda: clients("budgets", region).delete_budget(AccountId=a["account"],
+                                                                           BudgetName=a["name"]),
     }
     return calls[r.kind]
 
@@ -526,6 +844,14 @@ def _still_there(clients, region: str, kind: str, resources: list[FoundResource]
                                       Filters=[{"Name": "instance-id", "Values": chunk}]):
                 left |= {i["InstanceId"] for i in reservation["Instances"] if i["State"]["Name"] != "terminated"}
         return left
+    if kind == "ec2:natgateway":  # deleted NAT gateways stay listed for about an hour, as "deleted"
+        ec2, left = clients("ec2", region), set()
+        for chunk in _chunks([r.id for r in resources]):
+            for nat in _pages(ec2, "describe_nat_gateways", "NatGateways",
+                              Filter=[{"Name": "nat-gateway-id", "Values": chunk}]):
+                if nat.get("State") != "deleted":
+                    left.add(nat["NatGatewayId"])
+        return left
     left = set()
     for r in resources:
         try:
@@ -536,6 +862,10 @@ def _still_there(clients, region: str, kind: str, resources: list[FoundResource]
                 clients("eks", region).describe_cluster(name=r.attributes["name"])
             elif kind == "sagemaker:endpoint":
                 clients("sagemaker", region).describe_endpoint(EndpointName=r.attributes["name"])
+            elif kind == "ec2:vpc-endpoint":
+                answer = clients("ec2", region).describe_vpc_endpoints(VpcEndpointIds=[r.id])["VpcEndpoints"]
+                if all((e.get("State") or "").lower() == "deleted" for e in answer):
+                    continue
             left.add(r.id)
         except ClientError as err:
             if not _is_gone(err):
@@ -558,9 +888,11 @@ def wait_until_gone(clients, region: str, kind: str, resources: list[FoundResour
 
 
 def act(plan: ReapPlan, clients, policy: RetryPolicy) -> dict[str, Outcome]:
-    """Carry out the plan step by step; every planned resource gets an outcome."""
+    """Carry out the plan step by step; every planned resource gets an outcome. A resource whose holder could not
+    be deleted is not tried (AWS would refuse it, after the retries): it is reported with that holder."""
     outcomes: dict[str, Outcome] = {}
     for region, kind, action, deletions in plan.steps():
+        deletions = [d for d in deletions if not _held_by_a_failure(d, outcomes)]
         if action == "with-manager":
             outcomes.update({d.resource.id: Outcome("removed with manager", d.note) for d in deletions})
             continue
@@ -580,6 +912,17 @@ def act(plan: ReapPlan, clients, policy: RetryPolicy) -> dict[str, Outcome]:
             for rid in wait_until_gone(clients, region, kind, pending, policy) if pending else ():
                 outcomes[rid] = Outcome("timed out waiting", f"still there after {policy.wait_timeout_s:g} s")
     return outcomes
+
+
+def _held_by_a_failure(d: Deletion, outcomes: dict[str, Outcome]) -> bool:
+    """Record "not tried" for a deletion whose holder or manager was planned but did not go."""
+    r = d.resource
+    failed = sorted(h for h in (*r.in_use_by, *((r.managed_by,) if r.managed_by else ()))
+                    if h in outcomes and outcomes[h].status not in ("deleted", "already gone", "removed with manager"))
+    if failed:
+        shown = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        outcomes[r.id] = Outcome("not tried", f"{shown} did not go")
+    return bool(failed)
 
 
 # ---- pulumi ----------------------------------------------------------------------------------------------------
@@ -676,7 +1019,10 @@ def validate(args, session_region: str | None) -> Request:
 
 
 def _money(value: float | None) -> str:
-    return "n/a" if value is None else "-" if value == 0 else f"${value:,.2f}"
+    """Dollars per hour as a person reads them: cents, or tenths of a cent below a dollar (an Elastic IP, $0.005)."""
+    if value is None:
+        return "n/a"
+    return "-" if value == 0 else f"${value:,.3f}" if value < 1 else f"${value:,.2f}"
 
 
 def _label(r: FoundResource) -> str:
@@ -697,7 +1043,7 @@ def report_json(request: Request, plan: ReapPlan, inventory: Inventory, outcomes
                   if outcomes.get(d.resource.id) and outcomes[d.resource.id].status in ("deleted", "already gone"))
     return {"mode": "stack" if request.stack else "expired", "dry_run": request.dry_run,
             "regions": list(request.regions), "pulumi": pulumi, **document,
-            "usd_per_hour_stopped": round(stopped if not request.dry_run else plan.usd_per_hour_stopped, 2),
+            "usd_per_hour_stopped": round(stopped if not request.dry_run else plan.usd_per_hour_stopped, 3),
             "listing_errors": list(inventory.listing_errors), "left": left, "exit_code": exit_code}
 
 
@@ -734,7 +1080,8 @@ def print_report(document: dict, console: Console) -> None:
         console.print("  nothing to delete", highlight=False)
     verb = "would stop" if document["dry_run"] else "stopped"
     unpriced = f" (n/a for {len(document['unpriced'])} of unknown price)" if document["unpriced"] else ""
-    console.print(f"  {verb} ${document['usd_per_hour_stopped']:,.2f}/hour of compute{unpriced}", highlight=False)
+    console.print(f"  {verb} {_money(document['usd_per_hour_stopped']) if document['usd_per_hour_stopped'] else '$0'}"
+                  f"/hour of compute and network{unpriced}", highlight=False)
     for b in document["blocked"]:
         console.print(f"  [yellow]left:[/] {b['kind']} {escape(b['id'])}: {escape(b['reason'])}", highlight=False,
                       soft_wrap=True)
@@ -776,13 +1123,13 @@ def main(argv: list[str] | None = None, session: boto3.Session | None = None,
     policy = policy or RetryPolicy(wait_timeout_s=request.wait_timeout_s)
     pulumi = pulumi_destroy(request.stack, request.dry_run) if request.stack else None
 
-    inventory = gather(clients, request.regions)
+    inventory = gather(clients, request.regions, stack=request.stack)
     plan = plan_reap(inventory.resources, request.now, request.stack)
     outcomes: dict[str, Outcome] = {}
     left: list[dict] = []
     if not request.dry_run:
         outcomes = act(plan, clients, policy)
-        after = gather(clients, request.regions)
+        after = gather(clients, request.regions, stack=request.stack)
         inventory.listing_errors += [f"(verify) {e}" for e in after.listing_errors]
         left = still_selected(plan_reap(after.resources, request.now, request.stack), outcomes)
     failed_pulumi = bool(pulumi and pulumi["ran"] and pulumi["exit_code"] != 0)

@@ -1,5 +1,6 @@
 """What the teardown tests add to moto: the APIs moto lacks (placement groups; tags on Application Auto Scaling
-targets), answered client-side through botocore's before-call event, an API-call counter, and a populated account.
+targets and on budgets), answered client-side through botocore's before-call event, an API-call counter, and a
+populated account.
 
 A before-call handler that returns (http_response, parsed) short-circuits the request, as moto's own mock does, so
 the production code calls the real API names with real parameters and never knows.
@@ -110,13 +111,48 @@ class ScalableTargetTags:
         return _answer(200, {"Tags": self.tags.get(context["api_params"]["ResourceARN"], {})})
 
 
+@dataclass
+class BudgetTags:
+    """Tags on AWS Budgets (moto 5.2 ignores CreateBudget's ResourceTags and has no ListTagsForResource): kept by
+    budget ARN from CreateBudget, answered by ListTagsForResource, dropped by DeleteBudget."""
+
+    tags: dict[str, list[dict]] = field(default_factory=dict)
+
+    def install(self, session: boto3.Session) -> None:
+        for op in ("CreateBudget", "ListTagsForResource", "DeleteBudget"):
+            session.events.register(f"before-parameter-build.budgets.{op}", _ApiParams.stash)
+        session.events.register("after-call.budgets.CreateBudget", self._created)
+        session.events.register("after-call.budgets.DeleteBudget", self._deleted)
+        session.events.register("before-call.budgets.ListTagsForResource", self._list)
+
+    @staticmethod
+    def arn(account: str, name: str) -> str:
+        return f"arn:aws:budgets::{account}:budget/{name}"
+
+    def _created(self, context, **_):
+        p = context["api_params"]
+        self.tags[self.arn(p["AccountId"], p["Budget"]["BudgetName"])] = list(p.get("ResourceTags", ()))
+
+    def _deleted(self, context, **_):
+        p = context["api_params"]
+        self.tags.pop(self.arn(p["AccountId"], p["BudgetName"]), None)
+
+    def _list(self, context, **_):
+        arn = context["api_params"]["ResourceARN"]
+        if arn not in self.tags:
+            return _error("NotFoundException", f"{arn} not found")
+        return _answer(200, {"ResourceTags": self.tags[arn]})
+
+
 class Paging:
     """Real EC2 pages its describe answers (MaxResults, NextToken); moto answers everything at once. This pages
     moto's answer for the listed operations, so a test can count the pages the code asks for."""
 
     ITEMS = {"DescribeVolumes": "Volumes", "DescribeSecurityGroups": "SecurityGroups",
              "DescribeNetworkInterfaces": "NetworkInterfaces", "DescribeLaunchTemplates": "LaunchTemplates",
-             "DescribeInstances": "Reservations"}
+             "DescribeInstances": "Reservations", "DescribeVpcs": "Vpcs", "DescribeSubnets": "Subnets",
+             "DescribeRouteTables": "RouteTables", "DescribeInternetGateways": "InternetGateways",
+             "DescribeNatGateways": "NatGateways", "DescribeVpcEndpoints": "VpcEndpoints"}
 
     def __init__(self, session: boto3.Session):
         self._plain = None
@@ -182,34 +218,39 @@ class Account:
     session: boto3.Session
     placement_groups: PlacementGroups
     target_tags: ScalableTargetTags
+    budget_tags: BudgetTags
     doomed: dict[str, str] = field(default_factory=dict)  # id -> kind, expected deleted by --expired
     kept: dict[str, str] = field(default_factory=dict)  # id -> kind, must survive
+    live: dict[str, str] = field(default_factory=dict)  # id -> kind, stack beta's (among kept)
 
     def client(self, service: str):
         return self.session.client(service, region_name=REGION)
 
 
-def fake_session(placement_groups: PlacementGroups | None = None,
-                 target_tags: ScalableTargetTags | None = None) -> tuple[boto3.Session, PlacementGroups,
-                                                                          ScalableTargetTags]:
+def fake_session(placement_groups: PlacementGroups | None = None, target_tags: ScalableTargetTags | None = None,
+                 budget_tags: BudgetTags | None = None) -> tuple[boto3.Session, PlacementGroups, ScalableTargetTags,
+                                                                 BudgetTags]:
     session = boto3.Session(region_name=REGION)
     placement_groups = placement_groups or PlacementGroups()
     target_tags = target_tags or ScalableTargetTags()
+    budget_tags = budget_tags or BudgetTags()
     placement_groups.install(session)
     target_tags.install(session)
-    return session, placement_groups, target_tags
+    budget_tags.install(session)
+    return session, placement_groups, target_tags, budget_tags
 
 
 def populate(now: datetime, session: boto3.Session | None = None) -> Account:
     """Stack alpha (expired) with one of every kind the reaper handles, stack beta (live), and foreign resources:
     untagged, with only some toolkit tags, with look-alike tag keys, and with an unreadable expiry."""
     if session is None:
-        session, pgs, target_tags = fake_session()
+        session, pgs, target_tags, budget_tags = fake_session()
     else:
-        pgs, target_tags = PlacementGroups(), ScalableTargetTags()
+        pgs, target_tags, budget_tags = PlacementGroups(), ScalableTargetTags(), BudgetTags()
         pgs.install(session)
         target_tags.install(session)
-    account = Account(session, pgs, target_tags)
+        budget_tags.install(session)
+    account = Account(session, pgs, target_tags, budget_tags)
     past, future = now - timedelta(hours=1), now + timedelta(hours=5)
     alpha, beta = toolkit_tags("alpha", past), toolkit_tags("beta", future)
     ec2, sm, eks = account.client("ec2"), account.client("sagemaker"), account.client("eks")
@@ -270,7 +311,7 @@ def populate(now: datetime, session: boto3.Session | None = None) -> Account:
                                       SubnetId=subnets[0], SecurityGroupIds=[sg_beta],
                                       TagSpecifications=spec("instance", beta))["Instances"][0]["InstanceId"]
     sm.create_model(ModelName="beta-model", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "img"}, Tags=beta)
-    account.kept.update({sg_beta: "ec2:security-group", beta_instance: "ec2:instance", "beta-model": "sagemaker:model"})
+    account.live.update({sg_beta: "ec2:security-group", beta_instance: "ec2:instance", "beta-model": "sagemaker:model"})
 
     # --- foreign: never touched, whatever their expiry says
     untagged = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1,
@@ -294,7 +335,107 @@ def populate(now: datetime, session: boto3.Session | None = None) -> Account:
     account.kept.update({untagged: "ec2:instance", partial: "ec2:instance", lookalike: "ec2:volume",
                          only_expiry: "ec2:volume", malformed: "ec2:security-group", naive: "ec2:launch-template",
                          "foreign-model": "sagemaker:model"})
+    populate_network(account, alpha, beta)
+    populate_global(account, alpha, beta)
+    account.kept.update(account.live)
     return account
+
+
+def private_network(ec2, tags: list[dict], cidr: str = "10.64") -> dict[str, str]:
+    """What components/network.py declares, with these tags: VPC (its default security group tagged), private and
+    public subnets, internet gateway, route tables with their associations, Elastic IP and NAT gateway, S3 gateway
+    endpoint, interface endpoints with their security group. Returns id -> kind."""
+    vpc = ec2.create_vpc(CidrBlock=f"{cidr}.0.0/16", TagSpecifications=spec("vpc", tags))["Vpc"]["VpcId"]
+    default_sg = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
+                                                       {"Name": "group-name", "Values": ["default"]}])
+    default_sg = default_sg["SecurityGroups"][0]["GroupId"]
+    ec2.create_tags(Resources=[default_sg], Tags=tags)  # aws.ec2.DefaultSecurityGroup tags it
+    private = ec2.create_subnet(VpcId=vpc, CidrBlock=f"{cidr}.0.0/20", AvailabilityZone=f"{REGION}a",
+                                TagSpecifications=spec("subnet", tags))["Subnet"]["SubnetId"]
+    public = ec2.create_subnet(VpcId=vpc, CidrBlock=f"{cidr}.16.0/24", AvailabilityZone=f"{REGION}a",
+                               TagSpecifications=spec("subnet", tags))["Subnet"]["SubnetId"]
+    gateway = ec2.create_internet_gateway(TagSpecifications=spec("internet-gateway", tags)
+                                          )["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
+    public_routes = ec2.create_route_table(VpcId=vpc, TagSpecifications=spec("route-table", tags)
+                                           )["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=public_routes, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+    ec2.associate_route_table(RouteTableId=public_routes, SubnetId=public)
+    allocation = ec2.allocate_address(Domain="vpc", TagSpecifications=spec("elastic-ip", tags))["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=public, AllocationId=allocation, TagSpecifications=spec(
+        "natgateway", tags))["NatGateway"]["NatGatewayId"]
+    private_routes = ec2.create_route_table(VpcId=vpc, TagSpecifications=spec("route-table", tags)
+                                            )["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=private_routes, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    ec2.associate_route_table(RouteTableId=private_routes, SubnetId=private)
+    s3 = ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{REGION}.s3", VpcEndpointType="Gateway",
+                                 RouteTableIds=[private_routes], TagSpecifications=spec("vpc-endpoint", tags)
+                                 )["VpcEndpoint"]["VpcEndpointId"]
+    endpoints_sg = ec2.create_security_group(GroupName="endpoints", Description="https from the vpc", VpcId=vpc,
+                                             TagSpecifications=spec("security-group", tags))["GroupId"]
+    found = {vpc: "ec2:vpc", default_sg: "ec2:security-group", private: "ec2:subnet", public: "ec2:subnet",
+             gateway: "ec2:internet-gateway", public_routes: "ec2:route-table", private_routes: "ec2:route-table",
+             allocation: "ec2:elastic-ip", nat: "ec2:natgateway", s3: "ec2:vpc-endpoint",
+             endpoints_sg: "ec2:security-group"}
+    for service in ("ssm", "ssmmessages", "ec2messages", "secretsmanager"):
+        endpoint = ec2.create_vpc_endpoint(
+            VpcId=vpc, ServiceName=f"com.amazonaws.{REGION}.{service}", VpcEndpointType="Interface",
+            SubnetIds=[private], SecurityGroupIds=[endpoints_sg], PrivateDnsEnabled=True,
+            TagSpecifications=spec("vpc-endpoint", tags))["VpcEndpoint"]["VpcEndpointId"]
+        found[endpoint] = "ec2:vpc-endpoint"
+    return found
+
+
+def populate_network(account: Account, alpha: list[dict], beta: list[dict]) -> None:
+    """Alpha's own private network with a server in it (expired: all of it goes), beta's (live: it stays)."""
+    ec2 = account.client("ec2")
+    network = private_network(ec2, alpha)
+    private = next(i for i, k in network.items() if k == "ec2:subnet")
+    vpc = next(i for i, k in network.items() if k == "ec2:vpc")
+    servers_sg = ec2.create_security_group(GroupName="alpha-servers", Description="s", VpcId=vpc,
+                                           TagSpecifications=spec("security-group", alpha))["GroupId"]
+    server = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="p5.48xlarge",
+                               SubnetId=private, SecurityGroupIds=[servers_sg],
+                               TagSpecifications=spec("instance", alpha))["Instances"][0]["InstanceId"]
+    account.doomed.update({**network, servers_sg: "ec2:security-group", server: "ec2:instance"})
+    account.live.update(private_network(ec2, beta, cidr="10.65"))
+
+
+def populate_global(account: Account, alpha: list[dict], beta: list[dict]) -> None:
+    """Secrets, IAM roles and instance profiles, budgets: alpha's go; beta's, foreign and look-alikes stay."""
+    sm, iam, budgets = account.client("secretsmanager"), account.client("iam"), account.client("budgets")
+    trust = '{"Version": "2012-10-17", "Statement": []}'
+    read = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}'
+    policy = iam.create_policy(PolicyName="nemotron-ssm-core", PolicyDocument=read)["Policy"]["Arn"]
+    for stack, tags, bucket in (("alpha", alpha, account.doomed), ("beta", beta, account.live)):
+        secret = sm.create_secret(Name=f"{stack}-serving-secret", SecretString="{}", Tags=tags)["ARN"]
+        role = iam.create_role(RoleName=f"{stack}-servers-role-0a1b2c3", AssumeRolePolicyDocument=trust,
+                               Description=f"nemotron-deploy {stack}: GPU servers", Tags=tags)["Role"]["Arn"]
+        iam.put_role_policy(RoleName=f"{stack}-servers-role-0a1b2c3", PolicyName="access", PolicyDocument=read)
+        iam.attach_role_policy(RoleName=f"{stack}-servers-role-0a1b2c3", PolicyArn=policy)
+        profile = iam.create_instance_profile(InstanceProfileName=f"{stack}-servers-profile-4d5e6f7",
+                                              Tags=tags)["InstanceProfile"]["Arn"]
+        iam.add_role_to_instance_profile(InstanceProfileName=f"{stack}-servers-profile-4d5e6f7",
+                                         RoleName=f"{stack}-servers-role-0a1b2c3")
+        budget = create_budget(budgets, f"nemotron-deploy-{stack}", tags)
+        bucket.update({secret: "secretsmanager:secret", role: "iam:role", profile: "iam:instance-profile",
+                       budget: "budgets:budget"})
+    partial = [t for t in alpha if t["Key"] != TAG_OWNER]
+    foreign_secret = sm.create_secret(Name="alpha-lookalike", SecretString="{}", Tags=partial)["ARN"]
+    foreign_role = iam.create_role(RoleName="alpha-servers-role-foreign", AssumeRolePolicyDocument=trust,
+                                   Description="nemotron-deploy alpha: not ours", Tags=partial)["Role"]["Arn"]
+    untagged_role = iam.create_role(RoleName="alpha-untagged", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    foreign_budget = create_budget(budgets, "nemotron-deploy-gamma", partial)
+    other_budget = create_budget(budgets, "finance-monthly", alpha)  # not named like ours: never read
+    account.kept.update({foreign_secret: "secretsmanager:secret", foreign_role: "iam:role",
+                         untagged_role: "iam:role", foreign_budget: "budgets:budget", other_budget: "budgets:budget"})
+
+
+def create_budget(budgets, name: str, tags: list[dict], account_id: str = "123456789012") -> str:
+    budgets.create_budget(AccountId=account_id, ResourceTags=tags, Budget={
+        "BudgetName": name, "BudgetLimit": {"Amount": "441", "Unit": "USD"}, "TimeUnit": "MONTHLY",
+        "BudgetType": "COST"})
+    return BudgetTags.arn(account_id, name)
 
 
 def existing(account: Account) -> dict[str, str]:
@@ -326,6 +467,23 @@ def existing(account: Account) -> dict[str, str]:
         for ng in eks.list_nodegroups(clusterName=name)["nodegroups"]:
             found[eks.describe_nodegroup(clusterName=name, nodegroupName=ng)["nodegroup"]["nodegroupArn"]] = \
                 "eks:nodegroup"
+    found.update({v["VpcId"]: "ec2:vpc" for v in ec2.describe_vpcs()["Vpcs"]})
+    found.update({s["SubnetId"]: "ec2:subnet" for s in ec2.describe_subnets()["Subnets"]})
+    found.update({t["RouteTableId"]: "ec2:route-table" for t in ec2.describe_route_tables()["RouteTables"]})
+    found.update({g["InternetGatewayId"]: "ec2:internet-gateway"
+                  for g in ec2.describe_internet_gateways()["InternetGateways"]})
+    found.update({n["NatGatewayId"]: "ec2:natgateway" for n in ec2.describe_nat_gateways()["NatGateways"]
+                  if n["State"] != "deleted"})
+    found.update({a["AllocationId"]: "ec2:elastic-ip" for a in ec2.describe_addresses()["Addresses"]})
+    found.update({e["VpcEndpointId"]: "ec2:vpc-endpoint" for e in ec2.describe_vpc_endpoints()["VpcEndpoints"]
+                  if e["State"] != "deleted"})
+    sm, iam = account.client("secretsmanager"), account.client("iam")
+    secrets = sm.list_secrets(IncludePlannedDeletion=True)["SecretList"]
+    found.update({s["ARN"]: "secretsmanager:secret" for s in secrets})
+    found.update({r["Arn"]: "iam:role" for r in iam.list_roles()["Roles"]})
+    found.update({p["Arn"]: "iam:instance-profile" for p in iam.list_instance_profiles()["InstanceProfiles"]})
+    found.update({BudgetTags.arn("123456789012", b["BudgetName"]): "budgets:budget"
+                  for b in account.client("budgets").describe_budgets(AccountId="123456789012")["Budgets"]})
     return found
 
 

@@ -158,7 +158,7 @@ def test_deletion_already_under_way_is_waited_for_not_repeated():
 
 EVERY_KIND = [
     res("ec2:security-group", "sg-api", in_use_by=("i-1", "arn:lb", "arn:cluster")),
-    res("ec2:security-group", "sg-nodes", in_use_by=("eni-2",)),
+    res("ec2:security-group", "sg-nodes", in_use_by=("eni-2", "vpce-ssm")),
     res("ec2:placement-group", "pg-1", in_use_by=("i-1",)),
     res("ec2:launch-template", "lt-1", in_use_by=("arn:ng",)),
     res("ec2:volume", "vol-1", in_use_by=("i-1",)),
@@ -171,19 +171,37 @@ EVERY_KIND = [
     res("sagemaker:endpoint-config", "arn:cfg", in_use_by=("arn:ep",)),
     res("sagemaker:endpoint", "arn:ep", state="InService", instance_type="ml.p5en.48xlarge", instance_count=1),
     res("application-autoscaling:scalable-target", "arn:target"),
+    # a stack's network, as gather links it
+    res("ec2:natgateway", "nat-1", state="available"),
+    res("ec2:elastic-ip", "eipalloc-1", in_use_by=("nat-1",)),
+    res("ec2:vpc-endpoint", "vpce-ssm", state="available", instance_count=1, attributes={"endpoint_type": "Interface"}),
+    res("ec2:vpc-endpoint", "vpce-s3", state="available", instance_count=0, attributes={"endpoint_type": "Gateway"}),
+    res("ec2:internet-gateway", "igw-1", in_use_by=("nat-1",), attached_to=("vpc-1",)),
+    res("ec2:route-table", "rtb-private", in_use_by=("vpce-s3",), attached_to=("subnet-private",)),
+    res("ec2:subnet", "subnet-private", in_use_by=("i-1", "vpce-ssm")),
+    res("ec2:subnet", "subnet-public", in_use_by=("nat-1",)),
+    res("ec2:vpc", "vpc-1", in_use_by=("subnet-private", "subnet-public", "sg-nodes", "igw-1", "rtb-private")),
+    res("secretsmanager:secret", "arn:secret"),
+    res("iam:instance-profile", "arn:profile", attributes={"roles": ("role",)}),
+    res("iam:role", "arn:role", in_use_by=("arn:profile",)),
+    res("budgets:budget", "arn:budget", in_use_by=("i-1", "vpc-1", "arn:role", "arn:secret", "arn:ep")),
 ]
+NETWORK_USD_PER_HOUR = 0.045 + 0.005 + 0.01  # NAT gateway, Elastic IP, one interface endpoint in one zone
 
 
 def test_every_kind_in_dependency_order():
     plan = plan_reap(EVERY_KIND, NOW)
-    assert [d.resource.kind for d in plan.deletions if d.resource.kind != "ec2:security-group"] == \
-        [k for k in KIND_ORDER if k != "ec2:security-group"]
-    assert plan.deletions[-1].resource.kind == plan.deletions[-2].resource.kind == "ec2:security-group"
+    kinds = [d.resource.kind for d in plan.deletions]
+    assert [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k] == list(KIND_ORDER)
+    actions = {d.resource.id: d.action for d in plan.deletions}
     assert [d.action for d in plan.deletions][:1] == ["deregister"]
-    assert {d.resource.id: d.action for d in plan.deletions}["i-1"] == "terminate"
-    assert plan.usd_per_hour_stopped == pytest.approx(55.04 + 2 * 55.04 + 79.13)
+    assert actions["i-1"] == "terminate" and actions["eipalloc-1"] == "release"
+    assert actions["igw-1"] == "detach+delete" and actions["rtb-private"] == "disassociate+delete"
+    assert actions["arn:secret"] == "force-delete" and actions["arn:role"] == "detach-policies+delete"
+    assert plan.deletions[-1].resource.id == "arn:budget"
+    assert plan.usd_per_hour_stopped == pytest.approx(55.04 + 2 * 55.04 + 79.13 + NETWORK_USD_PER_HOUR)
     steps = plan.steps()
-    assert [(s[1], len(s[3])) for s in steps][-1] == ("ec2:security-group", 2)
+    assert ("ec2:security-group", 2) in [(s[1], len(s[3])) for s in steps]
 
 
 @given(st.permutations(EVERY_KIND))
@@ -195,6 +213,49 @@ def test_order_does_not_depend_on_listing_order_and_holders_go_first(found):
     for d in plan.deletions:
         for holder in d.resource.in_use_by:
             assert position[holder] < position[d.resource.id]
+
+
+def test_attached_to_orders_nothing_but_keeps_what_a_foreign_resource_is_attached_to():
+    subnet = res("ec2:subnet", "subnet-1")
+    table = res("ec2:route-table", "rtb-1", attached_to=("subnet-1",))
+    assert [d.resource.id for d in plan_reap([subnet, table], NOW).deletions] == ["rtb-1", "subnet-1"]
+    plan = plan_reap([res("ec2:route-table", "rtb-1", attached_to=("subnet-foreign",)),
+                      res("ec2:internet-gateway", "igw-1", attached_to=("vpc-live",)),
+                      res("ec2:vpc", "vpc-live", expires=FUTURE)], NOW)
+    assert plan.deletions == ()
+    assert {b.resource.id: b.reason for b in plan.blocked} == {
+        "rtb-1": "attached to subnet-foreign, which is not being deleted",
+        "igw-1": "attached to vpc-live, which is not being deleted"}
+
+
+def test_main_route_table_and_default_security_group_go_with_their_vpc():
+    found = [res("ec2:vpc", "vpc-1", in_use_by=("subnet-1",)), res("ec2:subnet", "subnet-1"),
+             res("ec2:route-table", "rtb-main", managed_by="vpc-1"),
+             res("ec2:security-group", "sg-default", managed_by="vpc-1")]
+    plan = plan_reap(found, NOW)
+    assert [(d.resource.id, d.action) for d in plan.deletions] == [
+        ("subnet-1", "delete"), ("vpc-1", "delete"), ("sg-default", "with-manager"), ("rtb-main", "with-manager")]
+    # a VPC that stays keeps them (a tagged default group of someone else's VPC is not deleted either)
+    plan = plan_reap([res("ec2:security-group", "sg-default", managed_by="vpc-foreign")], NOW)
+    assert plan.deletions == () and "managed by vpc-foreign" in plan.blocked[0].reason
+
+
+def test_a_default_vpc_is_never_deleted_whatever_its_tags():
+    plan = plan_reap([res("ec2:vpc", "vpc-default", keep="the region's default VPC: never deleted"),
+                      res("ec2:subnet", "subnet-1")], NOW)
+    assert [d.resource.id for d in plan.deletions] == ["subnet-1"]
+    assert plan.blocked[0].reason == "the region's default VPC: never deleted"
+
+
+def test_a_budget_goes_last_and_stays_while_anything_of_its_stack_stays():
+    holders = tuple(f"vol-{i}" for i in range(5))
+    found = [res("budgets:budget", "arn:budget", in_use_by=holders), *(res("ec2:volume", v) for v in holders)]
+    assert plan_reap(found, NOW).deletions[-1].resource.id == "arn:budget"
+    live = [res("budgets:budget", "arn:budget", in_use_by=holders),
+            *(res("ec2:volume", v, expires=FUTURE) for v in holders)]
+    plan = plan_reap(live, NOW)
+    assert plan.deletions == ()
+    assert plan.blocked[0].reason == "in use by vol-0, vol-1, vol-2 and 2 more, which is not being deleted"
 
 
 def test_holders_go_first_even_against_kind_order():
@@ -225,6 +286,15 @@ PRICE_CASES = [
     ("node group scaled to zero", res("eks:nodegroup", "n", state="ACTIVE", instance_type="p5.48xlarge",
                                       instance_count=0), 0.0),
     ("security group", res("ec2:security-group", "sg"), 0.0),
+    ("NAT gateway", res("ec2:natgateway", "nat", state="available"), 0.045),
+    ("NAT gateway being deleted", res("ec2:natgateway", "nat", state="deleting"), 0.0),
+    ("interface endpoint in two zones", res("ec2:vpc-endpoint", "vpce", state="available", instance_count=2,
+                                            attributes={"endpoint_type": "Interface"}), 0.02),
+    ("S3 gateway endpoint", res("ec2:vpc-endpoint", "vpce", state="available",
+                                attributes={"endpoint_type": "Gateway"}), 0.0),
+    ("Elastic IP, associated or not", res("ec2:elastic-ip", "eipalloc"), 0.005),
+    ("budget", res("budgets:budget", "arn:budget"), 0.0),
+    ("IAM role", res("iam:role", "arn:role"), 0.0),
 ]
 
 

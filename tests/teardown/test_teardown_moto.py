@@ -19,12 +19,17 @@ from tests.teardown.aws_fakes import (
     CallCounter,
     Paging,
     at_now,
+    create_budget,
     existing,
     fake_session,
     populate,
     spec,
     toolkit_tags,
 )
+
+# alpha's $/hour: two p5.48xlarge servers, an ml.p5en.48xlarge endpoint, a node group of 2 x p5.48xlarge, and its
+# network: NAT gateway $0.045, Elastic IP $0.005, four interface endpoints in one zone at $0.01 (S3 gateway: free)
+ALPHA_USD_PER_HOUR = 2 * 55.04 + 79.13 + 2 * 55.04 + 0.045 + 0.005 + 4 * 0.01
 
 
 def run(capsys, argv, **kwargs):
@@ -40,11 +45,19 @@ def doomed_key(deletion: dict) -> str:
 
 
 class CallLog:
-    """The order of API operations, to check the order of deletions."""
+    """The order of API operations (and the parameters of each), to check the order of deletions."""
 
     def __init__(self, session):
         self.operations: list[str] = []
+        self.params: list[dict] = []
+        session.events.register("provide-client-params", lambda params, **_: self.params.append(dict(params)))
         session.events.register("after-call", lambda model, **_: self.operations.append(model.name))
+
+    def index(self, operation: str, after: str) -> int:
+        return self.operations.index(operation, self.first(after))
+
+    def parameters(self, operation: str) -> list[dict]:
+        return [p for op, p in zip(self.operations, self.params, strict=True) if op == operation]
 
     def first(self, operation: str) -> int:
         return self.operations.index(operation)
@@ -61,8 +74,7 @@ def test_dry_run_lists_prices_and_changes_nothing(aws, capsys):
     assert code == 0 and report["dry_run"] is True
     assert {doomed_key(d): d["kind"] for d in report["deletions"]} == account.doomed
     assert all(d["outcome"].startswith("would ") for d in report["deletions"])
-    # p5.48xlarge instance + ml.p5en.48xlarge endpoint + node group of 2 x p5.48xlarge
-    assert report["usd_per_hour_stopped"] == pytest.approx(55.04 + 79.13 + 2 * 55.04)
+    assert report["usd_per_hour_stopped"] == pytest.approx(ALPHA_USD_PER_HOUR)
     assert report["found"]["malformed"] == 2 and len(report["malformed"]) == 2
     assert existing(account) == before
     assert not [op for op in counter.calls if not op.startswith(("Describe", "List", "Get"))]
@@ -76,8 +88,11 @@ def test_expired_sweep_deletes_only_expired_toolkit_resources_in_order(aws, caps
     after = existing(account)
     assert not set(account.doomed) & set(after), "expired toolkit resources left"
     assert set(account.kept) <= set(after), "a live or foreign resource was touched"
-    assert {d["outcome"] for d in report["deletions"]} == {"deleted"}
-    assert report["usd_per_hour_stopped"] == pytest.approx(244.25) and report["left"] == []
+    outcomes = {d["id"]: d["outcome"] for d in report["deletions"]}
+    default_sg = next(d["id"] for d in report["deletions"] if d["action"] == "with-manager")
+    assert outcomes.pop(default_sg) == "removed with manager"  # the VPC's default security group went with it
+    assert set(outcomes.values()) == {"deleted"}
+    assert report["usd_per_hour_stopped"] == pytest.approx(ALPHA_USD_PER_HOUR) and report["left"] == []
     # dependency order as the API saw it
     assert log.last("DeregisterScalableTarget") < log.first("DeleteEndpoint") < log.first("DeleteEndpointConfig") \
         < log.first("DeleteModel")
@@ -86,6 +101,25 @@ def test_expired_sweep_deletes_only_expired_toolkit_resources_in_order(aws, caps
     assert log.last("DeleteLoadBalancer") < log.first("DeleteSecurityGroup")
     assert log.last("DeletePlacementGroup") < log.first("DeleteSecurityGroup")
     assert log.first("RevokeSecurityGroupIngress") < log.first("DeleteSecurityGroup")
+    # the network: NAT gateway (waited for) -> its Elastic IP -> endpoints (waited for) -> security groups ->
+    # internet gateway -> route tables -> subnets -> VPC; then secrets, IAM, and the budget last of all
+    assert log.last("TerminateInstances") < log.first("DeleteNatGateway") < log.first("ReleaseAddress")
+    assert log.first("DeleteNatGateway") < log.index("DescribeNatGateways", after="DeleteNatGateway") \
+        < log.first("ReleaseAddress")
+    assert log.last("ReleaseAddress") < log.first("DeleteVpcEndpoints") < log.last("DeleteVpcEndpoints") \
+        < log.first("DeleteSecurityGroup")
+    assert log.last("DeleteSecurityGroup") < log.first("DetachInternetGateway") < log.first("DeleteInternetGateway") \
+        < log.first("DisassociateRouteTable") < log.first("DeleteRouteTable") < log.first("DeleteSubnet") \
+        < log.last("DeleteSubnet") < log.first("DeleteVpc")
+    assert log.last("DeleteVpc") < log.first("DeleteSecret")
+    assert log.first("RemoveRoleFromInstanceProfile") < log.first("DeleteInstanceProfile") \
+        < log.first("DetachRolePolicy") < log.first("DeleteRole")
+    assert log.first("DeleteRolePolicy") < log.first("DeleteRole") < log.first("DeleteBudget")
+    assert log.operations.count("DeleteBudget") == 1 and log.last("DeleteBudget") == max(
+        i for i, op in enumerate(log.operations) if op.startswith(("Delete", "Terminate", "Release")))
+    assert log.parameters("DeleteSecret") == [{"SecretId": next(i for i, k in account.doomed.items()
+                                                                if k == "secretsmanager:secret"),
+                                               "ForceDeleteWithoutRecovery": True}]
 
     code, again, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
     assert code == 0 and again["deletions"] == [] and again["found"]["expired"] == 0
@@ -139,6 +173,42 @@ def test_what_stays_holds_what_expired_and_yes_exits_1(aws, capsys, policy):
     assert not set(account.doomed) & set(after)
 
 
+def test_a_network_iam_role_and_budget_with_foreign_parts_are_left_with_the_reason(aws, capsys, policy):
+    now = at_now()
+    account = populate(now)
+    ec2, iam = account.client("ec2"), account.client("iam")
+    delta = toolkit_tags("delta", now - timedelta(hours=2))
+    vpc = ec2.create_vpc(CidrBlock="10.70.0.0/16", TagSpecifications=spec("vpc", delta))["Vpc"]["VpcId"]
+    foreign_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.70.1.0/24")["Subnet"]["SubnetId"]  # untagged
+    table = ec2.create_route_table(VpcId=vpc, TagSpecifications=spec("route-table", delta))["RouteTable"][
+        "RouteTableId"]
+    ec2.associate_route_table(RouteTableId=table, SubnetId=foreign_subnet)
+    foreign_vpc = ec2.create_vpc(CidrBlock="10.71.0.0/16")["Vpc"]["VpcId"]
+    gateway = ec2.create_internet_gateway(TagSpecifications=spec("internet-gateway", delta))["InternetGateway"][
+        "InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=foreign_vpc)
+    foreign_instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="m5.large",
+                                         SubnetId=foreign_subnet)["Instances"][0]["InstanceId"]
+    address = ec2.allocate_address(Domain="vpc", TagSpecifications=spec("elastic-ip", delta))["AllocationId"]
+    ec2.associate_address(AllocationId=address, InstanceId=foreign_instance)
+    role = iam.create_role(RoleName="delta-role", AssumeRolePolicyDocument="{}", Tags=delta)["Role"]["Arn"]
+    iam.create_instance_profile(InstanceProfileName="someone-elses-profile")
+    iam.add_role_to_instance_profile(InstanceProfileName="someone-elses-profile", RoleName="delta-role")
+    budget = create_budget(account.client("budgets"), "nemotron-deploy-delta", delta)
+
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    blocked = {b["id"]: b["reason"] for b in report["blocked"]}
+    assert code == 1 and set(blocked) == {vpc, table, gateway, address, role, budget}
+    assert foreign_subnet in blocked[vpc] and blocked[table].startswith(f"attached to {foreign_subnet}")
+    assert blocked[gateway].startswith(f"attached to {foreign_vpc}") and foreign_instance in blocked[address]
+    assert "someone-elses-profile" in blocked[role] and blocked[budget].startswith("in use by ")
+    assert {item["id"] for item in report["left"]} == set(blocked)
+    after = existing(account)
+    assert {vpc, table, gateway, address, role, budget, foreign_subnet, foreign_vpc, foreign_instance} <= set(after)
+    assert ec2.describe_route_tables(RouteTableIds=[table])["RouteTables"][0]["Associations"]  # still associated
+    assert not set(account.doomed) & set(after)
+
+
 def test_stack_mode_sweeps_one_stack_and_says_pulumi_was_skipped(aws, capsys, policy, monkeypatch, tmp_path):
     account = populate(at_now())
     monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi here
@@ -146,10 +216,11 @@ def test_stack_mode_sweeps_one_stack_and_says_pulumi_was_skipped(aws, capsys, po
                           policy=policy)
     assert code == 0
     assert "not on PATH" in report["pulumi"]["note"] and report["pulumi"]["ran"] is False
-    assert {d["stack"] for d in report["deletions"]} == {"beta"} and len(report["deletions"]) == 3
+    assert {d["stack"] for d in report["deletions"]} == {"beta"}
+    beta = {doomed_key(d): d["kind"] for d in report["deletions"]}
+    assert beta == account.live
     after = existing(account)
-    beta = {doomed_key(d) for d in report["deletions"]}
-    assert beta and not beta & set(after)  # live, but the stack was named: gone
+    assert not set(beta) & set(after)  # live, but the stack was named: gone
     assert set(account.doomed) <= set(after)  # alpha is expired but not this stack: untouched
 
 
@@ -199,7 +270,10 @@ def test_a_dependency_that_never_clears_is_reported_not_retried_forever(aws, cap
     volume = next(d for d in report["deletions"] if d["kind"] == "ec2:volume")
     assert code == 1 and volume["outcome"] == "failed" and "after 6 attempts" in volume["detail"]
     assert sleeps == [2.0, 4.0, 8.0, 16.0, 30.0]  # bounded: 5 pauses, capped at 30 s
-    assert [item["id"] for item in report["left"]] == [volume["id"]]
+    # the stack's budget stays while something of its stack does: not tried, and left with the volume
+    budget = next(d for d in report["deletions"] if d["kind"] == "budgets:budget")
+    assert budget["outcome"] == "not tried" and volume["id"] in budget["detail"]
+    assert {item["id"] for item in report["left"]} == {volume["id"], budget["id"]}
 
 
 def test_a_deletion_that_never_finishes_times_out_at_the_bound(aws, capsys, policy, sleeps):
@@ -231,47 +305,109 @@ def test_a_failed_listing_is_reported_and_the_rest_still_reaped(aws, capsys, pol
 
 # ---- scale: listing calls grow with pages, not resources -------------------------------------------------------
 
-def _fill(session, now, instances: int, volumes: int, groups: int) -> None:
+def _fill(session, now, scale: int) -> dict[str, int]:
+    """About 50 x `scale` resources of every kind the reaper lists, half expired, some foreign; returns how many
+    each tag-filtered listing should find."""
     ec2 = session.client("ec2", region_name=REGION)
     past, future = toolkit_tags("bulk", now - timedelta(hours=1)), toolkit_tags("bulk", now + timedelta(hours=1))
-    half = instances // 2
-    for count, tags in ((half, past), (instances - half, future)):
-        if count:
-            ec2.run_instances(ImageId="ami-12345678", MinCount=count, MaxCount=count, InstanceType="p5.48xlarge",
-                              TagSpecifications=spec("instance", tags))
-    for i in range(volumes):
+    only_expiry = [t for t in past if t["Key"] == TAG_EXPIRES_AT]
+    n = {"instances": 6 * scale, "volumes": 13 * scale, "groups": 6 * scale, "vpcs": scale, "subnets": 4 * scale,
+         "route_tables": 4 * scale, "gateways": scale, "addresses": 2 * scale, "nats": scale, "endpoints": 4 * scale,
+         "secrets": 3 * scale, "roles": 2 * scale, "profiles": 2 * scale, "budgets": scale}
+    half = n["instances"] // 2
+    for count, tags in ((half, past), (n["instances"] - half, future)):
+        ec2.run_instances(ImageId="ami-12345678", MinCount=count, MaxCount=count, InstanceType="p5.48xlarge",
+                          TagSpecifications=spec("instance", tags))
+    for i in range(n["volumes"]):
         ec2.create_volume(Size=1, AvailabilityZone=f"{REGION}a",
-                          TagSpecifications=spec("volume", past if i % 2 else [t for t in past
-                                                                               if t["Key"] == TAG_EXPIRES_AT]))
-    for i in range(groups):
+                          TagSpecifications=spec("volume", past if i % 2 else only_expiry))
+    for i in range(n["groups"]):
         ec2.create_security_group(GroupName=f"bulk-{i}", Description="b",
                                   TagSpecifications=spec("security-group", future if i % 3 else past))
+    for v in range(n["vpcs"]):
+        tags = past if v % 2 else future
+        vpc = ec2.create_vpc(CidrBlock=f"10.{v}.0.0/16", TagSpecifications=spec("vpc", tags))["Vpc"]["VpcId"]
+        subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.{v}.{s}.0/24", TagSpecifications=spec(
+            "subnet", tags))["Subnet"]["SubnetId"] for s in range(4)]
+        tables = [ec2.create_route_table(VpcId=vpc, TagSpecifications=spec("route-table", tags))["RouteTable"][
+            "RouteTableId"] for _ in range(4)]
+        for table, subnet in zip(tables, subnets, strict=True):
+            ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+        gateway = ec2.create_internet_gateway(TagSpecifications=spec("internet-gateway", tags))["InternetGateway"]
+        ec2.attach_internet_gateway(InternetGatewayId=gateway["InternetGatewayId"], VpcId=vpc)
+        addresses = [ec2.allocate_address(Domain="vpc", TagSpecifications=spec("elastic-ip", tags))["AllocationId"]
+                     for _ in range(2)]
+        ec2.create_nat_gateway(SubnetId=subnets[0], AllocationId=addresses[0],
+                               TagSpecifications=spec("natgateway", tags))
+        for service in ("ssm", "ssmmessages", "ec2messages"):
+            ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{REGION}.{service}",
+                                    VpcEndpointType="Interface", SubnetIds=[subnets[1]],
+                                    TagSpecifications=spec("vpc-endpoint", tags))
+        ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{REGION}.s3", VpcEndpointType="Gateway",
+                                RouteTableIds=[tables[1]], TagSpecifications=spec("vpc-endpoint", tags))
+    sm = session.client("secretsmanager", region_name=REGION)
+    for i in range(n["secrets"]):
+        sm.create_secret(Name=f"bulk-{i}", SecretString="{}", Tags=past if i % 2 else future)
+    sm.create_secret(Name="not-ours", SecretString="{}")
+    iam, budgets = session.client("iam"), session.client("budgets")
+    for i in range(n["roles"]):
+        tags = past if i % 2 else future
+        iam.create_role(RoleName=f"bulk-role-{i}", AssumeRolePolicyDocument="{}", Tags=tags)
+        iam.create_instance_profile(InstanceProfileName=f"bulk-profile-{i}", Tags=tags)
+        iam.add_role_to_instance_profile(InstanceProfileName=f"bulk-profile-{i}", RoleName=f"bulk-role-{i}")
+    for i in range(5 * scale):  # the account's other roles: read in the same pages, never one by one
+        iam.create_role(RoleName=f"someone-else-{i}", AssumeRolePolicyDocument="{}")
+    for i in range(n["budgets"]):
+        create_budget(budgets, f"nemotron-deploy-bulk-{i}", past if i % 2 else future)
+    create_budget(budgets, "finance-monthly", [])  # not named like ours: no tag call
+    return n
 
 
-def _listing_calls(instances, volumes, groups, page_size):
-    session, _, _ = fake_session()
-    _fill(session, at_now(), instances, volumes, groups)
+def _listing_calls(scale, page_size):
+    session, *_ = fake_session()
+    n = _fill(session, at_now(), scale)
     Paging(session)
     counter = CallCounter(session)
     inventory = teardown.gather(teardown.RegionalClients(session), [REGION], page_size=page_size)
     assert inventory.listing_errors == []
-    assert len(inventory.resources) == instances + volumes + groups
-    return counter.listing_calls(), dict(counter.calls)
+    assert len(inventory.resources) == sum(n.values())
+    return counter.listing_calls(), dict(counter.calls), n
 
 
 def test_listing_calls_grow_with_pages_not_resources(aws_env):
+    """At page size 50, ten times the resources take a handful more calls: one more page per listing that grew
+    past a page, plus one ListTagsForResource per toolkit budget (AWS Budgets has no tag filter; one budget per
+    stack). IAM is read in pages (GetAccountAuthorizationDetails), never role by role."""
     page = 50
     from moto import mock_aws
 
     with mock_aws():
-        small, _ = _listing_calls(20, 20, 10, page)
+        small, small_by_operation, n_small = _listing_calls(1, page)
     with mock_aws():
-        large, by_operation = _listing_calls(100, 300, 100, page)
-    pages = math.ceil(100 / page) + math.ceil(300 / page) + math.ceil(100 / page)  # 2 + 6 + 2
-    fixed = 6  # one call each: ENIs, launch templates, placement groups, tagging API, EKS clusters, SG users
-    assert by_operation["DescribeVolumes"] == 6  # it did page
-    assert pages <= large <= pages + fixed, by_operation
-    assert large - small <= pages, (small, large, by_operation)  # 450 more resources, a handful more calls
+        large, by_operation, n = _listing_calls(10, page)
+    assert sum(n.values()) == 500 and sum(n_small.values()) == 50
+    # one page per 50 found, per tag-filtered listing (EC2 pages by instance; DescribeRouteTables holds 100 at most)
+    pages = {"DescribeInstances": math.ceil(n["instances"] / page), "DescribeVolumes": math.ceil(n["volumes"] / page),
+             "DescribeVpcs": math.ceil(n["vpcs"] / page), "DescribeSubnets": math.ceil(n["subnets"] / page),
+             "DescribeRouteTables": math.ceil(n["route_tables"] / page),
+             "DescribeInternetGateways": math.ceil(n["gateways"] / page),
+             "DescribeNatGateways": math.ceil(n["nats"] / page),
+             "DescribeVpcEndpoints": math.ceil(n["endpoints"] / page),
+             "ListSecrets": math.ceil(n["secrets"] / page)}
+    for operation, expected in pages.items():
+        assert by_operation[operation] >= expected, (operation, by_operation)
+    assert by_operation["DescribeVolumes"] == 3 and by_operation["DescribeAddresses"] == 1  # it did page
+    assert by_operation["ListTagsForResource"] == n["budgets"]  # one per toolkit-named budget, none for the rest
+    assert by_operation["GetAccountAuthorizationDetails"] == small_by_operation["GetAccountAuthorizationDetails"]
+    assert not {"ListRoleTags", "GetRole", "GetInstanceProfile", "ListInstanceProfileTags"} & set(by_operation)
+    # link listings (who uses the security groups, subnets and VPCs) are filtered by the ids found: pages too
+    link_pages = math.ceil((n["groups"] + 2 * n["vpcs"]) / page) + math.ceil(n["subnets"] / page) * 2 + \
+        math.ceil(n["route_tables"] / page) + math.ceil(n["gateways"] / page)
+    fixed = 12  # one call each: launch templates, placement groups, addresses, tagging API, EKS clusters, caller
+    #             identity, budgets, instance profiles, IAM, and the first page of the link listings
+    assert large <= sum(pages.values()) + link_pages + fixed + n["budgets"], by_operation
+    growth = large - small - (n["budgets"] - n_small["budgets"])
+    assert growth <= sum(pages.values()) + link_pages, (small, large, by_operation)
     print(f"\nlisting calls: 50 resources -> {small}, 500 resources -> {large} (page size {page}): {by_operation}")
 
 
@@ -350,4 +486,4 @@ def test_node_group_instances_go_with_their_node_group_not_by_terminate(aws, cap
     entry = next(d for d in report["deletions"] if d["id"] == node)
     assert code == 0 and entry["outcome"] == "removed with manager" and entry["usd_per_hour"] == 0
     assert node not in terminated  # the node group's own instances are never terminated behind its back
-    assert report["usd_per_hour_stopped"] == pytest.approx(244.25)  # priced once, with the node group
+    assert report["usd_per_hour_stopped"] == pytest.approx(ALPHA_USD_PER_HOUR)  # priced once, with the node group
