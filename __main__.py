@@ -10,6 +10,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.budget import StackBudget
 from components.eks_cluster import ClusterAddons, EksCluster
 from components.gpu_node_pool import GpuNodePool
 from components.gpu_servers import GpuServerGroup
@@ -142,6 +143,7 @@ def main(stacks_dir: Path = STACKS_DIR, now: datetime | None = None) -> None:
                            "usd_per_hour": plan.cost.usd_per_hour, "expires_at": expiry})
     pulumi.export("usd_per_hour", plan.cost.usd_per_hour)
     pulumi.export("expires_at", expiry)
+    StackBudget(f"{plan.stack}-cost", {"plan": plan})  # every cloud target: ec2, jumpstart, eks
     if plan.target == "ec2":
         ec2_endpoint(plan)
     elif plan.target == "jumpstart":
