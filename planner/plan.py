@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from planner.budget import budget_warnings
 from planner.errors import PlanInputError
 from planner.estimates import CostEstimate, ThroughputBound, cost_estimate, decode_upper_bound, expires_at, iso_utc
 from planner.fit import FitRequest, FitResult, plan_fit
@@ -114,6 +115,7 @@ def plan_stack(stack: StackFile, now: datetime) -> StackPlan:
         expiry = expires_at(now, c.ttl_hours)
     bound = decode_upper_bound(fit)
     cost = cost_estimate(itype, c.nodes, c.ttl_hours, bound)
+    warnings += budget_warnings(c, cost.max_spend_usd)  # what the stack's budget cannot do (planner/budget.py)
     tags = {TAG_STACK: stack.name, TAG_OWNER: c.owner, TAG_EXPIRES_AT: iso_utc(expiry)}
     plan = StackPlan(stack.name, stack.source, stack.region or "", c, itype, fit, serving, bound, cost, expiry, tags,
                      tuple(warnings))
