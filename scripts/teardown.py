@@ -166,7 +166,7 @@ def gather(clients: RegionalClients, regions: Iterable[str], page_size: int = PA
                 inventory.resources += lister(clients, regions[0], stacks)
             except (ClientError, BotoCoreError, NotImplementedError) as err:
                 inventory.listing_errors.append(f"{GLOBAL_REGION} {name}: {_describe_error(err)}")
-        inventory.resources = _budgets_last(inventory.resources)
+        inventory.resources = _budgets_last(inventory.resources, inventory.listing_errors)
     return inventory
 
 
@@ -355,10 +355,14 @@ def _gather_budgets(clients, region: str, _stacks) -> list[FoundResource]:
     return found
 
 
-def _budgets_last(resources: list[FoundResource]) -> list[FoundResource]:
+def _budgets_last(resources: list[FoundResource], listing_errors: list[str]) -> list[FoundResource]:
     """A stack's budget goes only after everything else of that stack: it is what still watches the spend of
     whatever could not be deleted. Every other resource of its stack holds it (toolkit resources only: one whose
-    expiry does not parse is not ours and holds nothing)."""
+    expiry does not parse is not ours and holds nothing), and after a failed listing no budget goes at all: what
+    the listing missed may still be running."""
+    if listing_errors:
+        keep = "a listing failed, so what is left of its stack is unknown: kept until a complete run"
+        return [replace(r, keep=keep) if r.kind == "budgets:budget" else r for r in resources]
     by_stack: dict[str, list[str]] = {}
     for r in resources:
         if r.kind != "budgets:budget" and all(str(r.tags.get(key, "")).strip() for key in TOOLKIT_TAGS) \
