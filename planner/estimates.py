@@ -75,7 +75,7 @@ def decode_upper_bound(fit: FitResult) -> ThroughputBound:
 class CostEstimate:
     usd_per_hour: float | None
     ttl_hours: float
-    max_spend_usd: float | None  # $/hour x TTL: what the evaluation costs if nobody tears it down early
+    max_spend_usd: float | None  # $/hour at the most instances x TTL: the evaluation's cost if nobody ends it early
     usd_per_million_output_tokens: float | None  # at the throughput upper bound, so a lower bound on cost
     capex_usd: float | None
     price_read: str
@@ -84,8 +84,10 @@ class CostEstimate:
         return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def cost_estimate(instance: InstanceType, count: int, ttl_hours: float, bound: ThroughputBound) -> CostEstimate:
-    """What `count` servers of `instance` cost per hour and over the time-to-live."""
+def cost_estimate(instance: InstanceType, count: int, ttl_hours: float, bound: ThroughputBound,
+                  peak_count: int | None = None) -> CostEstimate:
+    """What `count` servers of `instance` cost per hour, and at most over the time-to-live when scaling can take
+    them to `peak_count` (an autoscaling maximum)."""
     hourly = None if instance.usd_per_hour is None else instance.usd_per_hour * count
     per_million = None
     if hourly is not None and bound.aggregate_tokens_per_s > 0:
@@ -93,7 +95,7 @@ def cost_estimate(instance: InstanceType, count: int, ttl_hours: float, bound: T
     return CostEstimate(
         usd_per_hour=hourly,
         ttl_hours=ttl_hours,
-        max_spend_usd=None if hourly is None else hourly * ttl_hours,
+        max_spend_usd=None if hourly is None else instance.usd_per_hour * max(count, peak_count or 0) * ttl_hours,
         usd_per_million_output_tokens=per_million,
         capex_usd=None if instance.capex_usd is None else instance.capex_usd * count,
         price_read=instance.price_read,

@@ -476,7 +476,8 @@ def plan_endpoint(plan: StackPlan) -> tuple[JumpStartEndpointPlan | None, tuple[
     if js.max_capacity > js.min_capacity and plan.instance.usd_per_hour is not None:
         warnings.append(f"autoscaling {js.min_capacity}-{js.max_capacity} instances: "
                         f"${plan.instance.usd_per_hour * js.min_capacity:,.2f}-"
-                        f"${plan.instance.usd_per_hour * js.max_capacity:,.2f}/h (the cost above is per instance)")
+                        f"${plan.instance.usd_per_hour * js.max_capacity:,.2f}/h "
+                        "(the maximum spend counts the maximum)")
     if resolved is None:
         return None, tuple(warnings)
     try:

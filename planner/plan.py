@@ -114,7 +114,8 @@ def plan_stack(stack: StackFile, now: datetime) -> StackPlan:
     else:
         expiry = expires_at(now, c.ttl_hours)
     bound = decode_upper_bound(fit)
-    cost = cost_estimate(itype, c.nodes, c.ttl_hours, bound)
+    peak = max(c.nodes, c.jumpstart.max_capacity if c.jumpstart else 0, (c.eks.max_nodes or 0) if c.eks else 0)
+    cost = cost_estimate(itype, c.nodes, c.ttl_hours, bound, peak_count=peak)
     warnings += budget_warnings(c, cost.max_spend_usd)  # what the stack's budget cannot do (planner/budget.py)
     tags = {TAG_STACK: stack.name, TAG_OWNER: c.owner, TAG_EXPIRES_AT: iso_utc(expiry)}
     plan = StackPlan(stack.name, stack.source, stack.region or "", c, itype, fit, serving, bound, cost, expiry, tags,

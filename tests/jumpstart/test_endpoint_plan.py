@@ -97,7 +97,8 @@ def test_shipped_plan_warns_about_the_eula_the_example_and_the_scaling_cost(tmp_
     assert (f"acceptEula is false: SageMaker will refuse to create the model until you set jumpstart.acceptEula to "
             f"true after reading {EULA_URL}") in plan.warnings
     assert any(w.startswith("jumpstart.resolved is an example recorded on ") for w in plan.warnings)
-    assert "autoscaling 1-2 instances: $79.13-$158.26/h (the cost above is per instance)" in plan.warnings
+    assert "autoscaling 1-2 instances: $79.13-$158.26/h (the maximum spend counts the maximum)" in plan.warnings
+    assert plan.cost.max_spend_usd == pytest.approx(158.26 * plan.config.ttl_hours)
 
 
 def test_a_resolved_and_accepted_stack_has_no_eula_or_example_warning(tmp_path):

@@ -23,6 +23,8 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 TARGET = "aws:appautoscaling/target:Target"
 POLICY = "aws:appautoscaling/policy:Policy"
 COMPONENT = "nemotron-deploy:index:JumpStartEndpoint"
+BUDGET = "aws:budgets/budget:Budget"
+BUDGET_COMPONENT = "nemotron-deploy:index:StackBudget"
 
 
 @cache
@@ -46,7 +48,8 @@ def test_every_resource_of_the_endpoint_is_declared_once():
         (ROLE_POLICY, "jumpstart-jumpstart-access"), (LOG_GROUP, "jumpstart-jumpstart-logs"),
         (MODEL, "jumpstart-jumpstart-model"), (CONFIG, "jumpstart-jumpstart-config"),
         (ENDPOINT, "jumpstart-jumpstart-endpoint"), (TARGET, "jumpstart-jumpstart-scaling-target"),
-        (POLICY, "jumpstart-jumpstart-scaling-policy")])
+        (POLICY, "jumpstart-jumpstart-scaling-policy"),
+        (BUDGET_COMPONENT, "jumpstart-cost"), (BUDGET, "jumpstart-cost-budget")])
 
 
 def test_the_model_is_the_resolved_hub_content_with_the_eula_as_configured():
@@ -140,7 +143,7 @@ def test_every_taggable_resource_carries_the_stacks_tags():
     expected = {"nemotron-deploy:stack": "jumpstart", "nemotron-deploy:owner": "platform-team",
                 "nemotron-deploy:expires-at": "2026-12-01T17:30:00Z"}
     taggable = [r for r in run.resources if accepts_tags(r["type"])]
-    assert {r["type"] for r in taggable} == {ROLE, LOG_GROUP, MODEL, CONFIG, ENDPOINT, TARGET}
+    assert {r["type"] for r in taggable} == {ROLE, LOG_GROUP, MODEL, CONFIG, ENDPOINT, TARGET, BUDGET}
     for resource in taggable:
         assert resource["inputs"]["tags"] == expected, resource["name"]
 
@@ -177,13 +180,15 @@ def test_vpc_and_data_capture_when_configured(tmp_path):
     assert check_resources(run.resources, plan_of(tmp_path, name).tags) == []
 
 
-def test_an_unresolved_stack_declares_nothing_and_make_plan_stays_green(tmp_path, capsys):
+def test_an_unresolved_stack_declares_no_endpoint_and_make_plan_stays_green(tmp_path, capsys):
     name = write_variant(tmp_path, drop_resolved=True)
     run = run_program(name, stacks_dir=tmp_path, now=NOW)
-    assert run.resources == [] and run.outputs["jumpstart_resolved"] is False
+    # only the stack's budget: no model, config, endpoint or role until the hub content is resolved
+    assert {r["type"] for r in run.resources} == {BUDGET_COMPONENT, BUDGET}
+    assert run.outputs["jumpstart_resolved"] is False
     assert plan_main([name, "--stacks-dir", str(tmp_path), "--json", "--now", "2026-12-01T09:30:00+00:00"]) == 0
     entry = json.loads(capsys.readouterr().out)["stacks"][0]
-    assert entry["resources"] == [] and entry["violations"] == []
+    assert {r["type"] for r in entry["resources"]} == {BUDGET_COMPONENT, BUDGET} and entry["violations"] == []
     assert any("hub content not resolved" in w for w in entry["warnings"])
 
 

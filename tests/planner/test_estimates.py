@@ -66,3 +66,10 @@ def test_article_break_even_table():
 def test_break_even_with_running_costs_and_never():
     assert break_even("x", 300_000, 50_000, 10_000).months == pytest.approx(7.5)
     assert math.isinf(break_even("x", 300_000, 5_000, 10_000).months)
+
+
+def test_max_spend_counts_the_autoscaling_maximum():
+    fit = plan_fit(FitRequest(ULTRA, GPUS["h200"], 8, 1, "fp8", 65536, 8))
+    cost = cost_estimate(INSTANCE_TYPES["ml.p5en.48xlarge"], 1, 8, decode_upper_bound(fit), peak_count=3)
+    assert cost.usd_per_hour == pytest.approx(79.13)  # what runs now
+    assert cost.max_spend_usd == pytest.approx(79.13 * 3 * 8)  # what it may cost at most
