@@ -10,8 +10,7 @@ smoke    One OpenAI-style chat request through sagemaker-runtime InvokeEndpoint 
          `--stream`): prints latency, prompt and completion tokens and the start of the answer.
 
 Exit 0 on success, 1 when AWS or the endpoint failed or the hub content is unusable (or differs, with --check), 2 on
-bad input (one line naming the key or flag). The endpoint functions below (state, wait, invoke, delete in dependency
-order) serve smoke and are written for teardown to reuse.
+bad input (one line naming the key or flag). Deleting an endpoint is scripts.teardown's job (one deletion path).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -386,77 +385,6 @@ def stream_chat(runtime: Any, name: str, body: dict, timeout_s: float) -> ChatRe
     completion = ChatCompletion(result.content, result.reasoning, result.finish_reason, None, result.output_tokens,
                                 result.model)
     return ChatResult(result.ok, result.latency_s or 0.0, completion, result.error, result.ttft_s)
-
-
-@dataclass
-class Deleted:
-    """What delete_endpoint removed (and what was already gone)."""
-
-    endpoint: str | None = None
-    endpoint_config: str | None = None
-    models: list[str] = field(default_factory=list)
-    scalable_target: str | None = None
-    already_gone: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
-
-def delete_endpoint(sm: Any, name: str, autoscaling: Any | None = None, wait_s: float = 1800.0, poll_s: float = 15.0,
-                    sleep: Callable[[float], None] = time.sleep,
-                    clock: Callable[[], float] = time.monotonic) -> Deleted:
-    """Delete an endpoint and what only it used, in dependency order: its scalable target, the endpoint (waiting until
-    it is gone), its endpoint config, then the config's models. Missing pieces are skipped, so it can be re-run."""
-    deleted = Deleted()
-    state = endpoint_state(sm, name)
-    config_name = state.config_name if state else None
-    variants = [v["VariantName"] for v in state.variants] if state else []
-    if autoscaling is not None:
-        for variant in variants:
-            resource_id = f"endpoint/{name}/variant/{variant}"
-            try:
-                autoscaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource_id,
-                                                       ScalableDimension=SCALABLE_DIMENSION)
-                deleted.scalable_target = resource_id
-            except ClientError as err:
-                if err.response.get("Error", {}).get("Code") != "ObjectNotFoundException":
-                    raise
-    models: list[str] = []
-    if config_name:
-        try:
-            config = sm.describe_endpoint_config(EndpointConfigName=config_name)
-            models = [v["ModelName"] for v in config.get("ProductionVariants", []) if v.get("ModelName")]
-        except ClientError as err:
-            if not _missing(err):
-                raise
-    if state is None:
-        deleted.already_gone.append(f"endpoint {name}")
-    else:
-        if state.status != "Deleting":
-            sm.delete_endpoint(EndpointName=name)
-        deadline = clock() + wait_s
-        while endpoint_state(sm, name) is not None:
-            if clock() + poll_s > deadline:
-                raise EndpointNotReady(f"endpoint {name} was still deleting after {wait_s:g} s")
-            sleep(poll_s)
-        deleted.endpoint = name
-    if config_name:
-        try:
-            sm.delete_endpoint_config(EndpointConfigName=config_name)
-            deleted.endpoint_config = config_name
-        except ClientError as err:
-            if not _missing(err):
-                raise
-            deleted.already_gone.append(f"endpoint config {config_name}")
-    for model in models:
-        try:
-            sm.delete_model(ModelName=model)
-            deleted.models.append(model)
-        except ClientError as err:
-            if not _missing(err):
-                raise
-            deleted.already_gone.append(f"model {model}")
-    return deleted
 
 
 # ---------------------------------------------------------------------------------------------------- smoke

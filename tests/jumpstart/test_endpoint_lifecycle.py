@@ -19,15 +19,16 @@ from moto.sagemakerruntime.models import sagemakerruntime_backends
 from scripts._aws import AwsClients
 from scripts.jumpstart import (
     EndpointNotReady,
-    delete_endpoint,
     endpoint_state,
     invoke_chat,
     main,
     stream_chat,
     wait_in_service,
 )
+from scripts.teardown import main as teardown_main
 from tests.bench.test_bench_sagemaker import PayloadStream, stream_of_tokens
 from tests.jumpstart.stacks import NOW, STACKS_DIR, plan_of
+from tests.teardown.aws_fakes import fake_session
 
 REGION = "us-east-1"
 PLAN = plan_of(STACKS_DIR, "jumpstart")
@@ -142,34 +143,30 @@ def test_smoke_table_and_a_missing_endpoint(session, capsys):
     assert "nemotron-jumpstart InService (AllTraffic x 1)" in out and "prompt 21, completion 9" in out
 
 
-def test_delete_removes_endpoint_config_and_model_in_dependency_order(session):
+def test_teardown_removes_scaling_endpoint_config_and_model_in_dependency_order(capsys):
+    """The delete half of the lifecycle is the toolkit's one teardown path (scripts.teardown), not a second one."""
+    session, _, target_tags, _ = fake_session()
     c = deploy(session)
-    calls: list[str] = []
-    c["sagemaker"].meta.events.register("before-call.sagemaker.*", lambda model, **_: calls.append(model.name))
     c["autoscaling"].register_scalable_target(
         ServiceNamespace="sagemaker", ResourceId=SPEC.resource_id,
         ScalableDimension="sagemaker:variant:DesiredInstanceCount", MinCapacity=1, MaxCapacity=2)
-    deleted = delete_endpoint(c["sagemaker"], SPEC.endpoint_name, autoscaling=c["autoscaling"], sleep=pytest.fail)
-    assert deleted.to_json() == {"endpoint": "nemotron-jumpstart", "endpoint_config": "nemotron-jumpstart-config",
-                                 "models": ["nemotron-jumpstart-model"], "scalable_target": SPEC.resource_id,
-                                 "already_gone": []}
-    deletes = [name for name in calls if name.startswith("Delete")]
-    assert deletes == ["DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel"]
+    target_arn = c["autoscaling"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"][0][
+        "ScalableTargetARN"]
+    target_tags.tags[target_arn] = dict(PLAN.tags)
+    calls: list[str] = []
+    session.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+    assert teardown_main(["--stack", "jumpstart", "--yes", "--region", REGION, "--json"], session=session) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["left"] == [] and report["usd_per_hour_stopped"] == pytest.approx(PLAN.instance.usd_per_hour)
+    removals = [n for n in calls if n.startswith(("Delete", "Deregister"))]
+    assert removals == ["DeregisterScalableTarget", "DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel"]
     assert endpoint_state(c["sagemaker"], SPEC.endpoint_name) is None
-    assert c["sagemaker"].list_models()["Models"] == [] and c["sagemaker"].list_endpoint_configs()[
-        "EndpointConfigs"] == []
+    assert c["sagemaker"].list_models()["Models"] == []
+    assert c["sagemaker"].list_endpoint_configs()["EndpointConfigs"] == []
     assert c["autoscaling"].describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
-    again = delete_endpoint(c["sagemaker"], SPEC.endpoint_name, autoscaling=c["autoscaling"])
-    assert again.to_json() == {"endpoint": None, "endpoint_config": None, "models": [], "scalable_target": None,
-                               "already_gone": ["endpoint nemotron-jumpstart"]}
-
-
-def test_delete_skips_pieces_already_gone(session):
-    c = deploy(session)
-    c["sagemaker"].delete_model(ModelName="nemotron-jumpstart-model")
-    deleted = delete_endpoint(c["sagemaker"], SPEC.endpoint_name)
-    assert deleted.endpoint == "nemotron-jumpstart" and deleted.endpoint_config == "nemotron-jumpstart-config"
-    assert deleted.already_gone == ["model nemotron-jumpstart-model"]
+    # a second run finds nothing of the stack
+    assert teardown_main(["--stack", "jumpstart", "--yes", "--region", REGION, "--json"], session=session) == 0
+    assert json.loads(capsys.readouterr().out)["deletions"] == []
 
 
 # ---- status sequences moto does not produce -------------------------------------------------------------------
