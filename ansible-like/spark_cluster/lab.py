@@ -238,10 +238,10 @@ def _prepare_node_files(layout: LabLayout, node: LabNode, client_pub: str) -> st
     authorized = root_home / ".ssh" / "authorized_keys"
     authorized.write_text(client_pub)
     authorized.chmod(0o600)
-    for private, entry in passthrough():
-        (node_dir / private.strip("/") / entry).mkdir(mode=0o755)
     tmp.mkdir(mode=0o1777)
     tmp.chmod(0o1777)
+    for private, entry in passthrough():  # mount points, made after their parents (a checkout under /tmp too)
+        (node_dir / private.strip("/") / entry).mkdir(mode=0o755)
 
     etc = layout.etc_dir(node)
     if etc.exists():
