@@ -17,6 +17,7 @@ from planner.kubernetes import (
     CONTROL_PLANE_LOG_TYPES,
     EBS_CSI_POLICY,
     LOG_RETENTION_DAYS,
+    NODE_INSTANCE_METADATA_TAGS,
     NODE_POLICIES,
     NODE_ROOT_DEVICE,
     HelmRelease,
@@ -115,7 +116,7 @@ class EksCluster(pulumi.ComponentResource):
 
         system_role = eks_node_role(f"{name}-system-nodes", plan, tags, partition, self)
         pool = system_node_pool(plan)
-        launch = {"metadata_options": dict(IMDSV2_ONLY),
+        launch = {"metadata_options": dict(IMDSV2_ONLY) | {"instance_metadata_tags": NODE_INSTANCE_METADATA_TAGS},
                   "block_device_mappings": [{"device_name": NODE_ROOT_DEVICE, "ebs": {
                       "volume_size": pool.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
                       "delete_on_termination": "true"}}]}

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from components.eks_cluster import eks_node_role
 from components.gpu_servers import gpu_launch_settings
-from planner.kubernetes import NODE_ROOT_DEVICE, gpu_node_pool
+from planner.kubernetes import NODE_INSTANCE_METADATA_TAGS, NODE_ROOT_DEVICE, gpu_node_pool
 from planner.plan import TAG_EXPIRES_AT, StackPlan
 
 EXPIRY_ACTION = "nemotron-deploy-expiry"
@@ -55,6 +55,8 @@ class GpuNodePool(pulumi.ComponentResource):
 
         launch = gpu_launch_settings(plan, [args["cluster_security_group_id"]], root_device=NODE_ROOT_DEVICE,
                                      root_volume_gib=pool.root_volume_gib)
+        # The EC2 servers' settings enable instance tags in IMDS; EKS nodes carry tag keys with "/" (see the constant).
+        launch["metadata_options"] |= {"instance_metadata_tags": NODE_INSTANCE_METADATA_TAGS}
         if not plan.config.capacity_block:  # a Capacity Block is already placed together; a group can only fail it
             placement = aws.ec2.PlacementGroup(f"{name}-placement", strategy="cluster", tags=tags, opts=child)
             launch["placement"] = {"group_name": placement.name}

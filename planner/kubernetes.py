@@ -48,6 +48,10 @@ NODE_ROOT_DEVICE = "/dev/xvda"  # the EKS AL2023 AMIs' root device
 NODE_ROOT_VOLUME_GIB = 200  # containerd image layers (NIM ~20 GiB, vLLM ~10 GiB) and logs; weights are on the PVC
 SYSTEM_NODES = 2  # CoreDNS, the EBS CSI controller and the LWS controller: the GPU taint keeps them off GPU nodes
 SYSTEM_ROOT_VOLUME_GIB = 50
+# Instance tags in IMDS stay off on EKS nodes, stated explicitly so an account default cannot turn them on: with them
+# on, EC2 refuses tag keys holding "/", and EKS puts kubernetes.io/cluster/<name> and k8s.io/cluster-autoscaler/...
+# on every node of a managed node group, so launches fail ("... is not a valid tag key") or EKS drops the setting.
+NODE_INSTANCE_METADATA_TAGS = "disabled"
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 POOL_LABEL = f"{PROJECT}/pool"

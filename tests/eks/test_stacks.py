@@ -68,6 +68,9 @@ def test_gpu_launch_template_requires_imdsv2_encrypts_and_attaches_efa_on_every_
     template = gpu_template(run, stack)["inputs"]
     assert template["metadataOptions"]["httpTokens"] == "required"
     assert template["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    # EKS tags every managed node with kubernetes.io/cluster/<name>: tag keys with "/" make a launch with instance
+    # tags in IMDS fail, so the setting is off explicitly (not left to the account default).
+    assert template["metadataOptions"]["instanceMetadataTags"] == "disabled"
     (root,) = template["blockDeviceMappings"]
     assert root["deviceName"] == "/dev/xvda"
     assert root["ebs"] == {"volumeSize": 200, "volumeType": "gp3", "encrypted": "true",
@@ -134,6 +137,7 @@ def test_network_policy_enforcement_and_storage_add_ons(stack):
     assert "taints" not in system and system["scalingConfig"]["desiredSize"] == 2
     system_template = run.named(f"{stack}-eks-system-template")["inputs"]
     assert system_template["metadataOptions"]["httpTokens"] == "required"
+    assert system_template["metadataOptions"]["instanceMetadataTags"] == "disabled"
     assert system_template["blockDeviceMappings"][0]["ebs"]["encrypted"] == "true"
 
 
