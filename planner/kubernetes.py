@@ -273,6 +273,13 @@ class Names:
     def auth_proxy(self) -> str:
         return f"{self.app}-auth-proxy"
 
+    @property
+    def leader_worker_set(self) -> str:
+        """Not `app`: the LWS controller names its headless Service (the pods' DNS subdomain, which
+        LWS_LEADER_ADDRESS resolves through) after the LeaderWorkerSet and reuses any Service of that name, so the
+        set must not share its name with the client Service."""
+        return f"{self.app}-group"
+
 
 # Keys of the serving Secret and the variables that read them.
 API_KEY_SECRET_KEY = "API_KEY"  # noqa: S105 - key names, not values
@@ -662,7 +669,8 @@ def _leader_worker_set(plan: StackPlan, size: WorkloadSizing, cache_claim_spec: 
     leader = _vllm_container(plan, size, ["bash", "-c", leader_script(plan)], probes=True)
     worker = _vllm_container(plan, size, ["bash", "-c", worker_script(plan)], probes=False, leader=False)
     return {
-        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": _metadata(plan, n.app),
+        "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+        "metadata": _metadata(plan, n.leader_worker_set),
         "spec": {
             "replicas": 1,
             "startupPolicy": "LeaderCreated",

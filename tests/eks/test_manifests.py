@@ -225,6 +225,10 @@ def test_nim_sits_behind_an_api_key_proxy_and_pulls_with_the_ngc_key():
 def test_two_nodes_make_a_leader_worker_set_with_ray(two_node_plan):
     plan, workload = two_node_plan, render_manifests(two_node_plan).workload
     assert workload["apiVersion"] == "leaderworkerset.x-k8s.io/v1" and workload["kind"] == "LeaderWorkerSet"
+    # The LWS controller creates a headless Service named after the set (the pods' subdomain, through which
+    # LWS_LEADER_ADDRESS resolves) and silently reuses an existing Service of that name: a ClusterIP one would leave
+    # the leader's address unresolvable and the workers outside the Ray cluster.
+    assert workload["metadata"]["name"] != render_manifests(two_node_plan).service["metadata"]["name"]
     template = workload["spec"]["leaderWorkerTemplate"]
     assert template["size"] == 2 and template["restartPolicy"] == "RecreateGroupOnPodRestart"
     leader = template["leaderTemplate"]["spec"]["containers"][0]
