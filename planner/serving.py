@@ -29,7 +29,8 @@ UNCONFIRMED_VLLM_FLAGS = {
 # Flags the planner owns: set them through the stack config, not extra args, so the fit and the command agree.
 PLANNER_FLAGS = {
     "--tensor-parallel-size": "tensorParallel", "--pipeline-parallel-size": "pipelineParallel",
-    "--data-parallel-size": "nodes/instanceType", "--max-model-len": "contextTokens",
+    "--data-parallel-size": "nodes/instanceType", "--data-parallel-backend": "nodes",
+    "--max-model-len": "contextTokens",
     "--max-num-seqs": "concurrency", "--gpu-memory-utilization": "gpuMemoryUtilization",
     "--kv-cache-dtype": "kvCacheDtype", "--port": "(fixed)", "--served-model-name": "model",
     "--speculative-config": "mtpTokens", "--distributed-executor-backend": "nodes",
@@ -126,6 +127,15 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
         argv += ["--pipeline-parallel-size", str(layout.pipeline_parallel)]
     if layout.data_parallel > 1:
         argv += ["--data-parallel-size", str(layout.data_parallel)]
+        if layout.nodes > 1:
+            # Only the head runs `vllm serve`: with vLLM's default "mp" backend it would start every replica on the
+            # head's own GPUs; the Ray backend places them over the Ray cluster, one replica per node's GPUs.
+            argv += ["--data-parallel-backend", "ray"]
+            replica_gpus = layout.tensor_parallel * layout.pipeline_parallel
+            if replica_gpus > layout.gpus_per_node:
+                warnings += (f"DP {layout.data_parallel} over Ray with replicas of {replica_gpus} GPUs: vLLM packs "
+                             f"each replica onto one node of {layout.gpus_per_node} GPUs; choose TP x PP within "
+                             "a node",)
     if layout.expert_parallel:
         argv += ["--enable-expert-parallel"]
     argv += list(quantization)

@@ -47,6 +47,18 @@ def test_two_node_bf16_uses_pp_and_ray():
     assert flag(argv, "--distributed-executor-backend") == "ray"
 
 
+def test_data_parallel_across_nodes_places_replicas_with_ray():
+    # Only the head runs `vllm serve`; vLLM's default mp backend would start both TP-8 replicas on its 8 GPUs.
+    fit = plan_fit(FitRequest(NEMOTRON_3_ULTRA, GPUS["h100"], 8, 2, "fp8", 65536, 8, tensor_parallel=8,
+                              pipeline_parallel=1))
+    argv = list(render_vllm(fit).argv)
+    assert flag(argv, "--data-parallel-size") == "2"
+    assert flag(argv, "--data-parallel-backend") == "ray"
+    single = list(render_vllm(plan_fit(FitRequest(NEMOTRON_3_ULTRA, GPUS["b200"], 8, 1, "nvfp4", 65536, 8,
+                                                  tensor_parallel=4))).argv)
+    assert flag(single, "--data-parallel-size") == "2" and "--data-parallel-backend" not in single
+
+
 def test_nvfp4_on_blackwell_sets_the_fp4_moe_kernels():
     cmd = render_vllm(fitted(gpu="b200", precision="nvfp4"))
     assert cmd.env == {"VLLM_USE_FLASHINFER_MOE_FP4": "1", "VLLM_FLASHINFER_MOE_BACKEND": "latency"}
