@@ -239,8 +239,11 @@ def mtu_findings(inventory: Inventory, states: dict[str, dict[str, InterfaceStat
         for name, (iface, mtu) in reported.items():
             if mtu == inventory.mtu:
                 continue
-            if good:
-                other, (other_iface, other_mtu) = good[0], reported[good[0]]
+            # the peer to name: one with the inventory MTU, else one that disagrees with this node (a mismatch
+            # between two wrong ends hangs NCCL just the same)
+            differing = good or [other for other, (_, value) in reported.items() if value != mtu]
+            if differing:
+                other, (other_iface, other_mtu) = differing[0], reported[differing[0]]
                 findings[name].append(
                     f"MTU mismatch on link {index}: {name} {iface} has mtu {mtu}, {other} {other_iface} has mtu "
                     f"{other_mtu} (inventory mtu {inventory.mtu}); both ends must match")

@@ -236,3 +236,13 @@ def test_ip_addr_json_parses():
     ])
     state = link.parse_ip_addr(text)["enp1s0f0np0"]
     assert state == InterfaceState("enp1s0f0np0", 9000, True, False, ("192.168.100.10/24",))
+
+
+def test_mtu_mismatch_between_two_wrong_ends_names_both_nodes_and_values():
+    inv = inventory("ip")
+    states = {inv.nodes[0].name: converged(inv.nodes[0], 1500), inv.nodes[1].name: converged(inv.nodes[1], 4200)}
+    findings = link.mtu_findings(inv, states)
+    assert findings["spark-1"][0] == ("MTU mismatch on link 0: spark-1 enp1s0f0np0 has mtu 1500, spark-2 enp1s0f0np0 "
+                                      "has mtu 4200 (inventory mtu 9000); both ends must match")
+    assert findings["spark-2"][0] == ("MTU mismatch on link 0: spark-2 enp1s0f0np0 has mtu 4200, spark-1 enp1s0f0np0 "
+                                      "has mtu 1500 (inventory mtu 9000); both ends must match")
