@@ -184,7 +184,10 @@ def _node(raw: object, where: str, source: str) -> Node:
             parsed = ipaddress.ip_interface(address)
         except ValueError:
             parsed = None
-        if parsed is None or parsed.version != 4 or "/" not in address or parsed.ip == parsed.network.network_address:
+        # the subnet's own network and broadcast addresses are no host's (a /31 or /32 has neither)
+        if parsed is None or parsed.version != 4 or "/" not in address or (
+                parsed.network.prefixlen < 31
+                and parsed.ip in (parsed.network.network_address, parsed.network.broadcast_address)):
             raise PlanInputError(f"{at}.address", address, "an IPv4 host address in CIDR form, e.g. 192.168.100.10/24",
                                  source)
         links.append(Link(interface, str(parsed)))

@@ -70,6 +70,7 @@ BAD = [
     ("nodes.1.host", "10.0.0.1", "nodes[1].host", "not used by nodes[0]"),
     ("nodes.0.links.0.address", "192.168.100.10", "nodes[0].links[0].address", "CIDR"),
     ("nodes.0.links.0.address", "192.168.100.0/24", "nodes[0].links[0].address", "host address"),
+    ("nodes.0.links.0.address", "192.168.100.255/24", "nodes[0].links[0].address", "host address"),
     ("nodes.1.links.0.address", "192.168.200.11/24", "nodes[1].links[0].address", "192.168.100.0/24"),
     ("nodes.1.links.0.address", "192.168.100.10/24", "nodes[1].links[0].address", "not used by spark-1"),
     ("nodes.0.links.0.interface", "an interface name that is far too long", "nodes[0].links[0].interface",
