@@ -90,14 +90,62 @@ def test_serving_nodes_exec_the_planners_argv_and_read_secrets_at_boot(stack, no
     plan, text = plan_of(stack), render(stack, node)
     entry = written_files(text)["/etc/nemotron/container/entry.sh"]
     if node == 0:
-        assert entry.rstrip("\n").endswith(f"exec {shlex.join(plan.serving.argv)}")
+        assert entry.rstrip("\n").endswith(
+            f"exec {shlex.join(plan.serving.argv)} --middleware nemotron_auth.require_api_key")
+        assert 'export PYTHONPATH="/etc/nemotron/container${PYTHONPATH:+:$PYTHONPATH}"' in entry
+        assert "/etc/nemotron/container/nemotron_auth.py" in written_files(text)
     else:
-        assert "vllm serve" not in entry
+        assert "vllm serve" not in entry and "/etc/nemotron/container/nemotron_auth.py" not in written_files(text)
     assert f"SECRET_ARN={SECRET_ARN}" in text
     assert "aws secretsmanager get-secret-value" in text and 'mv "$ETC/vllm.env.new" "$ETC/vllm.env"' in text
     assert "umask 077" in text
     env = written_files(text)["/etc/nemotron/serving.env"].splitlines()
     assert env == [f"{k}={v}" for k, v in plan.serving.env.items()] + ["HF_HOME=/models/hf", "HF_HUB_OFFLINE=1"]
+
+
+class _Request:
+    def __init__(self, path: str, authorization: str | None = None, method: str = "POST"):
+        self.method, self.url = method, type("Url", (), {"path": path})()
+        self.headers = {} if authorization is None else {"authorization": authorization}
+
+
+def test_the_api_key_guards_every_path_of_the_server_not_only_v1(monkeypatch, tmp_path):
+    # vLLM checks VLLM_API_KEY only under /v1: /invocations runs a full completion without it (vllm#58144).
+    import asyncio
+    import importlib.util
+    import sys
+    import types
+
+    path = tmp_path / "nemotron_auth.py"
+    path.write_text(written_files(render("h100-pilot", 0))["/etc/nemotron/container/nemotron_auth.py"])
+    responses = types.ModuleType("starlette.responses")
+    responses.JSONResponse = lambda content, status_code: ("denied", status_code)
+    monkeypatch.setitem(sys.modules, "starlette", types.ModuleType("starlette"))
+    monkeypatch.setitem(sys.modules, "starlette.responses", responses)
+
+    def load():
+        spec = importlib.util.spec_from_file_location("nemotron_auth", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    with pytest.raises(KeyError):  # no key in the environment: the server does not start open
+        load()
+    monkeypatch.setenv("VLLM_API_KEY", "k3y")
+    module = load()
+
+    async def served(request):
+        return "served"
+
+    def call(request):
+        return asyncio.run(module.require_api_key(request, served))
+
+    for path in ("/invocations", "/v1/chat/completions", "/tokenize", "/pooling", "/metrics"):
+        assert call(_Request(path)) == ("denied", 401), path
+        assert call(_Request(path, "Bearer wrong")) == ("denied", 401), path
+        assert call(_Request(path, "Bearer k3y")) == "served", path
+    assert call(_Request("/health", method="GET")) == "served"  # the readiness probe needs no key
 
 
 def test_the_expiry_is_not_in_the_boot_script_so_renewal_keeps_the_server():
