@@ -2,6 +2,11 @@
 
 No secret is ever rendered: the API key reaches vLLM as VLLM_API_KEY and NIM's NGC key as NGC_API_KEY, both from the
 target's secret store; `secret_env` names them so each target knows what to inject.
+
+vLLM's own VLLM_API_KEY check guards only /v1 paths (vllm#58144): /invocations (SageMaker-style inference),
+/tokenize, /pooling, /score, /metrics and others answer without a key. So the argv ends with
+`--middleware nemotron_auth.require_api_key`, and `VllmCommand.modules` carries that module's source: every target
+writes it into one directory and puts that directory on the server's PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -19,6 +24,31 @@ NIM_IMAGE = "nvcr.io/nim/nvidia/nemotron-3-ultra-550b-a55b:1.0.0"
 NIM_CACHE_PATH = "/opt/nim/.cache"
 API_PORT = 8000
 
+# The API key on every path of the vLLM server (see the module docstring). Targets write AUTH_MODULE_FILE into a
+# directory of their own on PYTHONPATH; in containers they mount it at AUTH_MODULE_DIR (EC2 keeps it next to entry.sh).
+AUTH_MODULE = "nemotron_auth"
+AUTH_MODULE_FILE = f"{AUTH_MODULE}.py"
+AUTH_MIDDLEWARE = f"{AUTH_MODULE}.require_api_key"
+AUTH_MODULE_DIR = "/opt/nemotron-deploy/auth"
+AUTH_MIDDLEWARE_SOURCE = '''"""nemotron-deploy: the API key on every path of the vLLM server, not only under /v1."""
+import hmac
+import os
+
+from starlette.responses import JSONResponse
+
+_EXPECTED = b"Bearer " + os.environ["VLLM_API_KEY"].encode()  # no key, no server: never open by accident
+_OPEN_PATHS = frozenset({"/health"})
+
+
+async def require_api_key(request, call_next):
+    if request.method == "OPTIONS" or request.url.path in _OPEN_PATHS:
+        return await call_next(request)
+    given = request.headers.get("authorization", "").encode()
+    if not hmac.compare_digest(given, _EXPECTED):
+        return JSONResponse({"error": "Unauthorized"}, status_code=401)
+    return await call_next(request)
+'''
+
 # Flags seen in the article that vLLM's argument parser is not confirmed to accept (FACTS.md section 4). They are
 # never emitted by default; a stack may still pass them through extra args, with a warning.
 UNCONFIRMED_VLLM_FLAGS = {
@@ -34,6 +64,7 @@ PLANNER_FLAGS = {
     "--max-num-seqs": "concurrency", "--gpu-memory-utilization": "gpuMemoryUtilization",
     "--kv-cache-dtype": "kvCacheDtype", "--port": "(fixed)", "--served-model-name": "model",
     "--speculative-config": "mtpTokens", "--distributed-executor-backend": "nodes",
+    "--middleware": "(fixed: the API key on every path)",
 }
 SECRET_FLAGS = ("--api-key", "--hf-token")
 
@@ -61,6 +92,9 @@ class VllmCommand:
     model_repo: str
     port: int
     warnings: tuple[str, ...] = ()
+    # Python modules the argv imports (file name -> source; no secrets): a target writes them, mode 644, into one
+    # directory of its own and puts that directory first on the server's PYTHONPATH.
+    modules: dict[str, str] = field(default_factory=dict)
 
     def shell(self) -> str:
         return shlex.join(self.argv)
@@ -68,7 +102,7 @@ class VllmCommand:
     def to_json(self) -> dict:
         return {"engine": "vllm", "image": self.image, "model_repo": self.model_repo, "port": self.port,
                 "argv": list(self.argv), "command": self.shell(), "env": dict(self.env),
-                "secret_env": list(self.secret_env), "warnings": list(self.warnings)}
+                "secret_env": list(self.secret_env), "modules": sorted(self.modules), "warnings": list(self.warnings)}
 
 
 @dataclass(frozen=True)
@@ -155,13 +189,15 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
     if layout.nodes > 1:
         argv += ["--distributed-executor-backend", "ray"]
     argv += list(options.extra_args)
+    argv += ["--middleware", AUTH_MIDDLEWARE]  # the API key beyond /v1 (see the module docstring)
 
     env = {}
     if r.precision == "nvfp4":
         env.update({"VLLM_USE_FLASHINFER_MOE_FP4": "1", "VLLM_FLASHINFER_MOE_BACKEND": "latency"})
     if r.context > LONG_CONTEXT_THRESHOLD:
         env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
-    return VllmCommand(tuple(argv), env, ("VLLM_API_KEY",), options.image, repo, options.port, warnings)
+    return VllmCommand(tuple(argv), env, ("VLLM_API_KEY",), options.image, repo, options.port, warnings,
+                       {AUTH_MODULE_FILE: AUTH_MIDDLEWARE_SOURCE})
 
 
 def render_nim(fit: FitResult, options: ServingOptions = ServingOptions()) -> NimEnvironment:
@@ -226,5 +262,6 @@ ARTICLE_FLAG_REVIEW = (
     ArticleFlag("--enable-expert-parallel (absent in the article)", "corrected",
                 "added for MoE models: NVIDIA strongly prefers expert parallel for LatentMoE"),
     ArticleFlag("--api-key (absent in the article)", "corrected",
-                "every endpoint requires a key, passed as VLLM_API_KEY from the secret store, never on the argv"),
+                "every endpoint requires a key, passed as VLLM_API_KEY from the secret store, never on the argv; "
+                "--middleware nemotron_auth.require_api_key extends vLLM's /v1-only check to every path"),
 )

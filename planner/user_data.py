@@ -15,8 +15,8 @@ One `#cloud-config` per node writes a small `nemotron-node` script and its syste
   unchanged (the repository id resolves offline on every node).
 - `nemotron-serve`: the vLLM container with the planner's exact argv; on multi-node stacks the head starts Ray,
   waits (bounded) for every node, then serves with PP across nodes; workers only join Ray, after their weights.
-  The server also loads `nemotron_auth` (vLLM's `--middleware`): vLLM's own VLLM_API_KEY check guards only /v1 paths,
-  and /invocations (SageMaker-style inference), /tokenize, /pooling, /metrics and others would answer without a key.
+  The serving node writes the planner's modules (`nemotron_auth`, the API key on every path, not only /v1) next to
+  entry.sh, which puts that directory on PYTHONPATH.
 - `nemotron-ready` (head): polls /health within a startup budget derived from the weights' size.
 """
 
@@ -47,9 +47,7 @@ ROOT_VOLUME_GIB = 200  # OS, docker image layers (~25 GiB unpacked) and logs; we
 CACHE_MOUNT = "/opt/dlami/nvme"  # where the DLAMI mounts instance storage; we build the RAID0 there when it did not
 MODEL_CACHE = f"{CACHE_MOUNT}/nemotron"
 RAY_PORT = 6379
-# Loaded by the vLLM server with --middleware: the API key on every path but /health (the node's readiness probe).
-AUTH_MODULE = "nemotron_auth"
-AUTH_MIDDLEWARE = f"{AUTH_MODULE}.require_api_key"
+# entry.sh and the planner's Python modules (the API-key middleware), mounted read-only into the container.
 CONTAINER_ETC = "/etc/nemotron/container"
 ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/")
 
@@ -187,7 +185,8 @@ def render_user_data(plan: StackPlan, node_index: int, secret_arn: str, head_ip:
         _file("/etc/nemotron/node.conf", "0644", _node_conf(settings, budget)),
         _file("/etc/nemotron/serving.env", "0644", _serving_env(serving)),
         _file(f"{CONTAINER_ETC}/entry.sh", "0755", _container_entry(plan, serving, role, head_ip, budget)),
-        *([_file(f"{CONTAINER_ETC}/{AUTH_MODULE}.py", "0644", AUTH_MIDDLEWARE_SOURCE)] if role != "worker" else []),
+        *(_file(f"{CONTAINER_ETC}/{name}", "0644", source) for name, source in serving.modules.items()
+          if role != "worker"),
         _file("/usr/local/sbin/nemotron-node", "0755", _node_script(serving)),
         *(_file(f"/etc/systemd/system/{unit}", "0644", text) for unit, text in units),
     ]
@@ -258,28 +257,8 @@ def _container_entry(plan: StackPlan, serving: VllmCommand, role: str, head_ip: 
             "ray status",
         ]
     lines += [f'export PYTHONPATH="{CONTAINER_ETC}${{PYTHONPATH:+:$PYTHONPATH}}"',
-              f"exec {shlex.join((*serving.argv, '--middleware', AUTH_MIDDLEWARE))}"]
+              f"exec {serving.shell()}"]
     return "\n".join(lines)
-
-
-AUTH_MIDDLEWARE_SOURCE = '''"""nemotron-deploy: the API key on every path of the vLLM server, not only under /v1."""
-import hmac
-import os
-
-from starlette.responses import JSONResponse
-
-_EXPECTED = b"Bearer " + os.environ["VLLM_API_KEY"].encode()  # no key, no server: never open by accident
-_OPEN_PATHS = frozenset({"/health"})
-
-
-async def require_api_key(request, call_next):
-    if request.method == "OPTIONS" or request.url.path in _OPEN_PATHS:
-        return await call_next(request)
-    given = request.headers.get("authorization", "").encode()
-    if not hmac.compare_digest(given, _EXPECTED):
-        return JSONResponse({"error": "Unauthorized"}, status_code=401)
-    return await call_next(request)
-'''
 
 
 def _node_script(serving: VllmCommand) -> str:

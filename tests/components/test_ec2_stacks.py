@@ -105,8 +105,9 @@ def test_every_taggable_resource_carries_the_plan_tags(stack):
 def test_boot_script_runs_the_planners_exact_argv(stack):
     run, plan = shipped_run(stack), shipped_plan(stack)
     head = servers(run)[0]["inputs"]["userData"]
-    # the planner's argv, plus the middleware that puts the API key on every path (vLLM guards only /v1)
-    assert f"exec {shlex.join(plan.serving.argv)} --middleware nemotron_auth.require_api_key\n" in head
+    # the planner's argv, which ends with the middleware that puts the API key on every path (vLLM guards only /v1)
+    assert f"exec {shlex.join(plan.serving.argv)}\n" in head
+    assert plan.serving.argv[-2:] == ("--middleware", "nemotron_auth.require_api_key")
     assert "--api-key" not in plan.serving.argv
 
 

@@ -59,6 +59,16 @@ def test_data_parallel_across_nodes_places_replicas_with_ray():
     assert flag(single, "--data-parallel-size") == "2" and "--data-parallel-backend" not in single
 
 
+def test_every_vllm_command_carries_the_api_key_middleware_for_all_paths():
+    # vLLM checks VLLM_API_KEY only under /v1 (vllm#58144): the argv loads a module that guards every path, and the
+    # command carries that module for the target to install.
+    for cmd in (render_vllm(fitted()), render_vllm(fitted(nodes=2, precision="bf16"))):
+        assert cmd.argv[-2:] == ("--middleware", "nemotron_auth.require_api_key")
+        assert list(cmd.modules) == ["nemotron_auth.py"]
+        assert "async def require_api_key(request, call_next)" in cmd.modules["nemotron_auth.py"]
+        assert cmd.to_json()["modules"] == ["nemotron_auth.py"]
+
+
 def test_nvfp4_on_blackwell_sets_the_fp4_moe_kernels():
     cmd = render_vllm(fitted(gpu="b200", precision="nvfp4"))
     assert cmd.env == {"VLLM_USE_FLASHINFER_MOE_FP4": "1", "VLLM_FLASHINFER_MOE_BACKEND": "latency"}
@@ -72,7 +82,7 @@ def test_long_context_allows_long_max_model_len():
 def test_mtp_off_and_unconfirmed_flag_opt_in_warns():
     cmd = render_vllm(fitted(), ServingOptions(mtp_tokens=0, extra_args=("--mamba-backend", "triton")))
     assert "--speculative-config" not in cmd.argv
-    assert cmd.argv[-2:] == ("--mamba-backend", "triton")
+    assert cmd.argv[-4:] == ("--mamba-backend", "triton", "--middleware", "nemotron_auth.require_api_key")
     assert any("--mamba-backend" in w for w in cmd.warnings)
 
 
@@ -80,6 +90,7 @@ def test_mtp_off_and_unconfirmed_flag_opt_in_warns():
     (("--api-key", "sk-123"), "no secrets on the command line"),
     (("--tensor-parallel-size", "4"), "change tensorParallel"),
     (("--max-model-len=8192",), "change contextTokens"),
+    (("--middleware", "my.mw"), "flags the planner does not set"),
 ])
 def test_extra_args_cannot_carry_secrets_or_override_the_planner(extra, message):
     with pytest.raises(PlanInputError, match=message):

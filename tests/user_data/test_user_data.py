@@ -90,10 +90,12 @@ def test_serving_nodes_exec_the_planners_argv_and_read_secrets_at_boot(stack, no
     plan, text = plan_of(stack), render(stack, node)
     entry = written_files(text)["/etc/nemotron/container/entry.sh"]
     if node == 0:
-        assert entry.rstrip("\n").endswith(
-            f"exec {shlex.join(plan.serving.argv)} --middleware nemotron_auth.require_api_key")
+        # the planner's argv, which ends with the middleware that puts the API key on every path
+        assert entry.rstrip("\n").endswith(f"exec {shlex.join(plan.serving.argv)}")
+        assert plan.serving.argv[-2:] == ("--middleware", "nemotron_auth.require_api_key")
         assert 'export PYTHONPATH="/etc/nemotron/container${PYTHONPATH:+:$PYTHONPATH}"' in entry
-        assert "/etc/nemotron/container/nemotron_auth.py" in written_files(text)
+        assert written_files(text)["/etc/nemotron/container/nemotron_auth.py"] == \
+            plan.serving.modules["nemotron_auth.py"]
     else:
         assert "vllm serve" not in entry and "/etc/nemotron/container/nemotron_auth.py" not in written_files(text)
     assert f"SECRET_ARN={SECRET_ARN}" in text
