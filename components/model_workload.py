@@ -36,10 +36,11 @@ class ModelWorkloadArgs(TypedDict):
 
 
 class ModelWorkload(pulumi.ComponentResource):
-    """Namespace, encrypted gp3 StorageClass, serving Secret (and the nvcr.io pull secret for NIM), model-cache
-    volume, the Deployment or LeaderWorkerSet, a ClusterIP Service, a NetworkPolicy admitting only labelled clients
-    and a PodDisruptionBudget. Secret values only ever travel as Pulumi secrets into Kubernetes Secrets; the pods read
-    them through secretKeyRef. Pass the Kubernetes provider in `providers` and depend on the cluster add-ons (the
+    """Namespace, encrypted gp3 StorageClass, serving Secret (and the nvcr.io pull secret and auth-proxy config for
+    NIM; the serving-modules ConfigMap, the API-key middleware, for vLLM), model-cache volume, the Deployment or
+    LeaderWorkerSet, a ClusterIP Service, a NetworkPolicy admitting only labelled clients and a PodDisruptionBudget.
+    Secret values only ever travel as Pulumi secrets into Kubernetes Secrets; the pods read them through secretKeyRef.
+    Pass the Kubernetes provider in `providers` and depend on the cluster add-ons (the
     LeaderWorkerSet CRD must exist first)."""
 
     api_key: pulumi.Output[str]
@@ -82,6 +83,8 @@ class ModelWorkload(pulumi.ComponentResource):
                 opts=in_namespace))
         if manifests.auth_proxy_config is not None:
             ready.append(_declare(f"{name}-auth-proxy", manifests.auth_proxy_config, in_namespace))
+        if manifests.serving_modules is not None:
+            ready.append(_declare(f"{name}-serving-modules", manifests.serving_modules, in_namespace))
         if manifests.model_cache is not None:
             # Bound only once the pod is scheduled (WaitForFirstConsumer): the workload must not wait for it.
             ready.append(_declare(f"{name}-model-cache", _skip_await(manifests.model_cache),

@@ -11,6 +11,10 @@ Sizes and why:
   broadcast queues and Ray's object store live there; the container runtime's 64 MiB default makes NCCL fail.
 - Model cache = weights x 1.25, rounded up to 64 GiB: one full copy plus partial downloads, tokenizer and config files,
   and NIM's engine files, on encrypted gp3 at 16,000 IOPS / 1,000 MiB/s.
+- vLLM's API key on every path: the planner's `--middleware` module (vLLM checks the key only under /v1) ships in
+  a ConfigMap (source code, no secret: the key comes from the Secret), mounted read-only into the serving container
+  (the Deployment's, or the LeaderWorkerSet leader's; workers only run Ray) and put on PYTHONPATH. NIM instead sits
+  behind the auth-proxy sidecar.
 - Startup probe = the planner's startup budget (weights over the stated download and load rates plus warm-up, capped
   at the TTL), in 30-second periods. On the first start the freshly downloaded weights are still in the page cache
   (2 TiB of host memory), so the load term holds although gp3 reads at ~1 GB/s; a restart reads from the volume but
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 
 from planner.errors import PlanInputError
 from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK, StackPlan
-from planner.serving import NimEnvironment, VllmCommand
+from planner.serving import AUTH_MODULE_DIR, NimEnvironment, VllmCommand
 from planner.stack_config import PROJECT, EksConfig, StackConfig
 from planner.user_data import RAY_PORT, StartupBudget, startup_budget
 
@@ -274,6 +278,10 @@ class Names:
         return f"{self.app}-auth-proxy"
 
     @property
+    def serving_modules(self) -> str:
+        return f"{self.app}-serving-modules"
+
+    @property
     def leader_worker_set(self) -> str:
         """Not `app`: the LWS controller names its headless Service (the pods' DNS subdomain, which
         LWS_LEADER_ADDRESS resolves through) after the LeaderWorkerSet and reuses any Service of that name, so the
@@ -330,6 +338,7 @@ class Manifests:
     serving_secret: dict
     pull_secret: dict | None  # NIM: nvcr.io credentials
     auth_proxy_config: dict | None  # NIM: the API-key proxy's nginx template
+    serving_modules: dict | None  # vLLM: the planner's Python modules (the API-key middleware) as a ConfigMap
     model_cache: dict | None  # one node: a PVC; several: the LeaderWorkerSet's volumeClaimTemplates
     workload: dict  # Deployment, or LeaderWorkerSet when the layout spans nodes
     service: dict
@@ -338,7 +347,8 @@ class Manifests:
 
     def all(self) -> list[dict]:
         return [m for m in (self.namespace, self.storage_class, self.serving_secret, self.pull_secret,
-                            self.auth_proxy_config, self.model_cache, self.workload, self.service,
+                            self.auth_proxy_config, self.serving_modules, self.model_cache, self.workload,
+                            self.service,
                             self.network_policy, self.disruption_budget) if m is not None]
 
 
@@ -402,6 +412,9 @@ def render_manifests(plan: StackPlan, hf_token: bool = False) -> Manifests:
         auth_proxy_config={"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(plan, n.auth_proxy),
                            "data": {"default.conf.template": auth_proxy_template(plan.serving.port)}}
         if nim else None,
+        serving_modules=None if nim else {"apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": _metadata(plan, n.serving_modules),
+                                          "data": dict(_vllm(plan).modules)},
         model_cache=model_cache,
         workload=workload,
         service={"apiVersion": "v1", "kind": "Service", "metadata": _metadata(plan, n.app),
@@ -531,7 +544,7 @@ def _deployment(plan: StackPlan, size: WorkloadSizing, nim: bool) -> dict:
         volumes = [cache_volume, {"name": "auth-proxy", "configMap": {"name": n.auth_proxy}}]
     else:
         containers = [_vllm_container(plan, size, list(_vllm(plan).argv), probes=True)]
-        volumes = [cache_volume]
+        volumes = [cache_volume, _serving_modules_volume(plan)]
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(plan, n.app),
         "spec": {
@@ -579,6 +592,10 @@ def _vllm(plan: StackPlan) -> VllmCommand:
     return plan.serving
 
 
+def _serving_modules_volume(plan: StackPlan) -> dict:
+    return {"name": "serving-modules", "configMap": {"name": names(plan).serving_modules, "defaultMode": 0o444}}
+
+
 def _vllm_env(plan: StackPlan, leader: bool) -> list[dict]:
     serving = _vllm(plan)
     env = _plain_env({"HF_HOME": HF_HOME} | serving.env)
@@ -589,6 +606,7 @@ def _vllm_env(plan: StackPlan, leader: bool) -> list[dict]:
         env += _plain_env({"GLOO_SOCKET_IFNAME": "eth0", "TP_SOCKET_IFNAME": "eth0", "NCCL_SOCKET_IFNAME": "eth0",
                            "UCX_NET_DEVICES": "eth0", "FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1"})
     if leader:
+        env += _plain_env({"PYTHONPATH": AUTH_MODULE_DIR})  # the serving modules, for vLLM's --middleware
         env.append(_secret_env(plan, "VLLM_API_KEY", API_KEY_SECRET_KEY))
     env.append(_secret_env(plan, "HF_TOKEN", HF_SECRET_KEY, optional=True))
     return env
@@ -606,6 +624,8 @@ def _vllm_container(plan: StackPlan, size: WorkloadSizing, command: list[str], p
                          {"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT}],
         "securityContext": {"allowPrivilegeEscalation": False},
     }
+    if leader:
+        container["volumeMounts"].append({"name": "serving-modules", "mountPath": AUTH_MODULE_DIR, "readOnly": True})
     if not container["ports"]:
         del container["ports"]
     if probes:
@@ -662,9 +682,9 @@ def worker_script(plan: StackPlan) -> str:
 def _leader_worker_set(plan: StackPlan, size: WorkloadSizing, cache_claim_spec: dict) -> dict:
     n = names(plan)
 
-    def template(role: str, container: dict) -> dict:
+    def template(role: str, container: dict, volumes: list[dict]) -> dict:
         return {"metadata": {"labels": labels(plan) | {ROLE_LABEL: role}},
-                "spec": _pod_spec(plan, size, [container], [], nim=False)}
+                "spec": _pod_spec(plan, size, [container], volumes, nim=False)}
 
     leader = _vllm_container(plan, size, ["bash", "-c", leader_script(plan)], probes=True)
     worker = _vllm_container(plan, size, ["bash", "-c", worker_script(plan)], probes=False, leader=False)
@@ -680,8 +700,8 @@ def _leader_worker_set(plan: StackPlan, size: WorkloadSizing, cache_claim_spec: 
                 "size": size.pods,
                 # A pod or container restart recreates the whole group: Ray and NCCL cannot re-admit one member.
                 "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": template("leader", leader),
-                "workerTemplate": template("worker", worker),
+                "leaderTemplate": template("leader", leader, [_serving_modules_volume(plan)]),
+                "workerTemplate": template("worker", worker, []),
                 # One cache volume per pod, kept across group restarts so downloads resume.
                 "volumeClaimTemplates": [{"metadata": {"name": "model-cache"}, "spec": cache_claim_spec}],
                 "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},

@@ -59,7 +59,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(plan):
     manifests = render_manifests(plan, hf_token=True)
     version = kubernetes_version(plan)
     checked = [kind for manifest in manifests.all() for kind in validate(manifest, version)]
-    expected = {"Namespace", "StorageClass", "Secret", "Service", "NetworkPolicy", "PodDisruptionBudget"}
+    expected = {"Namespace", "StorageClass", "Secret", "ConfigMap", "Service", "NetworkPolicy", "PodDisruptionBudget"}
     assert expected <= set(checked)
     if plan.fit.layout.nodes > 1:
         assert checked.count("PodTemplate") == 2 and "PersistentVolumeClaim" in checked  # the LWS's contents
@@ -220,6 +220,33 @@ def test_nim_sits_behind_an_api_key_proxy_and_pulls_with_the_ngc_key():
     assert "proxy_pass http://127.0.0.1:8000;" in template
     assert {"name": "model-cache", "mountPath": "/opt/nim/.cache"} in nim["volumeMounts"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["fsGroup"] == 1000
+
+
+def test_vllm_loads_the_api_key_middleware_from_a_read_only_config_map(plan):
+    # vLLM checks VLLM_API_KEY only under /v1 (vllm#58144); the planner's argv ends with --middleware, whose module
+    # the serving pod (the LWS leader: workers only run Ray) mounts from a ConfigMap and finds on PYTHONPATH.
+    manifests = render_manifests(plan)
+    if plan.engine == "nim":
+        assert manifests.serving_modules is None and manifests.auth_proxy_config is not None
+        return
+    config_map = manifests.serving_modules
+    assert config_map["data"] == plan.serving.modules and set(config_map["data"]) == {"nemotron_auth.py"}
+    serving, *workers = pod_templates(manifests.workload)
+    spec = serving["spec"]
+    server = spec["containers"][0]
+    command = server["command"] if manifests.workload["kind"] == "Deployment" else server["command"][2]
+    assert command == list(plan.serving.argv) or command.endswith(f"exec {shlex.join(plan.serving.argv)}")
+    assert plan.serving.argv[-2:] == ("--middleware", "nemotron_auth.require_api_key")
+    volume = next(v for v in spec["volumes"] if v["name"] == "serving-modules")
+    assert volume["configMap"] == {"name": config_map["metadata"]["name"], "defaultMode": 0o444}
+    mount = next(m for m in server["volumeMounts"] if m["name"] == "serving-modules")
+    assert mount == {"name": "serving-modules", "mountPath": "/opt/nemotron-deploy/auth", "readOnly": True}
+    env = {e["name"]: e for e in server["env"]}
+    assert env["PYTHONPATH"] == {"name": "PYTHONPATH", "value": mount["mountPath"]}
+    assert "secretKeyRef" in env["VLLM_API_KEY"]["valueFrom"]
+    for worker in workers:
+        assert all(v["name"] != "serving-modules" for v in worker["spec"]["volumes"])
+        assert all(e["name"] != "PYTHONPATH" for e in worker["spec"]["containers"][0]["env"])
 
 
 def test_two_nodes_make_a_leader_worker_set_with_ray(two_node_plan):

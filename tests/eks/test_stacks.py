@@ -171,7 +171,7 @@ def test_every_declared_kubernetes_object_validates_against_the_schemas(stack):
     declared = [r for r in run.resources if r["type"].startswith("kubernetes:") and r["type"] != HELM_RELEASE]
     kinds = sorted(r["type"].rsplit(":", 1)[-1] for r in declared)
     expected = ["Deployment", "Namespace", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret",
-                "Service", "StorageClass"] + (["ConfigMap", "Secret"] if plan.engine == "nim" else [])
+                "Service", "StorageClass", "ConfigMap"] + (["Secret"] if plan.engine == "nim" else [])
     assert kinds == sorted(expected)
     for resource in declared:
         validate(declared_manifest(resource), kubernetes_version(plan))
