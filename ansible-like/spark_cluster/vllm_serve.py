@@ -3,6 +3,10 @@ only turns that into a recorded background session on the head node.
 
 The API key never appears in argv, the report or a log: the launch shell exports VLLM_API_KEY from a mode-600 file
 on the head (`$(cat FILE)` is expanded by that shell), and the check feeds it to curl through stdin.
+
+vLLM checks that key only on /v1 paths; the planner's argv ends with `--middleware nemotron_auth.require_api_key`,
+so the launch first writes the planner's modules (mode 644) into `<state_dir>/python` on the head and puts that
+directory first on vLLM's PYTHONPATH: /invocations, /tokenize, /metrics... need the key too.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from planner.models import load_model
 from planner.serving import ServingOptions, VllmCommand, render_vllm
 from spark_cluster import raycluster, session
 from spark_cluster.inventory import MAX_NODES, Inventory
-from spark_cluster.step import Step, shell_path
+from spark_cluster.step import Step, shell_path, write_file_command
 
 SESSION = "vllm"
 SPARK = "dgx-spark"  # the planner's catalogue entry: one GB10 per node
@@ -81,22 +85,41 @@ def key_file_problems(inventory: Inventory, facts: KeyFileFacts) -> list[str]:
     return []
 
 
-def settings_for(inventory: Inventory, argv: list[str], env: dict[str, str]) -> dict[str, str]:
-    digest = hashlib.sha256(shlex.join(argv).encode() + repr(sorted(env.items())).encode()).hexdigest()
+def modules_dir(inventory: Inventory) -> str:
+    """Where the head keeps the planner's Python modules for vLLM (the API-key middleware): the task's own state."""
+    return f"{inventory.state_dir.rstrip('/')}/python"
+
+
+def launch_env(inventory: Inventory, command: VllmCommand) -> dict[str, str]:
+    """The plain environment vLLM starts with: the planner's, plus RAY_ADDRESS of the running cluster."""
+    return dict(command.env) | {"RAY_ADDRESS": raycluster.head_address(inventory)}
+
+
+def settings_for(inventory: Inventory, command: VllmCommand) -> dict[str, str]:
+    """What the session is recorded with: a different argv, env or module means a restart."""
+    argv, env = argv_for(inventory, command), launch_env(inventory, command)
+    digest = hashlib.sha256(shlex.join(argv).encode() + repr(sorted(env.items())).encode()
+                            + repr(sorted(command.modules.items())).encode()).hexdigest()
     return {"argv": digest[:16], "port": str(inventory.vllm.port)}
 
 
 def launch_step(inventory: Inventory, command: VllmCommand) -> Step:
     """Start `vllm serve` in the background on the head, as a recorded session, with the cluster env file, the
-    planner's env, RAY_ADDRESS of the running cluster and VLLM_API_KEY read from the key file."""
-    argv = argv_for(inventory, command)
-    env = dict(command.env)
-    env["RAY_ADDRESS"] = raycluster.head_address(inventory)
+    planner's env, RAY_ADDRESS of the running cluster, VLLM_API_KEY read from the key file and the planner's
+    modules (written first) on PYTHONPATH."""
+    argv, env = argv_for(inventory, command), launch_env(inventory, command)
+    directory = modules_dir(inventory)
+    # the state directory stays private (launch_command makes it 700 too); the modules hold no secret
+    install = f"mkdir -p -m 700 {shell_path(inventory.state_dir)} && " + "".join(
+        write_file_command(f"{directory}/{name}", source, mode="644") + " && "
+        for name, source in sorted(command.modules.items()))
     exports = "".join(f"export {key}={shlex.quote(value)} && " for key, value in sorted(env.items()))
+    exports += f'export PYTHONPATH={shell_path(directory)}"${{PYTHONPATH:+:$PYTHONPATH}}" && '
     exports += f"export VLLM_API_KEY=\"$(cat {shell_path(inventory.vllm.api_key_file)})\" && "
-    launch = session.launch_command(inventory.state_dir, SESSION, settings_for(inventory, argv, env),
+    launch = session.launch_command(inventory.state_dir, SESSION, settings_for(inventory, command),
                                     shlex.join(argv), env_file=inventory.env_file, exports=exports, wait=False)
-    return Step(f"start vLLM ({layout_text(command)}) on port {inventory.vllm.port}", launch, privileged=False)
+    return Step(f"start vLLM ({layout_text(command)}) on port {inventory.vllm.port}", install + launch,
+                privileged=False)
 
 
 def layout_text(command: VllmCommand) -> str:

@@ -558,8 +558,7 @@ def vllm_workflow(inventory: Inventory, dry_run: bool = False, wait_s: int = 0, 
             return report
         running = sessions[head.name][vllm_serve.SESSION]
         argv = vllm_serve.argv_for(inventory, command)
-        wanted = vllm_serve.settings_for(inventory, argv, {**command.env,
-                                                           "RAY_ADDRESS": raycluster.head_address(inventory)})
+        wanted = vllm_serve.settings_for(inventory, command)
         if running.running and running.record is not None and running.record.settings == wanted:
             reports[head.name].messages.append("vLLM already runs with this command")
         else:

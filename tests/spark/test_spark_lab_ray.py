@@ -17,22 +17,35 @@ pytestmark = pytest.mark.lab
 
 RAY = Path(sys.prefix) / "bin" / "ray"
 API_KEY = "lab-api-key-7f3e"  # a test value; it must never show up in a plan or report
-# A stand-in for `vllm serve` (the lab has no GPU): it records what it was started with and serves /v1/models,
-# 200 with the right bearer key and 401 without, so the launch and the API check run for real.
+# A stand-in for `vllm serve` (the lab has no GPU): it records what it was started with and answers every path,
+# checking the bearer key itself only under /v1 as vLLM does; like vLLM it imports the `--middleware` function from
+# its PYTHONPATH and runs each request through it (a one-line starlette stand-in), so the launch, the API check and
+# the key on every other path run for real.
 FAKE_VLLM = f"""#!{sys.executable}
-import http.server, json, os, sys
+import asyncio, http.server, importlib, json, os, sys, types
 key = os.environ.get("VLLM_API_KEY", "")
 with open(os.path.expanduser("~/.config/nemotron-deploy/vllm-api-key")) as f:
     on_disk = f.read().strip()
+responses = types.ModuleType("starlette.responses")
+responses.JSONResponse = lambda content, status_code: status_code
+sys.modules.update({{"starlette": types.ModuleType("starlette"), "starlette.responses": responses}})
+module, _, function = sys.argv[sys.argv.index("--middleware") + 1].rpartition(".")
+middleware = getattr(importlib.import_module(module), function)
 names = ("RAY_ADDRESS", "VLLM_HOST_IP", "NCCL_SOCKET_IFNAME", "VLLM_USE_FLASHINFER_MOE_FP4", "RAY_AUTH_MODE")
 with open("/root/fake-vllm.json", "w") as f:
     json.dump({{"argv": sys.argv[1:], "key_matches_file": bool(key) and key == on_disk,
-               "env": {{n: os.environ.get(n) for n in names}}}}, f)
+               "env": {{n: os.environ.get(n) for n in names}}, "middleware": sys.modules[module].__file__}}, f)
 port = int(sys.argv[sys.argv.index("--port") + 1])
 class Api(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.headers.get("Authorization") == "Bearer " + key else 401)
+    def answer(self):
+        v1_key_ok = not self.path.startswith("/v1") or self.headers.get("Authorization") == "Bearer " + key
+        request = types.SimpleNamespace(method=self.command, url=types.SimpleNamespace(path=self.path),
+                                        headers={{k.lower(): v for k, v in self.headers.items()}})
+        async def app(request):
+            return 200 if v1_key_ok else 401
+        self.send_response(asyncio.run(middleware(request, app)))
         self.end_headers()
+    do_GET = do_POST = answer
     def log_message(self, *args):
         pass
 http.server.HTTPServer(("127.0.0.1", port), Api).serve_forever()
@@ -161,6 +174,17 @@ def test_ray_cluster_of_four_and_vllm_on_it(make_lab, tmp_path):
                            "NCCL_SOCKET_IFNAME": "enp1s0f0np0", "VLLM_USE_FLASHINFER_MOE_FP4": "1",
                            "RAY_AUTH_MODE": "token"}
     assert API_KEY not in four.ssh("node1", "ps -eo args").stdout and API_KEY not in json.dumps(report)
+    # the planner's middleware, written by the task (mode 644) and loaded through PYTHONPATH, puts the key on every
+    # path: vLLM's own check covers /v1 only (vllm#58144)
+    modules = "/root/.local/state/nemotron-deploy/python"
+    assert seen["argv"][-2:] == ["--middleware", "nemotron_auth.require_api_key"]
+    assert seen["middleware"] == f"{modules}/nemotron_auth.py"
+    assert four.ssh("node1", f"stat -c %a {modules}/nemotron_auth.py").stdout.strip() == "644"
+    curl = "curl -s -o /dev/null -w '%{http_code} ' --max-time 5"
+    key = '-H "Authorization: Bearer $(cat ~/.config/nemotron-deploy/vllm-api-key)"'
+    codes = four.ssh("node1", f"{curl} -X POST 127.0.0.1:8000/invocations; {curl} 127.0.0.1:8000/metrics; "
+                              f"{curl} {key} -X POST 127.0.0.1:8000/invocations; {curl} 127.0.0.1:8000/health").stdout
+    assert codes.split() == ["401", "401", "200", "200"]
     status, report, _ = fab("vllm", fake)
     assert status == 0 and "vLLM already runs with this command" in by_node(report)["node1"]["messages"]
     end_cluster(four, vllm_on_head=True)

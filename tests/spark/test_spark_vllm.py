@@ -46,6 +46,12 @@ def test_launch_reads_the_key_on_the_node_and_runs_in_a_recorded_session():
     assert 'export VLLM_API_KEY="$(cat "$HOME"/.config/nemotron-deploy/vllm-api-key)"' in step.command
     assert "export RAY_ADDRESS=192.168.100.10:6379" in step.command
     assert "setsid -f sh -c" in step.command and "vllm.session" in step.command
+    # the planner's API-key middleware (vLLM checks the key only under /v1): written first, then on PYTHONPATH
+    assert vllm_serve.argv_for(inv, command)[-2:] == ["--middleware", "nemotron_auth.require_api_key"]
+    assert vllm_serve.modules_dir(inv) == "~/.local/state/nemotron-deploy/python"
+    write = step.command.index("chmod 644 \"$HOME\"/.local/state/nemotron-deploy/python/nemotron_auth.py")
+    assert write < step.command.index("setsid -f sh -c")
+    assert 'export PYTHONPATH="$HOME"/.local/state/nemotron-deploy/python"${PYTHONPATH:+:$PYTHONPATH}"' in step.command
 
 
 def test_api_check_sends_the_key_through_stdin_and_flags_an_open_api():
