@@ -179,6 +179,9 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
     argv += ["--max-model-len", str(r.context),
              "--max-num-seqs", str(r.concurrency),
              "--gpu-memory-utilization", f"{r.gpu_memory_utilization:g}"]
+    if options.mtp_tokens and layout.pipeline_parallel > 1:
+        warnings += (f"MTP speculative decoding under pipeline parallel (PP {layout.pipeline_parallel}) is not "
+                     "confirmed in vLLM; if vLLM refuses to start, set mtpTokens: 0",)
     if options.mtp_tokens:
         spec = {"method": "nemotron_h_mtp", "num_speculative_tokens": options.mtp_tokens}
         argv += ["--speculative-config", json.dumps(spec, separators=(",", ":"))]

@@ -41,7 +41,11 @@ def test_single_node_fp8_argv():
 
 
 def test_two_node_bf16_uses_pp_and_ray():
-    argv = list(render_vllm(fitted(nodes=2, precision="bf16")).argv)
+    cmd = render_vllm(fitted(nodes=2, precision="bf16"))
+    assert any("MTP speculative decoding under pipeline parallel (PP 2)" in w for w in cmd.warnings)
+    assert not any("MTP" in w for w in render_vllm(fitted(nodes=2, precision="bf16"), ServingOptions(mtp_tokens=0))
+                   .warnings)
+    argv = list(cmd.argv)
     assert argv[2].endswith("-BF16")
     assert flag(argv, "--pipeline-parallel-size") == "2"
     assert flag(argv, "--distributed-executor-backend") == "ray"
