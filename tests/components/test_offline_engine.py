@@ -88,3 +88,13 @@ def test_plan_entry_lists_the_declared_resources_with_the_plans_tags():
 ])
 def test_accepts_tags_reads_the_provider_signature(type_token, taggable):
     assert accepts_tags(type_token) is taggable
+
+
+def test_the_policys_taggable_list_covers_every_taggable_type_the_stacks_declare():
+    """The pure policy cannot introspect pulumi_aws; its list must name every taggable type the components use, so a
+    resource declared without tags is still caught."""
+    from planner.policy import TAGGABLE_TYPES
+
+    declared = {r["type"] for stack in stack_names(STACKS_DIR) for r in run_program(stack, now=NOW).resources}
+    taggable = {t for t in declared if t.startswith("aws:") and accepts_tags(t)}
+    assert taggable and taggable <= TAGGABLE_TYPES, sorted(taggable - TAGGABLE_TYPES)
