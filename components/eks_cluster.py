@@ -27,6 +27,7 @@ from planner.kubernetes import (
     system_node_pool,
 )
 from planner.plan import StackPlan
+from planner.references import managed_policy_arn
 
 CONTROL_PLANE_SUBNET_CIDR = "10.64.32.0/20"  # inside PrivateNetwork's 10.64.0.0/16, clear of its subnets
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
@@ -212,7 +213,8 @@ def _trust(service: str, tag_session: bool = False) -> str:
 
 
 def _managed_policy(partition: pulumi.Input[str], policy: str) -> pulumi.Output[str]:
-    return pulumi.Output.concat("arn:", partition, f":iam::aws:policy/{policy}")
+    """The registered ARN of an AWS managed policy (some live under a path, e.g. service-role/) in the partition."""
+    return pulumi.Output.from_input(partition).apply(lambda p: managed_policy_arn(policy, p))
 
 
 def _second_zone(node_zone: pulumi.Input[str] | None, instance_type: str,

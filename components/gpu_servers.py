@@ -13,6 +13,7 @@ import pulumi_aws as aws
 
 from components.network import ANY_IPV4
 from planner.plan import StackPlan
+from planner.references import managed_policy_arn
 from planner.serving import VllmCommand
 from planner.user_data import boot_image, node_role, render_user_data, weights_location
 
@@ -83,7 +84,7 @@ class GpuServerGroup(pulumi.ComponentResource):
                 "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
         aws.iam.RolePolicyAttachment(
             f"{name}-ssm-core", role=role.name, opts=child,
-            policy_arn=pulumi.Output.concat("arn:", partition, f":iam::aws:policy/{SSM_CORE_POLICY}"))
+            policy_arn=pulumi.Output.from_input(partition).apply(lambda p: managed_policy_arn(SSM_CORE_POLICY, p)))
         aws.iam.RolePolicy(f"{name}-access", role=role.id, opts=child,
                            policy=_access_policy(plan, partition, args["secret_arn"]))
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)

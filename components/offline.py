@@ -28,6 +28,7 @@ from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 
 from planner.kubernetes import required_secret_keys
+from planner.references import ref
 from planner.stack_config import PROJECT, load_stack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,7 +235,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
                                                    "endpointPublicAccess": False, "publicAccessCidrs": [],
                                                    "securityGroupIds": []})
         return {"id": name, "name": name, "arn": cluster["arn"], "endpoint": cluster["endpoint"],
-                "status": "ACTIVE", "version": "1.34", "certificateAuthorities": [cluster["certificateAuthority"]],
+                "status": "ACTIVE", "version": ref("eks-kubernetes-version"),
+                "certificateAuthorities": [cluster["certificateAuthority"]],
                 "identities": cluster["identities"], "vpcConfig": cluster["vpcConfig"], "tags": {}}
 
     def _ssm_parameter(self, query: dict) -> dict:

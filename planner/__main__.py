@@ -77,12 +77,23 @@ def print_fit(result: FitResult, console: Console) -> None:
             console.print(f"    * {alt.describe()}", highlight=False)
 
 
-def article_check() -> tuple[FitResult, FitResult]:
-    """The article's pilot (8x H100, BF16, 262,144 tokens, 16 sequences) and the same at FP8."""
+def article_check() -> tuple[FitResult, FitResult, FitResult]:
+    """The article's pilot (8x H100, BF16, 262,144 tokens, 16 sequences), then the same with NVIDIA's NVFP4
+    checkpoint (what the toolkit serves on H100) and with the community FP8 one."""
     model, h100 = load_model("nemotron-3-ultra"), lookup_gpu("h100")
     asked = plan_fit(FitRequest(model, h100, 8, 1, "bf16", 262_144, 16))
+    nvfp4 = plan_fit(FitRequest(model, h100, 8, 1, "nvfp4", 262_144, 16))
     fp8 = plan_fit(FitRequest(model, h100, 8, 1, "fp8", 262_144, 16))
-    return asked, fp8
+    return asked, nvfp4, fp8
+
+
+def print_checkpoints(model_name: str, console: Console) -> None:
+    """The checkpoints that exist for the model, with their publisher and size."""
+    model = load_model(model_name)
+    console.print(f"Checkpoints of {model.name} (docs/sources.md#nemotron-3-ultra-checkpoints):")
+    for precision, checkpoint in model.checkpoints.items():
+        size = f"{checkpoint.size_gb:,.1f} GB" if checkpoint.size_gb else "size not published"
+        console.print(f"  {precision:6} {checkpoint.describe()}, {size}", highlight=False, markup=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,13 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(highlight=False, width=120)
     try:
         if args.command == "article":
-            asked, fp8 = article_check()
+            asked, nvfp4, fp8 = article_check()
             if args.json:
-                print(json.dumps({"article_config": asked.to_json(), "same_at_fp8": fp8.to_json(),
+                checkpoints = [{"precision": p, "repo": c.repo, "publisher": c.publisher, "size_gb": c.size_gb}
+                               for p, c in asked.request.model.checkpoints.items()]
+                print(json.dumps({"article_config": asked.to_json(), "same_at_nvfp4": nvfp4.to_json(),
+                                  "same_at_fp8": fp8.to_json(), "checkpoints": checkpoints,
                                   "flags": [f.__dict__ for f in ARTICLE_FLAG_REVIEW],
                                   "break_even": [b.to_json() for b in article_break_even()]}, indent=2))
                 return 0
+            print_checkpoints("nemotron-3-ultra", console)
+            console.print()
             print_fit(asked, console)
+            console.print()
+            print_fit(nvfp4, console)
             console.print()
             print_fit(fp8, console)
             console.print("\nThe article's vllm serve flags:")

@@ -273,9 +273,15 @@ def plan_fit(req: FitRequest, with_alternatives: bool = True) -> FitResult:
 
     weights = model.weights_bytes(req.precision)
     weights_per_gpu = weights / (tp * pp)
-    reasons.append(
-        f"weights: {model.total_params_b:g}B params x {BYTES_PER_PARAM[req.precision]:g} B ({req.precision}) = "
-        f"{_gib(weights)}; per GPU over TP {tp} x PP {pp} = {_gib(weights_per_gpu)}")
+    checkpoint = model.checkpoints.get(req.precision)
+    if checkpoint is not None and checkpoint.size_gb:
+        reasons.append(
+            f"weights: {checkpoint.repo} is {checkpoint.size_gb:,.1f} GB as published = {_gib(weights)} "
+            f"({checkpoint.layout_note or req.precision}); per GPU over TP {tp} x PP {pp} = {_gib(weights_per_gpu)}")
+    else:
+        reasons.append(
+            f"weights: {model.total_params_b:g}B params x {BYTES_PER_PARAM[req.precision]:g} B ({req.precision}) = "
+            f"{_gib(weights)}; per GPU over TP {tp} x PP {pp} = {_gib(weights_per_gpu)}")
 
     memory = gpu.memory_gib * GIB
     budget = memory * req.gpu_memory_utilization
@@ -306,10 +312,16 @@ def plan_fit(req: FitRequest, with_alternatives: bool = True) -> FitResult:
                        f"(replicated {tp // model.attention.num_kv_heads}x)")
 
     fits = True
-    if req.precision not in gpu.precisions:
+    if not gpu.serves(req.precision):
         fits = False
         needs = "Blackwell (b200, gb200, gb10)" if req.precision == "nvfp4" else "native kernels"
         reasons.append(f"{req.precision} weights need {needs}; {gpu.key} runs {one_of(gpu.precisions)}")
+    elif req.precision not in gpu.precisions:
+        compute = gpu.compute_precision(req.precision)
+        reasons.append(f"{req.precision} on {gpu.key}: no native {req.precision} math; vLLM keeps the weights at "
+                       f"{req.precision} in memory and computes in {compute} (weight-only, W4A16 Marlin kernels)")
+        warnings.append(f"{req.precision} on {gpu.key} is weight-only: memory as {req.precision}, compute as "
+                        f"{compute}; decode speed follows the smaller weights, prefill runs at {compute} speed")
     if free <= 0:
         fits = False
         max_seqs_per_replica = 0
@@ -403,7 +415,7 @@ def alternatives(req: FitRequest, limit: int = 5, max_nodes: int = 4) -> list[Al
     for itype in _candidate_types(req):
         g = GPUS[itype.gpu]
         for precision in PRECISIONS:
-            if precision not in g.precisions:
+            if not g.serves(precision):
                 continue
             for nodes in range(1, (8 if g.unified_memory else max_nodes) + 1):
                 candidate = replace(req, gpu=g, gpus_per_node=itype.gpus, nodes=nodes, precision=precision,

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from planner.errors import PlanInputError, one_of
 from planner.estimates import iso_utc
+from planner.fit import FitResult
 from planner.hardware import GIB, InstanceType
 from planner.plan import StackPlan
 from planner.policy import TOKEN_SHAPES, secret_like
@@ -169,6 +170,73 @@ def resolved_from_hub(response: Mapping, instance_type: str, recorded_at: dateti
         "containerStartupHealthCheckTimeoutS": _seconds(_key(document, "ContainerStartupHealthCheckTimeout")),
     }
     return {key: value for key, value in section.items() if value is not None}
+
+
+def hub_content_name(arn: str) -> str:
+    """arn:aws:sagemaker:REGION:aws:hub-content/HUB/Model/NAME/VERSION -> NAME."""
+    parts = arn.rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 5 else parts[-1]
+
+
+# Suffixes the public hub puts on sibling models of one family, and what they hold.
+_PRECISION_SUFFIXES = (("-nvfp4", "nvfp4"), ("-fp4", "nvfp4"), ("-fp8", "fp8"), ("-bf16", "bf16"))
+# Members of a model family that are not the served chat model (pre-trained base, reward model).
+_NOT_SERVED = ("-base", "genrm", "reward")
+
+
+@dataclass(frozen=True)
+class HubMatch:
+    """One model the hub listed for the stack's name filter, and what the planner says of it."""
+
+    name: str
+    version: str
+    precision: str | None  # read from the id's suffix; None: not a served variant
+    fits: bool
+    max_concurrent_sequences: int
+    reason: str
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def precision_of_hub_id(name: str) -> str | None:
+    """The weight precision a hub id names (`...-nvfp4` -> nvfp4); an id without a suffix holds BF16."""
+    lowered = name.lower()
+    if any(mark in lowered for mark in _NOT_SERVED):
+        return None
+    for suffix, precision in _PRECISION_SUFFIXES:
+        if lowered.endswith(suffix) or f"{suffix}-" in lowered:
+            return precision
+    return "bf16"
+
+
+def choose_hub_model(summaries: list[Mapping], fit_for: Callable[[str], FitResult | None],
+                     precision: str) -> tuple[HubMatch | None, tuple[HubMatch, ...]]:
+    """The hub model to deploy among ListHubContents matches, decided in numbers, and every match's row.
+
+    `fit_for(precision)` is the planner's fit of the stack at that precision (None when the planner cannot serve
+    it). Among the matches that fit, the stack's own precision comes first, then the most concurrent sequences.
+    """
+    rows = []
+    for summary in summaries:
+        name = str(summary.get("HubContentName", ""))
+        version = str(summary.get("HubContentVersion", ""))
+        held = precision_of_hub_id(name)
+        if held is None:
+            rows.append(HubMatch(name, version, None, False, 0, "not a served chat model (base or reward model)"))
+            continue
+        fit = fit_for(held)
+        if fit is None:
+            rows.append(HubMatch(name, version, held, False, 0, f"the planner has no {held} checkpoint to fit"))
+        elif fit.fits:
+            rows.append(HubMatch(name, version, held, True, fit.max_concurrent_sequences,
+                                 f"{held}: fits, up to {fit.max_concurrent_sequences:,} sequences, "
+                                 f"{fit.margin_gib:,.1f} GiB per GPU to spare"))
+        else:
+            rows.append(HubMatch(name, version, held, False, 0, f"{held}: does not fit ({fit.reasons[-1]})"))
+    fitting = [row for row in rows if row.fits]
+    fitting.sort(key=lambda row: (row.precision != precision, -row.max_concurrent_sequences, row.name))
+    return (fitting[0] if fitting else None), tuple(rows)
 
 
 def _env_text(value) -> str:
@@ -421,7 +489,7 @@ def _check_resolved(plan: StackPlan, resolved: ResolvedHubContent) -> None:
     c, js = plan.config, plan.config.jumpstart
     field = f"{_JS}.resolved"
     content_name = resolved.hub_content_arn.rstrip("/").split("/")
-    if js.model_id not in content_name:
+    if js.model_id is not None and js.model_id not in content_name:
         raise PlanInputError(f"{field}.hubContentArn", resolved.hub_content_arn,
                              f"hub content of modelId {js.model_id}: re-run `python -m scripts.jumpstart resolve "
                              f"{plan.stack}`")
@@ -435,7 +503,7 @@ def _check_resolved(plan: StackPlan, resolved: ResolvedHubContent) -> None:
                              f"`python -m scripts.jumpstart resolve {plan.stack}`")
     if resolved.supported_instance_types and c.instance_type not in resolved.supported_instance_types:
         raise PlanInputError(f"{PROJECT}:instanceType", c.instance_type,
-                             f"an instance type the hub supports for {js.model_id}: "
+                             f"an instance type the hub supports for {js.model_id or js.model_name}: "
                              f"{one_of(resolved.supported_instance_types)}")
     image = ecr_image(resolved.image_uri)
     if image.region != plan.region:
@@ -490,7 +558,8 @@ def plan_endpoint(plan: StackPlan) -> tuple[JumpStartEndpointPlan | None, tuple[
     name = endpoint_name_for(plan.stack)
     endpoint = JumpStartEndpointPlan(
         stack=plan.stack, region=plan.region, partition=partition_of(plan.region), endpoint_name=name,
-        variant_name=VARIANT_NAME, model_id=js.model_id, hub_content_arn=resolved.hub_content_arn,
+        variant_name=VARIANT_NAME, model_id=js.model_id or hub_content_name(resolved.hub_content_arn),
+        hub_content_arn=resolved.hub_content_arn,
         hub_content_version=resolved.hub_content_version, resolved_source=resolved.source,
         resolved_at=resolved.recorded_at, image=ecr_image(resolved.image_uri),
         artifact_s3_uri=resolved.artifact_s3_uri, artifact=s3_location(resolved.artifact_s3_uri),

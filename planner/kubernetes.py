@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from planner.errors import PlanInputError
 from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK, StackPlan
+from planner.references import ref, reference
 from planner.serving import AUTH_MODULE_DIR, NimEnvironment, VllmCommand
 from planner.stack_config import PROJECT, EksConfig, StackConfig
 from planner.user_data import RAY_PORT, StartupBudget, startup_budget
@@ -44,7 +45,8 @@ LOG_RETENTION_DAYS = 7
 CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 # What the kubelet, the VPC CNI and image pulls from ECR need; nothing else runs with the node's credentials
 # (no AmazonSSMManagedInstanceCore: nodes are reached through the Kubernetes API, `kubectl debug node/...`).
-NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+# Image pulls need only the pull actions: AmazonEC2ContainerRegistryPullOnly, not the wider ReadOnly policy.
+NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryPullOnly")
 EBS_CSI_POLICY = "AmazonEBSCSIDriverPolicy"  # for the EBS CSI controller only, through EKS Pod Identity
 GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"  # EKS-optimized Amazon Linux 2023 with the NVIDIA driver and toolkit
 SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
@@ -149,9 +151,9 @@ class HelmRelease:
     values: dict = field(default_factory=dict)
 
 
-NVIDIA_DEVICE_PLUGIN_VERSION = "0.17.1"
-EFA_DEVICE_PLUGIN_VERSION = "v0.5.10"
-LWS_VERSION = "0.8.0"  # volumeClaimTemplates in leaderWorkerTemplate need 0.7.0 or later
+NVIDIA_DEVICE_PLUGIN = reference("nvidia-device-plugin-chart")
+EFA_DEVICE_PLUGIN = reference("efa-device-plugin-chart")
+LWS_CHART = reference("lws-chart")  # volumeClaimTemplates in leaderWorkerTemplate first appear in LWS 0.8.0
 GPU_TOLERATIONS = [{"key": "CriticalAddonsOnly", "operator": "Exists"},
                    {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
 
@@ -165,17 +167,18 @@ def cluster_addons(plan: StackPlan) -> tuple[HelmRelease, ...]:
     if not eks_settings(plan.config).install_addons:
         return ()
     releases = [
-        HelmRelease("nvidia-device-plugin", "nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN_VERSION,
-                    "https://nvidia.github.io/k8s-device-plugin", "kube-system",
+        HelmRelease("nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN.name, NVIDIA_DEVICE_PLUGIN.version,
+                    NVIDIA_DEVICE_PLUGIN.repository, "kube-system",
                     {"tolerations": GPU_TOLERATIONS}),
-        HelmRelease("aws-efa-k8s-device-plugin", "aws-efa-k8s-device-plugin", EFA_DEVICE_PLUGIN_VERSION,
-                    "https://aws.github.io/eks-charts", "kube-system",
+        HelmRelease("aws-efa-k8s-device-plugin", EFA_DEVICE_PLUGIN.name, EFA_DEVICE_PLUGIN.version,
+                    EFA_DEVICE_PLUGIN.repository, "kube-system",
                     {"tolerations": GPU_TOLERATIONS,
                      "supportedInstanceLabels": {"keys": ["node.kubernetes.io/instance-type"],
                                                  "values": [plan.instance.name]}}),
     ]
     if multi_node(plan):
-        releases.append(HelmRelease("lws", "oci://registry.k8s.io/lws/charts/lws", LWS_VERSION, None, "lws-system"))
+        releases.append(HelmRelease("lws", f"{LWS_CHART.repository}/{LWS_CHART.name}", LWS_CHART.version, None,
+                                    "lws-system"))
     return tuple(releases)
 
 
@@ -189,7 +192,7 @@ MODEL_CACHE_MOUNT = "/models"
 HF_HOME = f"{MODEL_CACHE_MOUNT}/hf"
 SHM_MOUNT = "/dev/shm"  # noqa: S108 - the pod's own memory-backed volume, not a shared temporary directory
 AUTH_PROXY_PORT = 8080
-AUTH_PROXY_IMAGE = "nginxinc/nginx-unprivileged:1.28-alpine"
+AUTH_PROXY_IMAGE = ref("nim-auth-proxy-image")
 NIM_USER = 1000  # the NIM container's user (as NVIDIA's nim-llm chart runs it)
 STORAGE_PARAMETERS = {"type": "gp3", "encrypted": "true", "iops": "16000", "throughput": "1000"}
 

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.errors import PlanInputError, one_of
+from planner.references import ref
 
 PRECISIONS = ("bf16", "fp8", "nvfp4")
 # Bytes per weight: NVFP4 is 4-bit E2M1 plus one FP8 scale per 16 values = 4.5 bits (FACTS.md section 2).
@@ -45,6 +46,27 @@ class MoESpec:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A published set of weights for one precision: where it lives, who publishes it, how large it is.
+
+    `size_gb` is the published size on disk (decimal GB) when known: quantized releases keep some layers wider
+    (embeddings, attention, the MTP head), so the size says more than parameters x bytes. None: the planner counts
+    parameters x bytes per parameter and says so.
+    """
+
+    repo: str  # Hugging Face repository id
+    precision: str
+    publisher: str  # "nvidia", "community" (a third party's quantization) or "unspecified" (a model spec's)
+    size_gb: float | None = None
+    layout_note: str = ""  # which layers are stored at which width
+    source: str = ""  # anchor in docs/sources.md
+
+    def describe(self) -> str:
+        who = {"nvidia": "NVIDIA's", "community": "a community"}.get(self.publisher, "the model spec's")
+        return f"{self.repo} ({who} {self.precision} checkpoint)"
+
+
+@dataclass(frozen=True)
 class ModelProfile:
     """What the memory arithmetic needs to know about a model, plus where its checkpoints live."""
 
@@ -58,11 +80,18 @@ class ModelProfile:
     mamba: MambaSpec | None
     max_context: int
     moe: MoESpec | None = None
-    checkpoints: dict[str, str] = field(default_factory=dict)  # precision -> Hugging Face repo id
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)  # precision -> published weights
     served_model_name: str | None = None
     assumptions: tuple[str, ...] = ()  # values not confirmed by a primary source
 
     def weights_bytes(self, precision: str) -> float:
+        """Bytes of weights at `precision`: the checkpoint's published size when known, else params x bytes."""
+        published = self.checkpoints.get(precision)
+        if published is not None and published.size_gb:
+            return published.size_gb * 1e9
+        return self.arithmetic_weights_bytes(precision)
+
+    def arithmetic_weights_bytes(self, precision: str) -> float:
         return self.total_params_b * 1e9 * BYTES_PER_PARAM[precision]
 
     def active_weight_bytes(self, precision: str) -> float:
@@ -82,17 +111,23 @@ NEMOTRON_3_ULTRA = ModelProfile(
     mamba=MambaSpec(num_heads=256, head_dim=64, state_size=128, n_groups=8, conv_kernel=4),
     max_context=1_000_000,
     moe=MoESpec(num_experts=512, top_k=22),
+    # What exists (docs/sources.md#nemotron-3-ultra-checkpoints): NVIDIA publishes BF16 and one quantized release,
+    # NVFP4 with FP8 and BF16 parts; there is no NVIDIA FP8 checkpoint. FP8 is a community quantization.
     checkpoints={
-        "bf16": "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16",
-        "fp8": "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-FP8",
-        "nvfp4": "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4",
+        "bf16": Checkpoint(ref("checkpoint-bf16"), "bf16", "nvidia", 1121.0,
+                           "all weights BF16", "nemotron-3-ultra-checkpoints"),
+        "nvfp4": Checkpoint(ref("checkpoint-nvfp4"), "nvfp4", "nvidia", 352.3,
+                            "experts NVFP4, the other layers FP8 or BF16", "nemotron-3-ultra-checkpoints"),
+        "fp8": Checkpoint(ref("checkpoint-fp8-community"), "fp8", "community", None,
+                          "FP8 dynamic quantization by Red Hat AI; size not published, counted at 1 B/param",
+                          "nemotron-3-ultra-checkpoints"),
     },
     served_model_name="nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B",
     assumptions=(
         "layer split 48 Mamba2 + 48 MoE + 12 attention is from a third-party config analysis",
         "head_dim 128 is from a third-party config analysis",
         "Mamba2 mixer (256 heads x 64, state 128, 8 groups, conv 4) is scaled from Nemotron-3-Super, unpublished",
-        "FP8 and NVFP4 repository names follow the BF16 one; only the BF16 name appears in the article",
+        "the FP8 checkpoint is a community quantization (Red Hat AI), not NVIDIA's; its size is not published",
         "max context 1,000,000 per the article; one config copy says max_position_embeddings 262144",
     ),
 )
@@ -197,7 +232,7 @@ def model_from_spec(data: object, source: str = "model spec") -> ModelProfile:
         mamba=mamba,
         max_context=spec.max_context,
         moe=MoESpec(spec.moe.num_experts, spec.moe.top_k) if spec.moe else None,
-        checkpoints=dict(spec.checkpoints),
+        checkpoints={p: Checkpoint(repo, p, "unspecified") for p, repo in spec.checkpoints.items()},
         served_model_name=spec.served_model_name,
     )
 

@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 
 from planner.errors import PlanInputError, one_of
 from planner.fit import LONG_CONTEXT_THRESHOLD, FitResult
+from planner.hardware import GIB
+from planner.references import ref
 
-VLLM_IMAGE = "vllm/vllm-openai:v0.22.0"  # the article's pinned tag
-# Assumed: NVIDIA publishes NIMs as nvcr.io/nim/<org>/<model>:<version>; the tag for this model is not confirmed.
-NIM_IMAGE = "nvcr.io/nim/nvidia/nemotron-3-ultra-550b-a55b:1.0.0"
+VLLM_IMAGE = ref("vllm-image")
+NIM_IMAGE = ref("nim-image")  # NIM LLM 2.x for this model (docs/sources.md#nim-nemotron-3-ultra)
+# The NIM for this model ships BF16 and NVFP4 profiles only, NVFP4 on Hopper too (docs/sources.md#nim-nemotron-3-ultra).
+NIM_PRECISIONS = ("bf16", "nvfp4")
 NIM_CACHE_PATH = "/opt/nim/.cache"
 API_PORT = 8000
 
@@ -119,13 +122,35 @@ class NimEnvironment:
 
 
 def checkpoint_for(fit: FitResult) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """(repository, extra flags, warnings) for the requested precision; FP8 may quantize a BF16 checkpoint online."""
-    model, precision = fit.request.model, fit.request.precision
-    if precision in model.checkpoints:
-        return model.checkpoints[precision], (), ()
+    """(repository, extra flags, warnings) for the requested precision.
+
+    A published checkpoint of that precision when the model has one. Without one, FP8 may still be reached by
+    quantizing the BF16 checkpoint while vLLM loads it (`--quantization fp8`), but only where the BF16 weights
+    themselves fit: vLLM allocates each layer at the checkpoint's width before quantizing it, so the peak per GPU
+    is the BF16 shard. That is decided here in numbers.
+    """
+    model, precision, layout = fit.request.model, fit.request.precision, fit.layout
+    published = model.checkpoints.get(precision)
+    if published is not None:
+        warnings = ()
+        if published.publisher == "community":
+            warnings = (f"{published.describe()}: not published by the model's authors; check its card and "
+                        "licence before an evaluation depends on it",)
+        return published.repo, (), warnings
     if precision == "fp8" and "bf16" in model.checkpoints:
-        return model.checkpoints["bf16"], ("--quantization", "fp8"), (
-            "no FP8 checkpoint: vLLM quantizes the BF16 one at load time (slower start, host RAM for BF16)",)
+        shards = layout.tensor_parallel * layout.pipeline_parallel
+        peak_gib = model.weights_bytes("bf16") / shards / GIB
+        memory_gib = fit.request.gpu.memory_gib
+        if peak_gib >= memory_gib * fit.request.gpu_memory_utilization:
+            raise PlanInputError(
+                "precision", precision,
+                f"a precision with a checkpoint for {model.name} ({one_of(model.checkpoints)}): no FP8 checkpoint, "
+                f"and quantizing the BF16 one at load needs {peak_gib:,.1f} GiB per GPU at its peak "
+                f"(BF16 over TP {layout.tensor_parallel} x PP {layout.pipeline_parallel}), more than "
+                f"{memory_gib:g} GiB x {fit.request.gpu_memory_utilization:g}")
+        return model.checkpoints["bf16"].repo, ("--quantization", "fp8"), (
+            f"no FP8 checkpoint: vLLM quantizes the BF16 one while loading (peak {peak_gib:,.1f} GiB per GPU, "
+            "slower start)",)
     listed = one_of(model.checkpoints) or "none listed"
     raise PlanInputError("precision", precision, f"a precision with a checkpoint for {model.name}: {listed}")
 
@@ -195,7 +220,7 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
     argv += ["--middleware", AUTH_MIDDLEWARE]  # the API key beyond /v1 (see the module docstring)
 
     env = {}
-    if r.precision == "nvfp4":
+    if r.precision == "nvfp4" and "nvfp4" in r.gpu.precisions:  # FP4 MoE kernels: Blackwell only
         env.update({"VLLM_USE_FLASHINFER_MOE_FP4": "1", "VLLM_FLASHINFER_MOE_BACKEND": "latency"})
     if r.context > LONG_CONTEXT_THRESHOLD:
         env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
@@ -208,6 +233,9 @@ def render_nim(fit: FitResult, options: ServingOptions = ServingOptions()) -> Ni
     if not fit.fits:
         raise PlanInputError("plan", "does not fit", "a configuration the planner accepts (see its reasons)")
     r, layout, model = fit.request, fit.layout, fit.request.model
+    if r.precision not in NIM_PRECISIONS:
+        raise PlanInputError("precision", r.precision,
+                             f"{one_of(NIM_PRECISIONS)} for engine nim: the NIM ships profiles for those only")
     passthrough = ["--kv-cache-dtype", "fp8" if r.kv_cache_dtype == "fp8" else "auto",
                    "--max-num-seqs", str(r.concurrency)]
     if model.mamba_layers:
@@ -223,11 +251,16 @@ def render_nim(fit: FitResult, options: ServingOptions = ServingOptions()) -> Ni
         "NIM_PASSTHROUGH_ARGS": shlex.join(passthrough),
     }
     if layout.nodes > 1:
-        env["NIM_NUM_COMPUTE_NODES"] = str(layout.nodes)
-    if options.nim_model_profile:
-        env["NIM_MODEL_PROFILE"] = options.nim_model_profile
-    warnings = ("NIM_TENSOR_PARALLEL_SIZE is partly confirmed (FACTS.md section 4); "
-                "NIM may choose its own profile unless nimModelProfile is set",)
+        # NVIDIA's multi-node NIM recipes: every pod knows it is one of several and where the leader is (on
+        # Kubernetes, the LeaderWorkerSet's leader address, expanded from the pod's own environment).
+        env |= {"NIM_MULTI_NODE": "1", "NIM_NUM_COMPUTE_NODES": str(layout.nodes),
+                "NIM_LEADER_IP_ADDRESS": "$(LWS_LEADER_ADDRESS)"}
+    # The profile, chosen explicitly: left to itself NIM picks by the GPUs it finds, which may not be the precision
+    # the fit was computed for. Names follow NIM's vllm-<precision>-tp<N>-pp<M> pattern.
+    env["NIM_MODEL_PROFILE"] = options.nim_model_profile or (
+        f"vllm-{r.precision}-tp{layout.tensor_parallel}-pp{layout.pipeline_parallel}")
+    warnings = (f"NIM profile {env['NIM_MODEL_PROFILE']}: named by NIM's profile pattern; confirm it with "
+                "`list-model-profiles` in the image before the first deploy",)
     return NimEnvironment(env, ("NGC_API_KEY",), options.nim_image, options.port, warnings)
 
 
@@ -242,8 +275,8 @@ class ArticleFlag:
 
 ARTICLE_FLAG_REVIEW = (
     ArticleFlag("--tensor-parallel-size 8 (BF16, 8x H100)", "corrected",
-                "1,024 GiB of BF16 weights do not fit 8x 79.6 GiB; the planner picks FP8 on 8x H100, or BF16 with "
-                "--pipeline-parallel-size 2 on 16x H100"),
+                "1,044 GiB of BF16 weights do not fit 8x 79.6 GiB; the planner serves NVIDIA's NVFP4 checkpoint on "
+                "8x H100 (W4A16), or BF16 with --pipeline-parallel-size 2 on 16x H100"),
     ArticleFlag("--speculative_config.method mtp --speculative_config.num_speculative_tokens 5", "corrected",
                 "rendered as one JSON --speculative-config with method nemotron_h_mtp (vLLM's name for this model's "
                 "MTP head; 'mtp' is an alias); speculative tokens default to 3, set by mtpTokens"),

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from planner.errors import PlanInputError, one_of
 from planner.models import KV_CACHE_DTYPES, PRECISIONS, first_validation_error
+from planner.references import ref
 
 PROJECT = "nemotron-deploy"
 TARGETS = ("ec2", "jumpstart", "eks")
@@ -115,7 +116,10 @@ class DataCaptureConfig(_Strict):
 class JumpStartConfig(_Strict):
     """SageMaker JumpStart model choice, endpoint scaling and what `scripts.jumpstart resolve` wrote from the hub."""
 
-    model_id: str = Field(alias="modelId", min_length=1, max_length=63)
+    # The hub content id. Absent: `scripts.jumpstart resolve` finds the model by modelName in the public hub,
+    # chooses among the matches by the planner's fit, and records the id here.
+    model_id: str | None = Field(default=None, alias="modelId", min_length=1, max_length=63)
+    model_name: str = Field(default=ref("jumpstart-model-name"), alias="modelName", min_length=1, max_length=63)
     model_version: str = Field(default="*", alias="modelVersion", pattern=r"^(\*|\d+\.\d+\.\d+)$")
     accept_eula: bool = Field(alias="acceptEula")  # required and explicit: no default
     resolved: ResolvedHubContent | None = None
@@ -150,7 +154,8 @@ class EksConfig(_Strict):
     """
 
     cluster_name: str | None = Field(default=None, alias="clusterName", pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
-    kubernetes_version: str = Field(default="1.34", alias="kubernetesVersion", pattern=r"^1\.\d+$")
+    kubernetes_version: str = Field(default=ref("eks-kubernetes-version"), alias="kubernetesVersion",
+                                    pattern=r"^1\.\d+$")
     namespace: str = Field(default="nemotron", max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     min_nodes: int | None = Field(default=None, alias="minNodes", ge=0)
     max_nodes: int | None = Field(default=None, alias="maxNodes", ge=1)
@@ -255,7 +260,8 @@ class StackConfig(_Strict):
                              f"{one_of(allowed_engines)}")
         object.__setattr__(self, "engine", engine)
         if self.target == "jumpstart" and self.jumpstart is None:
-            raise ValueError("jumpstart: a jumpstart section (modelId, acceptEula) is required for target jumpstart")
+            raise ValueError("jumpstart: a jumpstart section (acceptEula; modelName or modelId) is required for "
+                             "target jumpstart")
         if self.target != "jumpstart" and self.jumpstart is not None:
             raise ValueError(f"jumpstart: the jumpstart section is only for target jumpstart, not {self.target}")
         if self.jumpstart is not None:

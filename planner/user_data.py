@@ -31,17 +31,17 @@ from dataclasses import dataclass
 from planner.errors import PlanInputError
 from planner.hardware import GIB, GPUS
 from planner.plan import TAG_EXPIRES_AT, StackPlan
+from planner.references import ref
 from planner.serving import VllmCommand
 from planner.stack_config import MAX_TTL_HOURS
 
 # cloud-init hands EC2 user data over as is; EC2 refuses more than 16 KiB before base64.
 USER_DATA_LIMIT_BYTES = 16 * 1024
-# The DLAMI publishes its newest image id under these SSM parameters (FACTS.md section 3); the boot script below is
-# written for its Ubuntu 22.04 flavour (docker, the NVIDIA container toolkit, EFA drivers, AWS CLI, mdadm, xfs).
-DLAMI_SSM_PARAMETERS = {
-    "x86_64": "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
-    "arm64": "/aws/service/deeplearning/ami/arm64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
-}
+# The DLAMI publishes its newest image id under these SSM parameters (docs/sources.md#dlami); the boot script below
+# is written for its Ubuntu 24.04 flavour (docker, the NVIDIA container toolkit, EFA drivers, AWS CLI, mdadm, xfs).
+# 24.04 rather than 22.04: the arm64 24.04 image is the one AWS lists for P6e-GB200/GB300, both carry the same tools
+# and /opt/dlami/nvme, and 24.04 keeps standard Ubuntu support years longer.
+DLAMI_SSM_PARAMETERS = {"x86_64": ref("dlami-x86_64"), "arm64": ref("dlami-arm64")}
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu AMIs; a mapping under another name would add a second volume
 ROOT_VOLUME_GIB = 200  # OS, docker image layers (~25 GiB unpacked) and logs; weights live on the NVMe
 CACHE_MOUNT = "/opt/dlami/nvme"  # where the DLAMI mounts instance storage; we build the RAID0 there when it did not

@@ -1,7 +1,10 @@
 """`python -m scripts.jumpstart resolve|smoke STACK`: record a JumpStart model's hub content in the stack file, and
 check a live endpoint with one chat request.
 
-resolve  DescribeHubContent(SageMakerPublicHub, Model, modelId[, modelVersion]) -> the container image, artifact
+resolve  Without a modelId: ListHubContents(SageMakerPublicHub, Model, NameContains=modelName) lists the family
+         (sibling ids carry a precision suffix), the planner fits each on the stack's instance type and the best
+         fit is chosen (the stack's precision first) and recorded as modelId. Then
+         DescribeHubContent(SageMakerPublicHub, Model, modelId[, modelVersion]) -> the container image, artifact
          prefix, environment and EULA for the stack's instance type, written into `jumpstart.resolved` of
          stacks/Pulumi.<stack>.yaml with the rest of the file (comments included) unchanged, so `pulumi up` is
          reproducible and the change is reviewed like code. `--check` only compares (exit 1 when the hub changed);
@@ -37,19 +40,23 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from planner.__main__ import OneLineParser
 from planner.errors import PlanInputError, one_of
 from planner.estimates import iso_utc
+from planner.fit import FitRequest, plan_fit
+from planner.hardware import GPUS, instance_type
 from planner.jumpstart import (
     HUB_CONTENT_TYPE,
     HUB_NAME,
     ChatCompletion,
     HubContentError,
+    HubMatch,
     chat_request,
     check_environment,
+    choose_hub_model,
     endpoint_name_for,
     eula_url,
     parse_chat_completion,
     resolved_from_hub,
 )
-from planner.models import first_validation_error
+from planner.models import first_validation_error, load_model
 from planner.stack_config import PROJECT, ResolvedHubContent, StackFile, load_stack, parse_stack, stack_path
 from scripts._aws import AwsClients, session_for
 
@@ -83,10 +90,11 @@ class ResolveResult:
     changed: bool
     written: bool
     previous: dict | None
+    matches: tuple[HubMatch, ...] = ()  # the name filter's matches, when resolve chose the model
 
     def to_json(self) -> dict:
         return {"stack": self.stack, "path": str(self.path), "changed": self.changed, "written": self.written,
-                "resolved": self.resolved}
+                "resolved": self.resolved, "matches": [m.to_json() for m in self.matches]}
 
 
 def describe_hub_content(sm: Any, model_id: str, version: str) -> dict:
@@ -186,7 +194,7 @@ def _drop_written_by(mapping: CommentedMap) -> None:
             del mapping.ca.items[key]
 
 
-def write_resolved(path: Path, stack_name: str, section: dict, command: str) -> str:
+def write_resolved(path: Path, stack_name: str, section: dict, command: str, model_id: str | None = None) -> str:
     """The stack file's text with `jumpstart.resolved` replaced; everything else (comments, order, quotes) kept.
 
     The new text is validated as a stack before it is returned, so a write never leaves an invalid stack file.
@@ -195,6 +203,8 @@ def write_resolved(path: Path, stack_name: str, section: dict, command: str) -> 
     document = round_trip.load(path.read_text())
     jumpstart = document["config"][JS_KEY]
     _drop_written_by(jumpstart)
+    if model_id is not None:
+        jumpstart["modelId"] = model_id  # the hub model resolve chose by name: pinned from now on
     jumpstart["resolved"] = _commented(section)
     what = "an EXAMPLE, not read from the hub" if section["source"] == "example" else "read from DescribeHubContent"
     jumpstart.yaml_set_comment_before_after_key(
@@ -208,31 +218,88 @@ def write_resolved(path: Path, stack_name: str, section: dict, command: str) -> 
     return text
 
 
+def list_hub_matches(sm: Any, name: str) -> list[dict]:
+    """Every public hub model whose name contains `name` (all pages)."""
+    request = {"HubName": HUB_NAME, "HubContentType": HUB_CONTENT_TYPE, "NameContains": name, "MaxResults": 100}
+    summaries: list[dict] = []
+    try:
+        for _ in range(50):  # bounded: 5,000 matches is far beyond any model family
+            page = sm.list_hub_contents(**request)
+            summaries += page.get("HubContentSummaries", [])
+            if not page.get("NextToken"):
+                break
+            request["NextToken"] = page["NextToken"]
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        raise Failure(f"sagemaker:ListHubContents failed: {code}: "
+                      f"{err.response.get('Error', {}).get('Message', '')}") from None
+    except BotoCoreError as err:
+        raise Failure(f"sagemaker:ListHubContents failed: {err}") from None
+    return summaries
+
+
+def choose_model(stack: StackFile, summaries: list[dict]) -> tuple[HubMatch, tuple[HubMatch, ...]]:
+    """The hub model the planner picks for the stack among the name filter's matches (UsageError when none fits)."""
+    c = stack.config
+    itype = instance_type(c.instance_type, "sagemaker")
+    model = load_model(c.model)
+
+    def fit_for(precision: str):
+        if precision not in model.checkpoints:
+            return None
+        return plan_fit(FitRequest(model, GPUS[itype.gpu], itype.gpus, 1, precision, c.context_tokens,
+                                   c.concurrency, kv_cache_dtype=c.kv_cache_dtype,
+                                   gpu_memory_utilization=c.gpu_memory_utilization), with_alternatives=False)
+
+    chosen, rows = choose_hub_model(summaries, fit_for, c.precision)
+    if chosen is None:
+        listed = "; ".join(f"{row.name}: {row.reason}" for row in rows) or "no model matched"
+        raise UsageError(f"{JS_KEY}.modelName: {c.jumpstart.model_name!r} is not valid; allowed: a name matching a "
+                         f"hub model that fits {c.instance_type} ({listed})"[:600])
+    if chosen.precision != c.precision:
+        raise UsageError(f"{PROJECT}:precision: {c.precision!r} is not valid; allowed: {chosen.precision}, the "
+                         f"precision of {chosen.name}, the hub model that fits {c.instance_type}")
+    return chosen, rows
+
+
 def resolve(stack: StackFile, clients: AwsClients | None, *, now: datetime, check: bool = False,
             from_file: Path | None = None) -> ResolveResult:
     """Read the hub content for the stack and write (or, with check, only compare) its `resolved` section."""
     js = stack.config.jumpstart
+    model_id, matches = js.model_id, ()
     if from_file is not None:
         response, source = saved_response(from_file)
     else:
-        response, source = describe_hub_content(clients.client("sagemaker"), js.model_id, js.model_version), \
-            "DescribeHubContent"
+        sm = clients.client("sagemaker")
+        if model_id is None:
+            chosen, matches = choose_model(stack, list_hub_matches(sm, js.model_name))
+            model_id = chosen.name
+        response, source = describe_hub_content(sm, model_id, js.model_version), "DescribeHubContent"
     section = resolved_section(stack, response, source, now)
     previous = None
     if js.resolved is not None:
         previous = js.resolved.model_dump(by_alias=True, mode="json", exclude_none=True)
-    changed = _comparable(previous) != _comparable(section)
+    changed = _comparable(previous) != _comparable(section) or (js.model_id is None and model_id is not None)
     path = Path(stack.source)
     written = False
     if changed and not check:
         command = f"{PROG} resolve {stack.name}"
-        path.write_text(write_resolved(path, stack.name, section, command))
+        path.write_text(write_resolved(path, stack.name, section, command,
+                                       model_id if js.model_id is None else None))
         written = True
-    return ResolveResult(stack.name, path, section, changed, written, previous)
+    return ResolveResult(stack.name, path, section, changed, written, previous, matches)
 
 
 def print_resolve(result: ResolveResult, region: str, console: Console) -> None:
     r = result.resolved
+    if result.matches:
+        found = Table(title="hub models matching modelName", title_justify="left")
+        for column in ("hub content", "version", "precision", "fits", "why"):
+            found.add_column(column, overflow="fold")
+        for match in result.matches:
+            found.add_row(match.name, match.version, match.precision or "-", "yes" if match.fits else "no",
+                          match.reason)
+        console.print(found)
     table = Table(title=f"resolve {result.stack}", title_justify="left", show_header=False)
     table.add_column("key")
     table.add_column("value", overflow="fold")

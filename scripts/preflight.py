@@ -24,9 +24,10 @@ from rich.table import Table
 from planner.__main__ import OneLineParser
 from planner.errors import PlanInputError
 from planner.estimates import iso_utc
-from planner.hardware import GPUS, INSTANCE_TYPES
+from planner.hardware import INSTANCE_TYPES
 from planner.plan import TAG_STACK, StackPlan, plan_stack
 from planner.stack_config import load_stack
+from planner.user_data import boot_image
 from scripts._aws import AwsClients, session_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +38,6 @@ PASS, FAIL, SKIP = "pass", "fail", "skip"
 
 # On-Demand vCPU quotas (service code ec2) by instance family letter. FACTS.md section 3.
 ON_DEMAND_QUOTAS = {"p": ("L-417A185B", "Running On-Demand P instances")}
-DLAMI_PARAMETER = "/aws/service/deeplearning/ami/{arch}/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 ENDPOINT_QUOTA_NAME = "{instance_type} for endpoint usage"
 DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException")
 
@@ -304,7 +304,7 @@ def check_capacity_reservation(plan: StackPlan, ec2: Any) -> CheckResult:
 
 def dlami_parameter(plan: StackPlan) -> str:
     """The SSM parameter of the Deep Learning AMI for the stack's GPUs (arm64 for Grace, else x86_64)."""
-    return DLAMI_PARAMETER.format(arch=GPUS[plan.instance.gpu].arch)
+    return boot_image(plan).ssm_parameter
 
 
 def check_dlami(plan: StackPlan, ssm: Any) -> CheckResult:

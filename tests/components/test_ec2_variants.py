@@ -60,7 +60,7 @@ def test_weights_mirror_grants_read_on_exactly_its_prefix_and_stages_from_it(tmp
     ]
     user_data = servers(run)[0]["inputs"]["userData"]
     assert "WEIGHTS_S3_URI=s3://model-mirror/nemotron/fp8/" in user_data
-    assert "MIRROR_SNAPSHOT=/opt/dlami/nvme/nemotron/hf/hub/models--nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-FP8/" \
+    assert "MIRROR_SNAPSHOT=/opt/dlami/nvme/nemotron/hf/hub/models--nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4/" \
            "snapshots/" in user_data
     # the image still comes from Docker Hub, so the network keeps its NAT gateway
     assert len(run.of_type("aws:ec2/natGateway:NatGateway")) == 1

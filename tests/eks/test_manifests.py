@@ -72,10 +72,10 @@ def test_the_schema_check_can_fail_and_knows_no_leaderworkerset():
     broken = copy.deepcopy(manifests.workload)
     broken["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = 8
     with pytest.raises(kubernetes_validate.ValidationError):
-        validate(broken, "1.34")
+        validate(broken, "1.35")
     lws = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": "x"}}
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
-        kubernetes_validate.validate(lws, "1.34", strict=True)
+        kubernetes_validate.validate(lws, "1.35", strict=True)
 
 
 def test_gpu_limits_and_pod_count_equal_the_layout(plan):
@@ -112,8 +112,8 @@ def test_startup_probe_allows_the_derived_budget_and_at_most_one_period_more(pla
 
 @pytest.mark.parametrize(("stack", "budget_s", "threshold"), [
     # 550 GB at 0.2 GB/s (2,750 s) + load at 2 GB/s (275 s) + warm-up 1,200 s
-    ("eks-vllm", 4225, 141),
-    ("eks-nim", 4225, 141),
+    ("eks-vllm", 3138, 105),  # NVFP4, 352.3 GB: 1,762 s from the hub + 176 s load + 1,200 s warm-up
+    ("eks-nim", 3138, 105),
 ])
 def test_probe_budget_figures(stack, budget_s, threshold):
     probe = workload_sizing(shipped_plan(stack)).probe
@@ -165,8 +165,8 @@ def test_shared_memory_and_model_cache_are_sized_from_node_and_weights(plan):
         for container in template["spec"]["containers"]:
             if container["name"] in ("vllm", "nim"):
                 assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
-    # weights x 1.25 rounded up to 64 GiB: FP8 512.2 GiB -> 704 GiB; BF16 1,024.3 GiB -> 1,344 GiB
-    assert size.cache_gib == {512: 704, 1024: 1344}[round(plan.fit.weights_gib)]
+    # weights x 1.25 rounded up to 64 GiB: NVFP4 328.1 GiB -> 448 GiB; BF16 1,044.0 GiB -> 1,344 GiB
+    assert size.cache_gib == {328: 448, 1044: 1344}[round(plan.fit.weights_gib)]
     if manifests.model_cache is not None:
         claim = manifests.model_cache["spec"]
     else:

@@ -11,9 +11,9 @@ import pytest
 from components.offline import HIDDEN_VALUE
 from planner.kubernetes import (
     CLUSTER_POLICIES,
-    EFA_DEVICE_PLUGIN_VERSION,
+    EFA_DEVICE_PLUGIN,
     NODE_POLICIES,
-    NVIDIA_DEVICE_PLUGIN_VERSION,
+    NVIDIA_DEVICE_PLUGIN,
     workload_sizing,
 )
 from planner.policy import check_resources
@@ -101,24 +101,33 @@ def test_cluster_is_private_logs_the_control_plane_and_uses_access_entries(stack
     assert "publicAccessCidrs" not in cluster["vpcConfig"]
     assert cluster["enabledClusterLogTypes"] == ["api", "audit", "authenticator"]
     assert cluster["accessConfig"]["authenticationMode"] == "API"
-    assert cluster["version"] == "1.34" and cluster["name"] == f"nemotron-deploy-{stack}"
+    assert cluster["version"] == "1.35" and cluster["name"] == f"nemotron-deploy-{stack}"
     assert len(cluster["vpcConfig"]["subnetIds"]) == 2  # the nodes' subnet and one in a second zone
     logs = shipped_run(stack).named(f"{stack}-eks-logs")["inputs"]
     assert logs["name"] == f"/aws/eks/nemotron-deploy-{stack}/cluster" and logs["retentionInDays"] == 7
 
 
-def _attached(run, prefix: str) -> set[str]:
-    return {r["inputs"]["policyArn"].rsplit("/", 1)[-1] for r in run.of_type(
+def _attached_arns(run, prefix: str) -> set[str]:
+    return {r["inputs"]["policyArn"] for r in run.of_type(
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if r["name"].startswith(prefix)}
+
+
+def _attached(run, prefix: str) -> set[str]:
+    return {arn.rsplit("/", 1)[-1] for arn in _attached_arns(run, prefix)}
 
 
 def test_roles_carry_exactly_the_managed_policies_they_need(stack):
     run = shipped_run(stack)
     assert _attached(run, f"{stack}-gpu-") == set(NODE_POLICIES) == {
-        "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly"}
+        "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryPullOnly"}
     assert _attached(run, f"{stack}-eks-system-nodes-") == set(NODE_POLICIES)
     assert _attached(run, f"{stack}-eks-amazoneks") == set(CLUSTER_POLICIES) == {"AmazonEKSClusterPolicy"}
-    assert _attached(run, f"{stack}-eks-ebs-csi") == {"AmazonEBSCSIDriverPolicy"}
+    # The whole ARN, path included: AWS keeps this one under service-role/ (a bare policy/ ARN does not exist).
+    assert _attached_arns(run, f"{stack}-eks-ebs-csi") == {
+        "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"}
+    assert _attached_arns(run, f"{stack}-gpu-") == {
+        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy", "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly"}
     trust = {r["name"]: json.loads(r["inputs"]["assumeRolePolicy"])["Statement"][0]["Principal"]["Service"]
              for r in run.of_type("aws:iam/role:Role")}
     assert trust == {f"{stack}-eks-role": "eks.amazonaws.com", f"{stack}-gpu-role": "ec2.amazonaws.com",
@@ -156,8 +165,8 @@ def test_kubernetes_provider_is_built_from_the_cluster_outputs_without_credentia
 def test_device_plugins_are_pinned_helm_releases_that_tolerate_the_gpu_taint(stack):
     releases = {r["inputs"]["name"]: r["inputs"] for r in shipped_run(stack).of_type(HELM_RELEASE)}
     assert set(releases) == {"nvidia-device-plugin", "aws-efa-k8s-device-plugin"}
-    assert releases["nvidia-device-plugin"]["version"] == NVIDIA_DEVICE_PLUGIN_VERSION
-    assert releases["aws-efa-k8s-device-plugin"]["version"] == EFA_DEVICE_PLUGIN_VERSION
+    assert releases["nvidia-device-plugin"]["version"] == NVIDIA_DEVICE_PLUGIN.version
+    assert releases["aws-efa-k8s-device-plugin"]["version"] == EFA_DEVICE_PLUGIN.version
     assert releases["nvidia-device-plugin"]["repositoryOpts"] == {"repo": "https://nvidia.github.io/k8s-device-plugin"}
     for release in releases.values():
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in \
@@ -220,4 +229,4 @@ def test_exports_say_how_to_reach_the_endpoint(stack):
     assert outputs["port_forward"] == f"kubectl -n nemotron port-forward svc/{stack} 8000:8000"
     assert outputs["kubeconfig_command"] == \
         f"aws eks update-kubeconfig --region us-east-1 --name nemotron-deploy-{stack}"
-    assert outputs["startup_budget_s"] == 4225
+    assert outputs["startup_budget_s"] == 3138

@@ -11,7 +11,7 @@ import pytest
 
 from components.offline import OfflineMocks, OfflineRunError, run_program
 from planner.errors import PlanInputError
-from planner.kubernetes import LWS_VERSION, required_secret_keys
+from planner.kubernetes import LWS_CHART, required_secret_keys
 from planner.policy import check_resources
 from planner.stack_config import parse_stack
 from tests.components.runs import NOW
@@ -76,10 +76,10 @@ def test_two_nodes_declare_a_leader_worker_set_and_its_controller(tmp_path):
     assert "ray start --address=$(LWS_LEADER_ADDRESS):6379 --block" in worker["command"][2]
     for container in (leader, worker):
         assert container["resources"]["limits"] == {"nvidia.com/gpu": "8", "vpc.amazonaws.com/efa": "32"}
-    validate(declared_manifest(only(run, LWS)), "1.34")
+    validate(declared_manifest(only(run, LWS)), "1.35")
     releases = {r["inputs"]["name"]: r["inputs"] for r in run.of_type(HELM_RELEASE)}
     assert releases["lws"]["chart"] == "oci://registry.k8s.io/lws/charts/lws"
-    assert releases["lws"]["version"] == LWS_VERSION and releases["lws"]["namespace"] == "lws-system"
+    assert releases["lws"]["version"] == LWS_CHART.version and releases["lws"]["namespace"] == "lws-system"
     assert run.named(f"{name}-gpu-nodes")["inputs"]["scalingConfig"]["desiredSize"] == 2
     assert check_resources(run.resources, plan.tags) == []
 

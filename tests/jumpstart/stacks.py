@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,8 +15,11 @@ from planner.plan import StackPlan, plan_stack
 from planner.stack_config import load_stack
 
 REPO = Path(__file__).resolve().parents[2]
-STACKS_DIR = REPO / "stacks"
+SHIPPED_STACKS_DIR = REPO / "stacks"
 DATA = Path(__file__).resolve().parent / "data"
+# The shipped jumpstart stack carries no resolved section (resolve reads it from the hub). The tests plan it with a
+# recorded example section and id added (data/example-resolved.yaml), in a copy of the stacks directory.
+EXAMPLE_RESOLVED = DATA / "example-resolved.yaml"
 HUB_RESPONSE = DATA / "describe-hub-content.nemotron-3-ultra.json"
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 MODEL_ID = "huggingface-llm-nvidia-nemotron-3-ultra-550b-a55b"
@@ -43,7 +48,22 @@ def with_document(document: dict, **outer) -> dict:
 
 
 def shipped_document() -> dict:
-    return yaml.safe_load((STACKS_DIR / "Pulumi.jumpstart.yaml").read_text())
+    """The shipped jumpstart stack with the recorded example resolved section and model id added."""
+    document = yaml.safe_load((SHIPPED_STACKS_DIR / "Pulumi.jumpstart.yaml").read_text())
+    document["config"][f"{NS}jumpstart"].update(yaml.safe_load(EXAMPLE_RESOLVED.read_text()))
+    return document
+
+
+def _example_stacks_dir() -> Path:
+    """A copy of stacks/ whose jumpstart stack holds the example resolved section."""
+    folder = Path(tempfile.mkdtemp(prefix="nemotron-jumpstart-stacks-"))
+    for path in SHIPPED_STACKS_DIR.glob("Pulumi.*.yaml"):
+        shutil.copy(path, folder / path.name)
+    (folder / "Pulumi.jumpstart.yaml").write_text(yaml.safe_dump(shipped_document(), sort_keys=False))
+    return folder
+
+
+STACKS_DIR = _example_stacks_dir()
 
 
 def write_variant(stacks_dir: Path, name: str = "jumpstart", jumpstart: dict | None = None,

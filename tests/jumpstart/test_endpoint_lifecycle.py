@@ -94,7 +94,7 @@ def test_created_endpoint_is_in_service_with_the_planned_variant(session):
                                            "DesiredInstanceCount": 1}]
     config = c["sagemaker"].describe_endpoint_config(EndpointConfigName=state.config_name)["ProductionVariants"][0]
     assert (config["ModelDataDownloadTimeoutInSeconds"], config["ContainerStartupHealthCheckTimeoutInSeconds"]) == \
-        (825, 2213)
+        (528, 2064)
 
 
 def test_invoke_reads_an_openai_chat_completion(session):

@@ -30,7 +30,8 @@ def gib(gigabytes: float) -> float:
 
 # weights (GB) -> (download s, startup health check s): 1 GB/s S3, 2 GB/s load + 1,200 s warm-up, x 1.5, 60..3600
 @pytest.mark.parametrize(("weights_gb", "download_s", "health_s"), [
-    (550, 825, 2213),  # the shipped stack: 550B at FP8
+    (550, 825, 2213),  # 550B at FP8 (1 B/param)
+    (352.3, 528, 2064),  # the shipped stack: NVIDIA's NVFP4 checkpoint as published
     (309.4, 464, 2033),  # NVFP4 (0.5625 B/param)
     (1100, 1650, 2625),  # BF16
     (10, 60, 1808),  # tiny: the download floor of 60 s applies
@@ -81,15 +82,15 @@ def test_shipped_plan_endpoint(tmp_path):
     js = plan.jumpstart
     assert js.endpoint_name == "nemotron-jumpstart"
     assert js.resource_id == "endpoint/nemotron-jumpstart/variant/AllTraffic"
-    assert (js.timeouts.download_s, js.timeouts.startup_health_check_s) == (825, 2213)
+    assert (js.timeouts.download_s, js.timeouts.startup_health_check_s) == (528, 2064)
     assert (js.initial_instance_count, js.min_capacity, js.max_capacity) == (1, 1, 2)
     assert js.target_invocations_per_instance == 11  # 16 sequences x 60 s / 60 s per request x 70%
-    assert js.scale_out_cooldown_s == 825 + 2213 and js.scale_in_cooldown_s == 3600
+    assert js.scale_out_cooldown_s == 528 + 2064 and js.scale_in_cooldown_s == 3600
     assert js.volume.size_gb is None and js.accept_eula is False
     assert (js.image.account, js.image.repository) == ("763104351884", "djl-inference")
     assert (js.artifact.bucket, js.artifact.prefix.split("/")[-1]) == ("jumpstart-private-cache-prod-us-east-1",
                                                                         "v1.0.0")
-    assert plan.to_json()["jumpstart"]["timeouts"]["model_data_download_timeout_s"] == 825
+    assert plan.to_json()["jumpstart"]["timeouts"]["model_data_download_timeout_s"] == 528
 
 
 def test_shipped_plan_warns_about_the_eula_the_example_and_the_scaling_cost(tmp_path):
@@ -163,14 +164,15 @@ def test_the_fit_uses_the_ec2_arithmetic_and_refuses_what_cannot_load(tmp_path):
     """ml.p5.48xlarge is 8x H100 like p5.48xlarge: the same verdict and numbers; BF16 does not fit on one."""
     sm = plan_of(tmp_path, write_variant(tmp_path, instanceType="ml.p5.48xlarge", contextTokens=65536, concurrency=8,
                                          resolved={"instanceType": "ml.p5.48xlarge"}))
-    ec2 = plan_of(STACKS_DIR, "h100-pilot")  # p5.48xlarge, fp8, 65,536 tokens, 8 sequences
+    ec2 = plan_of(STACKS_DIR, "h100-pilot")  # p5.48xlarge, nvfp4: the same weights and free memory per GPU
     assert sm.fit.fits and sm.fit.weights_gib == ec2.fit.weights_gib
     assert sm.fit.per_gpu_free_gib == ec2.fit.per_gpu_free_gib
     bf16 = plan_of(tmp_path, write_variant(tmp_path, instanceType="ml.p5.48xlarge", precision="bf16",
                                            resolved={"instanceType": "ml.p5.48xlarge"}))
     assert not bf16.fit.fits and bf16.jumpstart is None
-    assert bf16.fit.reasons[0].startswith("weights: 550B params x 2 B (bf16) = 1,024.5 GiB; per GPU over TP 8 x PP 1 "
-                                          "= 128.1 GiB")
+    assert bf16.fit.reasons[0].startswith("weights: nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16 is 1,121.0 GB as "
+                                          "published = 1,044.0 GiB")
+    assert bf16.fit.reasons[0].endswith("per GPU over TP 8 x PP 1 = 130.5 GiB")
 
 
 def test_names_and_partitions():

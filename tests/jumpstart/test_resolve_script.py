@@ -27,16 +27,19 @@ from tests.jumpstart.stacks import (
     plan_of,
     with_document,
 )
-from tests.jumpstart.stacks import STACKS_DIR as SHIPPED_DIR
+from tests.jumpstart.stacks import SHIPPED_STACKS_DIR as SHIPPED_DIR
 
 REQUEST = {"HubName": "SageMakerPublicHub", "HubContentType": "Model", "HubContentName": MODEL_ID}
 
 
 @pytest.fixture
 def stacks(tmp_path) -> Path:
-    """A copy of the shipped jumpstart stack without its resolved section, as a user starts."""
+    """The shipped jumpstart stack (no resolved section, as a user starts) pinned to the recorded model id."""
     text = (SHIPPED_DIR / "Pulumi.jumpstart.yaml").read_text()
-    (tmp_path / "Pulumi.jumpstart.yaml").write_text(text[:text.index("    # Written by `")])
+    name_line = "    modelName: nemotron-3-ultra\n"
+    text = text.replace(name_line, f"{name_line}    modelId: {MODEL_ID}\n")
+    assert MODEL_ID in text
+    (tmp_path / "Pulumi.jumpstart.yaml").write_text(text)
     return tmp_path
 
 

@@ -28,14 +28,21 @@ def test_fit_verdict(case):
         assert any(case["reason_contains"] in r for r in result.reasons), result.reasons
 
 
-def test_bf16_weights_are_1024_gib_and_overflow_8x_h100_by_the_stated_amount():
+def test_bf16_weights_are_the_published_1121_gb_and_overflow_8x_h100_by_the_stated_amount():
     result = plan_fit(request("h100", gpus_per_node=8, nodes=1, precision="bf16", context=262144, concurrency=16))
-    assert result.weights_gib == pytest.approx(550e9 * 2 / 2**30)
+    # NVIDIA's BF16 checkpoint is 1,121 GB as published (MTP head and embeddings included): 1,044.0 GiB
+    assert result.weights_gib == pytest.approx(1121e9 / 2**30)
     assert result.weights_per_gpu_gib == pytest.approx(result.weights_gib / 8)
-    # 79.6 GiB x 0.90 - 3 GiB reserve = 68.64 GiB budget; 128.06 GiB of weights per GPU -> 59.4 GiB short
+    # 79.6 GiB x 0.90 - 3 GiB reserve = 68.64 GiB budget; 130.5 GiB of weights per GPU -> 61.9 GiB short
     assert result.per_gpu_budget_gib == pytest.approx(79.6 * 0.9 - 3.0)
-    assert result.per_gpu_free_gib == pytest.approx(79.6 * 0.9 - 3.0 - 550e9 * 2 / 2**30 / 8)
-    assert any("by 59.4 GiB" in r for r in result.reasons)
+    assert result.per_gpu_free_gib == pytest.approx(79.6 * 0.9 - 3.0 - 1121e9 / 2**30 / 8)
+    assert any("by 61.9 GiB" in r for r in result.reasons)
+
+
+def test_a_precision_without_a_published_size_is_counted_by_the_arithmetic():
+    result = plan_fit(request("h100", gpus_per_node=8, nodes=1, precision="fp8", context=65536, concurrency=8))
+    assert result.weights_gib == pytest.approx(550e9 * 1 / 2**30)
+    assert result.reasons[0].startswith("weights: 550B params x 1 B (fp8) = 512.2 GiB")
 
 
 def test_alternatives_for_a_rejected_config_all_fit_and_are_cheapest_first():
@@ -55,17 +62,17 @@ def test_alternatives_for_a_rejected_config_all_fit_and_are_cheapest_first():
         assert again.fits
 
 
-def test_spark_alternatives_start_at_three_nodes():
+def test_spark_alternatives_start_at_four_nodes():
     result = plan_fit(request("gb10", gpus_per_node=1, nodes=2, precision="nvfp4", context=32768, concurrency=4))
     assert not result.fits
     assert result.alternatives[0].instance_type == "dgx-spark"
-    assert (result.alternatives[0].nodes, result.alternatives[0].pipeline_parallel) == (3, 3)
+    assert (result.alternatives[0].nodes, result.alternatives[0].tensor_parallel) == (4, 4)
 
 
-def test_spark_three_nodes_reports_its_margin():
-    result = plan_fit(request("gb10", gpus_per_node=1, nodes=3, precision="nvfp4", context=32768, concurrency=4))
-    # 119.2 GiB x 0.9 = 107.3 GiB, - 3 GiB reserve - 96.0 GiB of weights per node = 8.2 GiB free
-    assert result.per_gpu_free_gib == pytest.approx(119.2 * 0.9 - 3.0 - 550e9 * 0.5625 / 2**30 / 3)
+def test_spark_four_nodes_reports_its_margin():
+    result = plan_fit(request("gb10", gpus_per_node=1, nodes=4, precision="nvfp4", context=32768, concurrency=4))
+    # 119.2 GiB x 0.9 = 107.3 GiB, - 3 GiB reserve - 82.0 GiB of weights per node (352.3 GB / 4) = 22.3 GiB free
+    assert result.per_gpu_free_gib == pytest.approx(119.2 * 0.9 - 3.0 - 352.3e9 / 2**30 / 4)
     assert 0 < result.margin_gib < result.per_gpu_free_gib
 
 

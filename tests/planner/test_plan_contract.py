@@ -31,12 +31,14 @@ def test_shipped_stack_is_valid_and_fits(name):
 def test_stack_shapes_the_issue_asks_for():
     plans = {n: plan_stack(load_stack(REPO / "stacks", n), NOW) for n in SHIPPED}
     h100 = plans["h100-pilot"]
-    assert (h100.instance.name, h100.config.nodes, h100.config.precision) == ("p5.48xlarge", 1, "fp8")
+    # NVIDIA publishes no FP8 checkpoint: the Hopper stacks serve its NVFP4 one (W4A16 there)
+    assert (h100.instance.name, h100.config.nodes, h100.config.precision) == ("p5.48xlarge", 1, "nvfp4")
+    assert (h100.config.context_tokens, h100.config.concurrency) == (262_144, 16)  # the article's pilot
     bf16 = plans["h100-bf16"]
     assert (bf16.instance.name, bf16.config.nodes, bf16.config.precision, bf16.fit.pipeline_parallel) == \
         ("p5.48xlarge", 2, "bf16", 2)
     h200 = plans["h200-pilot"]
-    assert (h200.instance.gpu, h200.config.precision, h200.config.context_tokens) == ("h200", "fp8", 1_000_000)
+    assert (h200.instance.gpu, h200.config.precision, h200.config.context_tokens) == ("h200", "nvfp4", 1_000_000)
     b200 = plans["b200-nvfp4"]
     assert (b200.instance.name, b200.config.precision) == ("p6-b200.48xlarge", "nvfp4")
     assert plans["eks-nim"].engine == "nim" and plans["eks-vllm"].engine == "vllm"
@@ -88,7 +90,10 @@ def test_fit_json_contract(nodes, fits, capsys):
 def test_article_command_is_rejected_with_numbers(capsys):
     assert planner_main(["article"]) == 0
     out = capsys.readouterr().out
-    assert "DOES NOT FIT" in out and "1,024.5 GiB" in out and "nemotron_h_mtp" in out
+    assert "DOES NOT FIT" in out and "1,044.0 GiB" in out and "nemotron_h_mtp" in out
+    # what exists, and the article's pilot served with NVIDIA's NVFP4 checkpoint
+    assert "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4 (NVIDIA's nvfp4 checkpoint), 352.3 GB" in out
+    assert "nvfp4, context 262,144, concurrency 16: FITS" in out
 
 
 def test_ec2_stacks_declare_resources_without_violations(capsys):

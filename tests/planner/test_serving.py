@@ -7,7 +7,7 @@ import pytest
 from planner.errors import PlanInputError
 from planner.fit import FitRequest, plan_fit
 from planner.hardware import GPUS
-from planner.models import NEMOTRON_3_ULTRA
+from planner.models import NEMOTRON_3_ULTRA, Checkpoint
 from planner.serving import ServingOptions, render_nim, render_vllm
 
 
@@ -22,7 +22,9 @@ def flag(argv, name):
 def test_single_node_fp8_argv():
     cmd = render_vllm(fitted())
     argv = list(cmd.argv)
-    assert argv[:3] == ["vllm", "serve", "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-FP8"]
+    # NVIDIA publishes no FP8 checkpoint: FP8 is the community one, and the plan says so
+    assert argv[:3] == ["vllm", "serve", "RedHatAI/NVIDIA-Nemotron-3-Ultra-550B-A55B-FP8-Dynamic"]
+    assert any("not published by the model's authors" in w for w in cmd.warnings)
     assert flag(argv, "--tensor-parallel-size") == "8"
     assert "--pipeline-parallel-size" not in argv
     assert "--enable-expert-parallel" in argv
@@ -106,8 +108,31 @@ def test_a_plan_that_does_not_fit_renders_no_command():
         render_vllm(fitted(precision="bf16"))
 
 
+def test_nvfp4_on_hopper_serves_nvidias_checkpoint_without_blackwell_kernel_switches():
+    cmd = render_vllm(fitted(precision="nvfp4", context=262144, concurrency=16))
+    assert cmd.argv[2] == "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4"
+    assert "--quantization" not in cmd.argv and cmd.env == {}
+    assert not cmd.warnings  # an NVIDIA checkpoint, weight-only on Hopper (a fit warning, not a serving one)
+
+
+def test_nim_refuses_a_precision_it_has_no_profile_for():
+    with pytest.raises(PlanInputError, match="allowed: bf16, nvfp4 for engine nim"):
+        render_nim(fitted(gpu="h200", precision="fp8"))
+
+
+def test_nim_pins_its_profile_and_names_the_leader_across_nodes():
+    single = render_nim(fitted(gpu="h200", precision="nvfp4"))
+    assert single.env["NIM_MODEL_PROFILE"] == "vllm-nvfp4-tp8-pp1"
+    assert "NIM_MULTI_NODE" not in single.env
+    two = render_nim(fitted(gpu="h200", nodes=2, precision="nvfp4"))
+    assert two.env["NIM_MODEL_PROFILE"] == "vllm-nvfp4-tp8-pp2"
+    assert (two.env["NIM_MULTI_NODE"], two.env["NIM_LEADER_IP_ADDRESS"]) == ("1", "$(LWS_LEADER_ADDRESS)")
+    assert render_nim(fitted(gpu="h200", precision="nvfp4"),
+                      ServingOptions(nim_model_profile="abc123")).env["NIM_MODEL_PROFILE"] == "abc123"
+
+
 def test_nim_environment():
-    nim = render_nim(fitted(gpu="h200", nodes=2))
+    nim = render_nim(fitted(gpu="h200", nodes=2, precision="bf16"))
     assert nim.env["NIM_TENSOR_PARALLEL_SIZE"] == "8"
     assert nim.env["NIM_PIPELINE_PARALLEL_SIZE"] == "2"
     assert nim.env["NIM_NUM_COMPUTE_NODES"] == "2"
@@ -120,8 +145,13 @@ def test_nim_environment():
 def test_fp8_without_fp8_checkpoint_quantizes_bf16_online():
     from dataclasses import replace
 
-    bf16_only = replace(NEMOTRON_3_ULTRA, checkpoints={"bf16": "org/model-BF16"})
-    fit = plan_fit(FitRequest(bf16_only, GPUS["h200"], 8, 1, "fp8", 8192, 1))
+    bf16_only = replace(NEMOTRON_3_ULTRA, checkpoints={"bf16": Checkpoint("org/model-BF16", "bf16", "unspecified")})
+    # vLLM allocates each layer in BF16 before quantizing it: the peak is the BF16 shard, 1,024.5 GiB / 8 = 128.1 GiB
+    # per GPU, over 140.4 GiB x 0.9 on one 8x H200 node: refused in numbers
+    with pytest.raises(PlanInputError, match=r"needs 128\.1 GiB per GPU at its peak"):
+        render_vllm(plan_fit(FitRequest(bf16_only, GPUS["h200"], 8, 1, "fp8", 8192, 1)))
+    # over two nodes (PP 2) the BF16 shard is 64.0 GiB: quantized while loading
+    fit = plan_fit(FitRequest(bf16_only, GPUS["h200"], 8, 2, "fp8", 8192, 1))
     cmd = render_vllm(fit)
     assert cmd.argv[2] == "org/model-BF16"
     assert flag(list(cmd.argv), "--quantization") == "fp8"

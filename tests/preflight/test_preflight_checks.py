@@ -16,11 +16,12 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ssm.models import Parameter, ssm_backends
 
+from planner.user_data import DLAMI_SSM_PARAMETERS
 from scripts._aws import AwsClients
-from scripts.preflight import DLAMI_PARAMETER, FAIL, PASS, SKIP, main
+from scripts.preflight import FAIL, PASS, SKIP, main
 
 REGION = "us-east-1"
-X86_DLAMI = DLAMI_PARAMETER.format(arch="x86_64")
+X86_DLAMI = DLAMI_SSM_PARAMETERS["x86_64"]
 P_QUOTA = "L-417A185B"
 BASE = {"aws:region": REGION, "nemotron-deploy:target": "ec2", "nemotron-deploy:owner": "platform-team",
         "nemotron-deploy:ttlHours": 8, "nemotron-deploy:instanceType": "p5.48xlarge", "nemotron-deploy:nodes": 1,

@@ -173,7 +173,7 @@ def test_a_weights_mirror_is_staged_into_the_hugging_face_cache_layout():
     plan = plan_of("h100-pilot", weightsS3Uri="s3://model-mirror/nemotron/fp8")
     text = render_user_data(plan, 0, SECRET_ARN)
     snapshot, revision = hf_cache_snapshot(plan.serving.model_repo, "s3://model-mirror/nemotron/fp8")
-    assert snapshot == f"hub/models--nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-FP8/snapshots/{revision}"
+    assert snapshot == f"hub/models--nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4/snapshots/{revision}"
     assert len(revision) == 40 and int(revision, 16) >= 0
     assert f"MIRROR_SNAPSHOT=/opt/dlami/nvme/nemotron/hf/{snapshot}" in text
     assert f"MIRROR_REVISION={revision}" in text
@@ -181,9 +181,10 @@ def test_a_weights_mirror_is_staged_into_the_hugging_face_cache_layout():
 
 
 @pytest.mark.parametrize(("config", "stage_s", "total_s"), [
-    ({}, 2750, 4225),  # 550 GB from Hugging Face at 0.2 GB/s + 275 s load + 1,200 s warm-up
-    ({"weightsS3Uri": "s3://model-mirror/fp8"}, 550, 2025),  # from the mirror at 1 GB/s
-    ({"ttlHours": 0.5}, 2750, 1800),  # never longer than the time-to-live
+    # NVIDIA's NVFP4 checkpoint is 352.3 GB as published
+    ({}, 1762, 3138),  # 352.3 GB from Hugging Face at 0.2 GB/s + 176 s load at 2 GB/s + 1,200 s warm-up
+    ({"weightsS3Uri": "s3://model-mirror/fp8"}, 352, 1728),  # from the mirror at 1 GB/s
+    ({"ttlHours": 0.5}, 1762, 1800),  # never longer than the time-to-live
 ])
 def test_startup_budget_follows_weights_size_and_stated_bandwidth(config, stage_s, total_s):
     budget = startup_budget(plan_of("h100-pilot", **config))
@@ -211,7 +212,7 @@ def test_the_boot_image_is_the_x86_dlami_for_hopper_and_blackwell():
     for stack in ("h100-pilot", "b200-nvfp4"):
         image = boot_image(plan_of(stack))
         assert image.ssm_parameter == \
-            "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+            "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
         assert (image.root_device, image.root_volume_gib) == ("/dev/sda1", 200)
 
 
