@@ -7,10 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
 
-.PHONY: plan test lint lab-deps bench venv clean
+.PHONY: plan test lint lab-deps bench venv clean check-references
 
 plan: $(STAMP)
 	$(PY) -m scripts.plan
+
+# Online: does every external name in planner/references.py still exist, is a newer version out (docs/references.md)
+check-references: $(STAMP)
+	$(PY) -m scripts.check_references
 
 test: $(STAMP) lab-deps lint
 	$(PY) -m pytest
