@@ -39,15 +39,22 @@ import os
 
 from starlette.responses import JSONResponse
 
-_EXPECTED = b"Bearer " + os.environ["VLLM_API_KEY"].encode()  # no key, no server: never open by accident
+# No key, no server: an unset or blank key would leave every path open (vLLM turns its own check off for "").
+_KEY = os.environ.get("VLLM_API_KEY")
+if _KEY is None:
+    raise SystemExit("nemotron_auth: VLLM_API_KEY is unset; refusing to serve without an API key")
+if not _KEY.strip():
+    raise SystemExit("nemotron_auth: VLLM_API_KEY is empty; refusing to serve without an API key")
+_EXPECTED = _KEY.encode()
 _OPEN_PATHS = frozenset({"/health"})
 
 
 async def require_api_key(request, call_next):
     if request.method == "OPTIONS" or request.url.path in _OPEN_PATHS:
         return await call_next(request)
-    given = request.headers.get("authorization", "").encode()
-    if not hmac.compare_digest(given, _EXPECTED):
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    # The scheme is case-insensitive (RFC 7235, as vLLM's own check); the key is compared in constant time.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), _EXPECTED):
         return JSONResponse({"error": "Unauthorized"}, status_code=401)
     return await call_next(request)
 '''
@@ -208,7 +215,7 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
         warnings += (f"MTP speculative decoding under pipeline parallel (PP {layout.pipeline_parallel}) is not "
                      "confirmed in vLLM; if vLLM refuses to start, set mtpTokens: 0",)
     if options.mtp_tokens:
-        spec = {"method": "nemotron_h_mtp", "num_speculative_tokens": options.mtp_tokens}
+        spec = {"method": "mtp", "num_speculative_tokens": options.mtp_tokens}  # nemotron_h_mtp: deprecated alias
         argv += ["--speculative-config", json.dumps(spec, separators=(",", ":"))]
     if options.reasoning_parser:
         argv += ["--reasoning-parser", options.reasoning_parser]
@@ -278,8 +285,8 @@ ARTICLE_FLAG_REVIEW = (
                 "1,044 GiB of BF16 weights do not fit 8x 79.6 GiB; the planner serves NVIDIA's NVFP4 checkpoint on "
                 "8x H100 (W4A16), or BF16 with --pipeline-parallel-size 2 on 16x H100"),
     ArticleFlag("--speculative_config.method mtp --speculative_config.num_speculative_tokens 5", "corrected",
-                "rendered as one JSON --speculative-config with method nemotron_h_mtp (vLLM's name for this model's "
-                "MTP head; 'mtp' is an alias); speculative tokens default to 3, set by mtpTokens"),
+                "rendered as one JSON --speculative-config with method mtp (vLLM's canonical name; nemotron_h_mtp is "
+                "a deprecated alias it rewrites with a warning); speculative tokens default to 3, set by mtpTokens"),
     ArticleFlag("--mamba-backend triton", "opt-in",
                 "not confirmed in vLLM's parser; an unknown flag stops vLLM at start. Add it via vllmExtraArgs"),
     ArticleFlag("--enable-flashinfer-autotune", "opt-in", "not confirmed in vLLM's parser; vllmExtraArgs"),

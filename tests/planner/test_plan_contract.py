@@ -90,7 +90,7 @@ def test_fit_json_contract(nodes, fits, capsys):
 def test_article_command_is_rejected_with_numbers(capsys):
     assert planner_main(["article"]) == 0
     out = capsys.readouterr().out
-    assert "DOES NOT FIT" in out and "1,044.0 GiB" in out and "nemotron_h_mtp" in out
+    assert "DOES NOT FIT" in out and "1,044.0 GiB" in out and "method mtp" in out
     # what exists, and the article's pilot served with NVIDIA's NVFP4 checkpoint
     assert "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4 (NVIDIA's nvfp4 checkpoint), 352.3 GB" in out
     assert "nvfp4, context 262,144, concurrency 16: FITS" in out

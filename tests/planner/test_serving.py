@@ -33,7 +33,7 @@ def test_single_node_fp8_argv():
     assert flag(argv, "--max-model-len") == "65536"
     assert flag(argv, "--max-num-seqs") == "8"
     assert flag(argv, "--gpu-memory-utilization") == "0.9"
-    assert json.loads(flag(argv, "--speculative-config")) == {"method": "nemotron_h_mtp", "num_speculative_tokens": 3}
+    assert json.loads(flag(argv, "--speculative-config")) == {"method": "mtp", "num_speculative_tokens": 3}
     assert flag(argv, "--reasoning-parser") == "nemotron_v3"
     assert flag(argv, "--tool-call-parser") == "qwen3_coder" and "--enable-auto-tool-choice" in argv
     assert "--distributed-executor-backend" not in argv

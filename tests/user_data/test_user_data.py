@@ -132,8 +132,12 @@ def test_the_api_key_guards_every_path_of_the_server_not_only_v1(monkeypatch, tm
         return module
 
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
-    with pytest.raises(KeyError):  # no key in the environment: the server does not start open
+    with pytest.raises(SystemExit, match="VLLM_API_KEY is unset"):  # no key: the server does not start open
         load()
+    for blank in ("", " ", "\n"):  # vLLM turns its own check off for an empty key; so must not we
+        monkeypatch.setenv("VLLM_API_KEY", blank)
+        with pytest.raises(SystemExit, match="VLLM_API_KEY is empty"):
+            load()
     monkeypatch.setenv("VLLM_API_KEY", "k3y")
     module = load()
 
@@ -147,6 +151,11 @@ def test_the_api_key_guards_every_path_of_the_server_not_only_v1(monkeypatch, tm
         assert call(_Request(path)) == ("denied", 401), path
         assert call(_Request(path, "Bearer wrong")) == ("denied", 401), path
         assert call(_Request(path, "Bearer k3y")) == "served", path
+        assert call(_Request(path, "bearer k3y")) == "served", path  # the scheme is case-insensitive (RFC 7235)
+        assert call(_Request(path, "BEARER k3y")) == "served", path
+        assert call(_Request(path, "Bearer ")) == ("denied", 401), path  # an empty credential never matches
+        assert call(_Request(path, "Basic k3y")) == ("denied", 401), path
+        assert call(_Request(path, "Bearer k3y2")) == ("denied", 401), path
     assert call(_Request("/health", method="GET")) == "served"  # the readiness probe needs no key
 
 
