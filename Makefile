@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
 
-.PHONY: plan test lint lab-deps bench venv clean check-references
+.PHONY: plan test lint lab-deps bench venv clean check-references check-vllm
 
 plan: $(STAMP)
 	$(PY) -m scripts.plan
@@ -15,6 +15,22 @@ plan: $(STAMP)
 # Online: does every external name in planner/references.py still exist, is a newer version out (docs/references.md)
 check-references: $(STAMP)
 	$(PY) -m scripts.check_references
+
+# Against the real vLLM (docs/vllm-check.md), NOT part of `make test`: the rendered argv, env and API-key middleware
+# checked by vLLM's own parser and registries (the target release's sources, then the installed CPU build), then a
+# real CPU server on loopback with a tiny local model. Its own virtualenv .venv-vllm/ (about 4 GB, ~3 min to build).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.requirements.stamp
+
+check-vllm: $(VLLM_STAMP)
+	@status=0; \
+	$(VLLM_VENV)/bin/python scripts/check_vllm.py || status=1; \
+	$(VLLM_VENV)/bin/python scripts/check_vllm.py --installed || status=1; \
+	$(VLLM_VENV)/bin/python -m pytest tests_vllm -p no:cacheprovider || status=1; \
+	exit $$status
+
+$(VLLM_STAMP): requirements-vllm.txt requirements-vllm-source.txt scripts/install_vllm_venv.sh
+	PYTHON=$(PYTHON) VLLM_VENV=$(VLLM_VENV) bash scripts/install_vllm_venv.sh
 
 test: $(STAMP) lab-deps lint
 	$(PY) -m pytest
