@@ -29,6 +29,19 @@ STACKS_DIR = Path(__file__).resolve().parent / "stacks"
 SECRET_CONFIG = {"VLLM_API_KEY": "apiKey", "HF_TOKEN": "hfToken"}
 
 
+def secret_config(config: pulumi.Config, key: str) -> pulumi.Output[str] | None:
+    """A secret stack-config value; a blank one is refused before anything is declared: an empty API key turns
+    vLLM's own check off, an empty NGC key fails only deep inside the deployment."""
+    raw = pulumi.runtime.get_config(f"{PROJECT}:{key}")  # the plain value, read without logging it
+    if raw is not None and not raw.strip():
+        raise pulumi.RunError(f"{PROJECT}:{key}: an empty value is not valid; allowed: a non-empty secret "
+                              f"(pulumi config set --secret {key} ...), or no {key} at all to have one generated"
+                              if key == "apiKey" else
+                              f"{PROJECT}:{key}: an empty value is not valid; allowed: a non-empty secret "
+                              f"(pulumi config set --secret {key} ...)")
+    return config.get_secret(key)
+
+
 def stack_plan(stacks_dir: Path, now: datetime) -> StackPlan:
     try:
         plan = plan_stack(load_stack(stacks_dir, pulumi.get_stack()), now)
@@ -46,7 +59,7 @@ def ec2_endpoint(plan: StackPlan) -> None:
     secret = EndpointSecret(f"{plan.stack}-serving", {
         "env_names": env_names, "tags": plan.tags,
         "values": {env: value for env, key in SECRET_CONFIG.items()
-                   if env in env_names and (value := config.get_secret(key)) is not None}})
+                   if env in env_names and (value := secret_config(config, key)) is not None}})
     if plan.config.network is None:
         network = PrivateNetwork(f"{plan.stack}-network", {
             "region": region, "availability_zone": plan.config.availability_zone,
@@ -120,8 +133,8 @@ def eks_endpoint(plan: StackPlan) -> None:
     addons = ClusterAddons(f"{plan.stack}-addons", {"releases": cluster_addons(plan)},
                            opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[cluster]))
     workload = ModelWorkload(f"{plan.stack}-workload", {
-        "plan": plan, "api_key": config.get_secret("apiKey"), "ngc_api_key": config.get_secret("ngcApiKey"),
-        "hf_token": config.get_secret("hfToken")},
+        "plan": plan, "api_key": secret_config(config, "apiKey"), "ngc_api_key": secret_config(config, "ngcApiKey"),
+        "hf_token": secret_config(config, "hfToken")},
         opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[addons, pool]))
 
     n, port = names(plan), plan.serving.port

@@ -17,7 +17,7 @@ from planner.estimates import article_break_even
 from planner.fit import DEFAULT_GPU_MEMORY_UTILIZATION, FitRequest, FitResult, plan_fit
 from planner.hardware import gpu as lookup_gpu
 from planner.models import load_model
-from planner.serving import ARTICLE_FLAG_REVIEW
+from planner.serving import ARTICLE_FLAG_REVIEW, VLLM_CHECKED
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"article_config": asked.to_json(), "same_at_nvfp4": nvfp4.to_json(),
                                   "same_at_fp8": fp8.to_json(), "checkpoints": checkpoints,
                                   "flags": [f.__dict__ for f in ARTICLE_FLAG_REVIEW],
+                                  "flags_checked_against_vllm": VLLM_CHECKED,
                                   "break_even": [b.to_json() for b in article_break_even()]}, indent=2))
                 return 0
             print_checkpoints("nemotron-3-ultra", console)
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             print_fit(nvfp4, console)
             console.print()
             print_fit(fp8, console)
-            console.print("\nThe article's vllm serve flags:")
+            console.print(f"\nThe article's vllm serve flags (checked against vLLM {VLLM_CHECKED}):")
             for flag in ARTICLE_FLAG_REVIEW:
                 console.print(f"  [{flag.verdict}] {flag.article}: {flag.reason}", highlight=False, markup=False)
             return 0

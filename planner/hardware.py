@@ -32,6 +32,9 @@ class Gpu:
     # Weight formats served without native math: stored at that width, computed at another (precision -> compute
     # precision). Hopper has no FP4 tensor cores; vLLM serves NVFP4 weights there as W4A16 (Marlin kernels).
     weight_only: tuple[tuple[str, str], ...] = ()
+    # vLLM's --moe-backend for NVFP4 experts where the GPU has FP4 math (docs/sources.md#vllm-release): TRTLLM-GEN
+    # kernels on SM100 (B200, GB200); GB10 (SM121) has no TRTLLM-GEN NVFP4 kernels, CUTLASS serves it.
+    fp4_moe_backend: str | None = None
 
     def serves(self, precision: str) -> bool:
         return precision in self.precisions or precision in dict(self.weight_only)
@@ -49,13 +52,16 @@ GPUS: dict[str, Gpu] = {
         Gpu("h200", "H200 SXM 141GB", 140.4, 4.8, "NVLink4 900 GB/s", ("bf16", "fp8"),
             {"bf16": 989.0, "fp8": 1979.0}, weight_only=(("nvfp4", "bf16"),)),
         Gpu("b200", "B200 180GB", 178.35, 8.0, "NVLink5 1.8 TB/s", ("bf16", "fp8", "nvfp4"),
-            {"bf16": 2250.0, "fp8": 4500.0, "nvfp4": 9000.0}, source="docs/sources.md#accelerators (178.35 measured)"),
+            {"bf16": 2250.0, "fp8": 4500.0, "nvfp4": 9000.0}, source="docs/sources.md#accelerators (178.35 measured)",
+            fp4_moe_backend="flashinfer_trtllm"),
         Gpu("gb200", "GB200 (B200 in a Grace superchip) 186GB", 184.0, 8.0, "NVLink5 NVL72",
             ("bf16", "fp8", "nvfp4"), {"bf16": 2500.0, "fp8": 5000.0, "nvfp4": 10000.0}, arch="arm64",
-            source="docs/sources.md#accelerators; usable memory assumed 184 GiB of 186 GB"),
+            source="docs/sources.md#accelerators; usable memory assumed 184 GiB of 186 GB",
+            fp4_moe_backend="flashinfer_trtllm"),
         Gpu("gb10", "GB10 (DGX Spark) 128GB unified", 119.2, 0.273, "2x ConnectX-7 QSFP 200 Gb/s RoCE",
             ("bf16", "fp8", "nvfp4"), {"bf16": 62.0, "fp8": 125.0, "nvfp4": 250.0}, unified_memory=True,
-            arch="arm64", source="docs/sources.md#accelerators; 128 GB decimal = 119.2 GiB, shared with the OS"),
+            arch="arm64", source="docs/sources.md#accelerators; 128 GB decimal = 119.2 GiB, shared with the OS",
+            fp4_moe_backend="flashinfer_cutlass"),
     )
 }
 

@@ -40,8 +40,8 @@ class Reference:
 
 REFERENCES: tuple[Reference, ...] = (
     # ---------------------------------------------------------------------------------------------- container images
-    Reference("vllm-image", "image", "vllm/vllm-openai", "v0.22.0", "vllm-release",
-              note="the article's tag; current release 0.33.0"),
+    Reference("vllm-image", "image", "vllm/vllm-openai", "v0.33.0", "vllm-release",
+              note="the newest release (November 2026); the article pinned v0.22.0"),
     Reference("nim-image", "image", "nvcr.io/nim/nvidia/nemotron-3-ultra-550b-a55b", "2.0.6", "nim-nemotron-3-ultra",
               note="NIM LLM 2.x; support for this model is listed from 2.0.5, the model's day-0 guide is 2.0.6"),
     Reference("nim-auth-proxy-image", "image", "nginxinc/nginx-unprivileged", "1.30.0-alpine", "nginx-unprivileged",

@@ -3,8 +3,9 @@
 No secret is ever rendered: the API key reaches vLLM as VLLM_API_KEY and NIM's NGC key as NGC_API_KEY, both from the
 target's secret store; `secret_env` names them so each target knows what to inject.
 
-vLLM's own VLLM_API_KEY check guards only /v1 paths (vllm#58144): /invocations (SageMaker-style inference),
-/tokenize, /pooling, /score, /metrics and others answer without a key. So the argv ends with
+vLLM's own VLLM_API_KEY check guards only the /v1, /v2, /inference and /cohere prefixes (vllm#58144; checked in
+vLLM 0.33.0): /invocations (SageMaker-style inference), /tokenize, /pooling, /score, /metrics and others answer
+without a key, and an empty key turns its check off. So the argv ends with
 `--middleware nemotron_auth.require_api_key`, and `VllmCommand.modules` carries that module's source: every target
 writes it into one directory and puts that directory on the server's PYTHONPATH.
 """
@@ -59,13 +60,6 @@ async def require_api_key(request, call_next):
     return await call_next(request)
 '''
 
-# Flags seen in the article that vLLM's argument parser is not confirmed to accept (FACTS.md section 4). They are
-# never emitted by default; a stack may still pass them through extra args, with a warning.
-UNCONFIRMED_VLLM_FLAGS = {
-    "--mamba-backend": "in the article but not confirmed in vLLM's argument parser",
-    "--enable-flashinfer-autotune": "in the article but not confirmed in vLLM's argument parser",
-}
-
 # Flags the planner owns: set them through the stack config, not extra args, so the fit and the command agree.
 PLANNER_FLAGS = {
     "--tensor-parallel-size": "tensorParallel", "--pipeline-parallel-size": "pipelineParallel",
@@ -74,9 +68,16 @@ PLANNER_FLAGS = {
     "--max-num-seqs": "concurrency", "--gpu-memory-utilization": "gpuMemoryUtilization",
     "--kv-cache-dtype": "kvCacheDtype", "--port": "(fixed)", "--served-model-name": "model",
     "--speculative-config": "mtpTokens", "--distributed-executor-backend": "nodes",
-    "--middleware": "(fixed: the API key on every path)",
+    "--middleware": "(fixed: the API key on every path)", "--moe-backend": "precision/instanceType",
 }
 SECRET_FLAGS = ("--api-key", "--hf-token")
+
+# vLLM imports --middleware only after the engine has loaded the model (minutes on 550B), so the middleware's own
+# refusal comes late. Every target runs this line before `vllm serve` (and before Ray on a head): no key, or a blank
+# one, stops the launch at once with one line (exit 78, EX_CONFIG).
+API_KEY_GUARD = ('if [ -z "$(printf %s "${VLLM_API_KEY:-}" | tr -d "[:space:]")" ]; then '
+                 'echo "nemotron: VLLM_API_KEY is unset or empty: refusing to start vLLM without an API key" >&2; '
+                 'exit 78; fi')
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ class VllmCommand:
 
     def shell(self) -> str:
         return shlex.join(self.argv)
+
+    def launch(self) -> str:
+        """A bash script that starts the server: the API-key guard, then `exec` of the argv."""
+        return f"{API_KEY_GUARD}\nexec {self.shell()}"
 
     def to_json(self) -> dict:
         return {"engine": "vllm", "image": self.image, "model_repo": self.model_repo, "port": self.port,
@@ -163,7 +168,8 @@ def checkpoint_for(fit: FitResult) -> tuple[str, tuple[str, ...], tuple[str, ...
 
 
 def _check_extra_args(extra: tuple[str, ...]) -> tuple[str, ...]:
-    warnings = []
+    """Refuse secrets and planner-owned flags in vllmExtraArgs; vLLM's own parser judges the rest at start."""
+    warnings: list[str] = []
     for arg in extra:
         flag = arg.split("=", 1)[0]
         if flag in SECRET_FLAGS:
@@ -172,8 +178,6 @@ def _check_extra_args(extra: tuple[str, ...]) -> tuple[str, ...]:
         if flag in PLANNER_FLAGS:
             raise PlanInputError("vllmExtraArgs", flag, f"flags the planner does not set; change {PLANNER_FLAGS[flag]}"
                                  " in the stack config instead")
-        if flag in UNCONFIRMED_VLLM_FLAGS:
-            warnings.append(f"{flag}: {UNCONFIRMED_VLLM_FLAGS[flag]}; vLLM may refuse to start")
     return tuple(warnings)
 
 
@@ -205,6 +209,10 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
     if layout.expert_parallel:
         argv += ["--enable-expert-parallel"]
     argv += list(quantization)
+    if r.precision == "nvfp4" and r.precision in r.gpu.precisions and r.gpu.fp4_moe_backend:
+        # FP4 MoE kernels where the GPU has FP4 math (vLLM >= 0.23 dropped VLLM_USE_FLASHINFER_MOE_FP4 and
+        # VLLM_FLASHINFER_MOE_BACKEND for this flag); Hopper's weight-only NVFP4 is left to vLLM (Marlin)
+        argv += ["--moe-backend", r.gpu.fp4_moe_backend]
     argv += ["--kv-cache-dtype", "fp8" if r.kv_cache_dtype == "fp8" else "auto"]
     if model.mamba_layers:
         argv += ["--mamba-ssm-cache-dtype", "float32"]
@@ -227,8 +235,6 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
     argv += ["--middleware", AUTH_MIDDLEWARE]  # the API key beyond /v1 (see the module docstring)
 
     env = {}
-    if r.precision == "nvfp4" and "nvfp4" in r.gpu.precisions:  # FP4 MoE kernels: Blackwell only
-        env.update({"VLLM_USE_FLASHINFER_MOE_FP4": "1", "VLLM_FLASHINFER_MOE_BACKEND": "latency"})
     if r.context > LONG_CONTEXT_THRESHOLD:
         env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"
     return VllmCommand(tuple(argv), env, ("VLLM_API_KEY",), options.image, repo, options.port, warnings,
@@ -280,6 +286,8 @@ class ArticleFlag:
     reason: str
 
 
+VLLM_CHECKED = "0.33.0"  # the release the flag review below was checked against (`make check-vllm`)
+
 ARTICLE_FLAG_REVIEW = (
     ArticleFlag("--tensor-parallel-size 8 (BF16, 8x H100)", "corrected",
                 "1,044 GiB of BF16 weights do not fit 8x 79.6 GiB; the planner serves NVIDIA's NVFP4 checkpoint on "
@@ -287,24 +295,29 @@ ARTICLE_FLAG_REVIEW = (
     ArticleFlag("--speculative_config.method mtp --speculative_config.num_speculative_tokens 5", "corrected",
                 "rendered as one JSON --speculative-config with method mtp (vLLM's canonical name; nemotron_h_mtp is "
                 "a deprecated alias it rewrites with a warning); speculative tokens default to 3, set by mtpTokens"),
-    ArticleFlag("--mamba-backend triton", "opt-in",
-                "not confirmed in vLLM's parser; an unknown flag stops vLLM at start. Add it via vllmExtraArgs"),
-    ArticleFlag("--enable-flashinfer-autotune", "opt-in", "not confirmed in vLLM's parser; vllmExtraArgs"),
+    ArticleFlag("--mamba-backend triton", "kept",
+                "a real flag (Mamba SSU backend: triton, flashinfer, cpu) and triton is vLLM's default, so it is not "
+                "rendered; another backend through vllmExtraArgs"),
+    ArticleFlag("--enable-flashinfer-autotune", "kept",
+                "a real flag, on by default (off only at -O0), so it is not rendered"),
     ArticleFlag("export VLLM_USE_FLASHINFER_MOE_FP4=1 (on H100 BF16)", "corrected",
-                "an FP4 MoE kernel switch: set only for NVFP4 on Blackwell, with VLLM_FLASHINFER_MOE_BACKEND=latency"),
+                "gone since vLLM 0.23 (only warned about as unknown): NVFP4 MoE kernels are chosen with --moe-backend, "
+                "rendered for NVFP4 on GPUs with FP4 math (flashinfer_trtllm on B200/GB200, what "
+                "VLLM_FLASHINFER_MOE_BACKEND=latency meant; flashinfer_cutlass on GB10); Hopper has no FP4 math"),
     ArticleFlag("--max-model-len 262144 --max-num-seqs 16", "corrected",
                 "derived from the fit: the context and concurrency the stack asks for, checked against free memory"),
     ArticleFlag("--max-num-batched-tokens 32768, --async-scheduling", "opt-in",
                 "real vLLM flags, left at vLLM's defaults: 32,768 batched tokens grow activation memory beyond the "
                 "planner's 3 GiB runtime reserve; add them via vllmExtraArgs"),
-    ArticleFlag("export VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1", "dropped",
-                "not among the confirmed settings (FACTS.md section 4); vLLM measures CUDA-graph memory at start"),
+    ArticleFlag("export VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1", "kept",
+                "a real setting and already vLLM's default (1), so it is not rendered"),
     ArticleFlag("--kv-cache-dtype fp8, --mamba-ssm-cache-dtype float32", "kept", "as NVIDIA recommends"),
     ArticleFlag("--reasoning-parser nemotron_v3 --enable-auto-tool-choice --tool-call-parser qwen3_coder", "kept",
-                "confirmed in vLLM"),
+                "both parsers are in vLLM's registries"),
     ArticleFlag("--enable-expert-parallel (absent in the article)", "corrected",
                 "added for MoE models: NVIDIA strongly prefers expert parallel for LatentMoE"),
     ArticleFlag("--api-key (absent in the article)", "corrected",
                 "every endpoint requires a key, passed as VLLM_API_KEY from the secret store, never on the argv; "
-                "--middleware nemotron_auth.require_api_key extends vLLM's /v1-only check to every path"),
+                "--middleware nemotron_auth.require_api_key extends vLLM's check (/v1, /v2, /inference, /cohere "
+                "only) to every path, and the launch refuses an unset or empty key before the model loads"),
 )

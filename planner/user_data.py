@@ -32,7 +32,7 @@ from planner.errors import PlanInputError
 from planner.hardware import GIB, GPUS
 from planner.plan import TAG_EXPIRES_AT, StackPlan
 from planner.references import ref
-from planner.serving import VllmCommand
+from planner.serving import API_KEY_GUARD, VllmCommand
 from planner.stack_config import MAX_TTL_HOURS
 
 # cloud-init hands EC2 user data over as is; EC2 refuses more than 16 KiB before base64.
@@ -228,6 +228,8 @@ def _serving_env(serving: VllmCommand) -> str:
 def _container_entry(plan: StackPlan, serving: VllmCommand, role: str, head_ip: str | None,
                      budget: StartupBudget) -> str:
     lines = ["#!/bin/bash", f"# Runs inside {serving.image} as the {role} node of {plan.stack}.", "set -euo pipefail"]
+    if role != "worker":
+        lines.append(API_KEY_GUARD)  # before Ray and vLLM: a missing key stops here, not after the model loads
     if role != "single":
         lines += [
             "# EFA for NCCL across nodes: the DLAMI's libfabric and aws-ofi-nccl plugin, when present (NCCL falls",

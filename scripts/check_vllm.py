@@ -130,7 +130,10 @@ def eks_case(label: str, plan) -> Case:
     workload = manifests.workload
     if workload["kind"] == "Deployment":
         container = workload["spec"]["template"]["spec"]["containers"][0]
-        argv, where = list(container["command"]), "eks-deployment"
+        command = list(container["command"])
+        # `bash -c SCRIPT` (the API-key guard, then exec), or the argv itself
+        argv = _exec_line(command[-1]) if command[:2] == ["bash", "-c"] else command
+        where = "eks-deployment"
     else:
         template = workload["spec"]["leaderWorkerTemplate"]["leaderTemplate"]
         container = template["spec"]["containers"][0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from planner.plan import plan_stack  # noqa: E402
-from planner.serving import VllmCommand  # noqa: E402
+from planner.serving import API_KEY_GUARD, VllmCommand  # noqa: E402
 from planner.stack_config import load_stack, stack_names  # noqa: E402
 from tests_vllm.tiny_model import build_tiny_model  # noqa: E402
 
@@ -159,7 +160,7 @@ UNSET = object()
 
 def start_server(model_dir: Path, modules_dir: Path, workdir: Path, api_key: str | object,
                  flags: list[str]) -> Server:
-    """`vllm serve` with the project's model-independent flags, on 127.0.0.1 only."""
+    """`vllm serve` with the project's model-independent flags, on 127.0.0.1 only, launched as the targets do."""
     port = free_port()
     # none of the VLLM_* settings of this process (the checker's tests set some); INFO logs show the model loading
     env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_")}
@@ -171,6 +172,9 @@ def start_server(model_dir: Path, modules_dir: Path, workdir: Path, api_key: str
             "--port", str(port), "--max-model-len", "128", "--max-num-seqs", "4",
             "--enforce-eager",  # no torch.compile: a 2-core machine starts in ~20 s instead of ~60 s
             *flags]
+    # as every target starts it: the planner's API-key guard, then exec (vLLM imports --middleware only after the
+    # model has loaded, so the guard is what stops a keyless launch early)
+    argv = ["bash", "-c", f"{API_KEY_GUARD}\nexec {shlex.join(argv)}"]
     log_path = workdir / f"vllm-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,

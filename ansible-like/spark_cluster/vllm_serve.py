@@ -19,7 +19,7 @@ from planner.errors import PlanInputError
 from planner.fit import FitRequest, FitResult, plan_fit
 from planner.hardware import gpu, instance_type
 from planner.models import load_model
-from planner.serving import ServingOptions, VllmCommand, render_vllm
+from planner.serving import API_KEY_GUARD, ServingOptions, VllmCommand, render_vllm
 from spark_cluster import raycluster, session
 from spark_cluster.inventory import MAX_NODES, Inventory
 from spark_cluster.step import Step, shell_path, write_file_command
@@ -59,24 +59,31 @@ def argv_for(inventory: Inventory, command: VllmCommand) -> list[str]:
 
 def key_fact_command(inventory: Inventory) -> str:
     path = shell_path(inventory.vllm.api_key_file)
-    return (f"echo '{KEY_FACT_MARKER}'; if [ -s {path} ]; then stat -c '%a' {path}; "
-            "else echo absent; fi")
+    # a file of white space only (an empty key, a lone newline) would start vLLM without a key: "blank"
+    return (f"echo '{KEY_FACT_MARKER}'; if [ -s {path} ] && grep -q '[^[:space:]]' {path}; then stat -c '%a' {path}; "
+            f"elif [ -e {path} ]; then echo blank; else echo absent; fi")
 
 
 @dataclass(frozen=True)
 class KeyFileFacts:
     present: bool
     mode: str | None
+    blank: bool = False  # exists but holds no key (empty or white space only)
 
 
 def parse_key_fact(text: str) -> KeyFileFacts:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     value = lines[lines.index(KEY_FACT_MARKER) + 1] if KEY_FACT_MARKER in lines else "absent"
-    return KeyFileFacts(False, None) if value == "absent" else KeyFileFacts(True, value)
+    if value in ("absent", "blank"):
+        return KeyFileFacts(False, None, blank=value == "blank")
+    return KeyFileFacts(True, value)
 
 
 def key_file_problems(inventory: Inventory, facts: KeyFileFacts) -> list[str]:
     path = inventory.vllm.api_key_file
+    if facts.blank:
+        return [f"API key file {path} on the head holds no key (empty or white space only): write one with "
+                f"`umask 077; openssl rand -hex 32 > {path}` (an empty key would leave every path open)"]
     if not facts.present:
         return [f"API key file {path} missing or empty on the head: create it there with "
                 f"`umask 077; openssl rand -hex 32 > {path}` (vLLM refuses requests without it)"]
@@ -115,7 +122,8 @@ def launch_step(inventory: Inventory, command: VllmCommand) -> Step:
         for name, source in sorted(command.modules.items()))
     exports = "".join(f"export {key}={shlex.quote(value)} && " for key, value in sorted(env.items()))
     exports += f'export PYTHONPATH={shell_path(directory)}"${{PYTHONPATH:+:$PYTHONPATH}}" && '
-    exports += f"export VLLM_API_KEY=\"$(cat {shell_path(inventory.vllm.api_key_file)})\" && "
+    # `export X="$(cat f)"` succeeds even when the read fails: the planner's guard then refuses an empty key
+    exports += f"export VLLM_API_KEY=\"$(cat {shell_path(inventory.vllm.api_key_file)})\" && {API_KEY_GUARD} && "
     launch = session.launch_command(inventory.state_dir, SESSION, settings_for(inventory, command),
                                     shlex.join(argv), env_file=inventory.env_file, exports=exports, wait=False)
     return Step(f"start vLLM ({layout_text(command)}) on port {inventory.vllm.port}", install + launch,

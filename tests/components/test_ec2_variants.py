@@ -126,3 +126,15 @@ def test_without_a_zone_the_first_zone_offering_the_type_is_used():
 @pytest.mark.parametrize("stack", ["jumpstart", "eks-nim", "eks-vllm"])
 def test_other_targets_run_without_error(stack):
     assert run_program(stack, now=NOW).outputs["expires_at"] == "2026-12-01T17:30:00Z"
+
+
+@pytest.mark.parametrize(("stack", "key", "blank"), [
+    ("h100-pilot", "apiKey", ""), ("h100-pilot", "apiKey", " \n"), ("eks-vllm", "apiKey", ""),
+    ("eks-nim", "ngcApiKey", " "), ("eks-vllm", "hfToken", ""),
+])
+def test_a_blank_secret_is_refused_before_anything_is_declared(stack, key, blank):
+    """An empty VLLM_API_KEY turns vLLM's own check off: `pulumi config set --secret apiKey ''` must not deploy."""
+    from components.offline import OfflineRunError
+
+    with pytest.raises(OfflineRunError, match=f"nemotron-deploy:{key}: an empty value is not valid"):
+        run_program(stack, secrets={key: blank})

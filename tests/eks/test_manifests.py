@@ -27,6 +27,7 @@ from planner.kubernetes import (
     workload_sizing,
 )
 from planner.policy import check_resources, plaintext_secrets, privileged_pods
+from planner.serving import API_KEY_GUARD
 from planner.user_data import startup_budget
 from tests.eks.cases import EKS_STACKS, kubernetes_version, shipped_plan, validate, variant_plan, write_variant
 
@@ -234,8 +235,12 @@ def test_vllm_loads_the_api_key_middleware_from_a_read_only_config_map(plan):
     serving, *workers = pod_templates(manifests.workload)
     spec = serving["spec"]
     server = spec["containers"][0]
-    command = server["command"] if manifests.workload["kind"] == "Deployment" else server["command"][2]
-    assert command == list(plan.serving.argv) or command.endswith(f"exec {shlex.join(plan.serving.argv)}")
+    assert server["command"][:2] == ["bash", "-c"]
+    script = server["command"][2]
+    assert script.endswith(f"exec {shlex.join(plan.serving.argv)}")
+    # the API-key guard runs first: a missing key stops the pod before the download, Ray and the model load
+    assert API_KEY_GUARD in script.splitlines()[:2]
+    assert script.index(API_KEY_GUARD) < script.index("exec ")
     assert plan.serving.argv[-2:] == ("--middleware", "nemotron_auth.require_api_key")
     volume = next(v for v in spec["volumes"] if v["name"] == "serving-modules")
     assert volume["configMap"] == {"name": config_map["metadata"]["name"], "defaultMode": 0o444}

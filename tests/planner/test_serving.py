@@ -38,7 +38,7 @@ def test_single_node_fp8_argv():
     assert flag(argv, "--tool-call-parser") == "qwen3_coder" and "--enable-auto-tool-choice" in argv
     assert "--distributed-executor-backend" not in argv
     assert "--api-key" not in argv and cmd.secret_env == ("VLLM_API_KEY",)
-    assert "--mamba-backend" not in argv  # unconfirmed: off unless asked for
+    assert "--mamba-backend" not in argv and "--moe-backend" not in argv  # defaults: triton; Marlin on Hopper
     assert cmd.env == {}
 
 
@@ -75,9 +75,19 @@ def test_every_vllm_command_carries_the_api_key_middleware_for_all_paths():
         assert cmd.to_json()["modules"] == ["nemotron_auth.py"]
 
 
-def test_nvfp4_on_blackwell_sets_the_fp4_moe_kernels():
-    cmd = render_vllm(fitted(gpu="b200", precision="nvfp4"))
-    assert cmd.env == {"VLLM_USE_FLASHINFER_MOE_FP4": "1", "VLLM_FLASHINFER_MOE_BACKEND": "latency"}
+@pytest.mark.parametrize(("gpu", "gpus_per_node", "nodes", "backend"), [
+    ("b200", 8, 1, "flashinfer_trtllm"),  # what VLLM_FLASHINFER_MOE_BACKEND=latency meant on SM100
+    ("gb10", 1, 4, "flashinfer_cutlass"),  # SM121 has no TRTLLM-GEN NVFP4 kernels
+    ("h100", 8, 1, None),  # no FP4 math: weight-only, vLLM picks Marlin itself
+])
+def test_nvfp4_picks_the_fp4_moe_kernels_with_the_flag_vllm_033_has(gpu, gpus_per_node, nodes, backend):
+    cmd = render_vllm(fitted(gpu=gpu, gpus_per_node=gpus_per_node, nodes=nodes, precision="nvfp4", context=32768,
+                             concurrency=4))
+    argv = list(cmd.argv)
+    assert (flag(argv, "--moe-backend") if "--moe-backend" in argv else None) == backend
+    # gone since vLLM 0.23 (it only warns about unknown variables): never rendered
+    assert not any(name.startswith("VLLM_USE_FLASHINFER_MOE") or name == "VLLM_FLASHINFER_MOE_BACKEND"
+                   for name in cmd.env)
 
 
 def test_long_context_allows_long_max_model_len():
@@ -85,11 +95,11 @@ def test_long_context_allows_long_max_model_len():
     assert cmd.env["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] == "1"
 
 
-def test_mtp_off_and_unconfirmed_flag_opt_in_warns():
-    cmd = render_vllm(fitted(), ServingOptions(mtp_tokens=0, extra_args=("--mamba-backend", "triton")))
+def test_mtp_off_and_a_real_flag_through_extra_args_passes_without_warning():
+    cmd = render_vllm(fitted(), ServingOptions(mtp_tokens=0, extra_args=("--mamba-backend", "flashinfer")))
     assert "--speculative-config" not in cmd.argv
-    assert cmd.argv[-4:] == ("--mamba-backend", "triton", "--middleware", "nemotron_auth.require_api_key")
-    assert any("--mamba-backend" in w for w in cmd.warnings)
+    assert cmd.argv[-4:] == ("--mamba-backend", "flashinfer", "--middleware", "nemotron_auth.require_api_key")
+    assert not any("--mamba-backend" in w for w in cmd.warnings)  # a real vLLM flag (checked by make check-vllm)
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -97,6 +107,7 @@ def test_mtp_off_and_unconfirmed_flag_opt_in_warns():
     (("--tensor-parallel-size", "4"), "change tensorParallel"),
     (("--max-model-len=8192",), "change contextTokens"),
     (("--middleware", "my.mw"), "flags the planner does not set"),
+    (("--moe-backend", "triton"), "change precision/instanceType"),
 ])
 def test_extra_args_cannot_carry_secrets_or_override_the_planner(extra, message):
     with pytest.raises(PlanInputError, match=message):

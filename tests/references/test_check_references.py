@@ -160,8 +160,13 @@ def test_every_kind_has_an_online_check():
 
 
 # ------------------------------------------------------------------------------------------------------- the run
+def older_vllm():
+    """The registry as it was with the article's vLLM tag: the recorded tags list has v0.33.0 beside it."""
+    return with_version("vllm-image", "v0.22.0")
+
+
 def test_every_entry_against_recorded_answers():
-    rows, web, internet, stubbers = run()
+    rows, web, internet, stubbers = run(older_vllm())
     assert set(rows) == {r.key for r in REFERENCES}
     assert rows["vllm-image"].status == rc.NEWER and rows["vllm-image"].newest == "v0.33.0"  # read across two pages
     assert {k for k, r in rows.items() if r.status != rc.OK} == {"vllm-image"}, {k: r.detail for k, r in rows.items()}
@@ -179,7 +184,7 @@ def test_every_entry_against_recorded_answers():
 
 
 def test_all_ok_exits_zero(capsys):
-    references = with_version("vllm-image", "v0.33.0")
+    references = REFERENCES  # the registry pins v0.33.0, the newest tag recorded
     aws, _ = stubbed_aws(references)
     client = httpx.Client(transport=httpx.MockTransport(FakeInternet()))
     code = cr.main(["--json"], http=client, aws=aws, environ=NGC, references=references)
@@ -199,11 +204,11 @@ def test_a_missing_tag_is_missing():
 def test_a_newer_version_is_named(capsys):
     newer_tags = {"GET registry-1.docker.io/v2/nginxinc/nginx-unprivileged/tags/list?n=1000": {"json": {
         "name": "nginxinc/nginx-unprivileged", "tags": ["1.30.0-alpine", "1.30.1-alpine", "1.31.0-alpine3.22"]}}}
-    rows, *_ = run(routes=newer_tags)
+    rows, *_ = run(older_vllm(), routes=newer_tags)
     assert rows["nim-auth-proxy-image"].verdict == "newer: 1.30.1-alpine"
-    aws, _ = stubbed_aws(REFERENCES)
+    aws, _ = stubbed_aws(older_vllm())
     client = httpx.Client(transport=httpx.MockTransport(FakeInternet(newer_tags)))
-    assert cr.main([], http=client, aws=aws, environ=NGC) == 1
+    assert cr.main([], http=client, aws=aws, environ=NGC, references=older_vllm()) == 1
     table = capsys.readouterr().out
     assert "newer: 1.30.1-alpine" in table and "newer: v0.33.0" in table
 

@@ -145,10 +145,11 @@ def test_ray_cluster_of_four_and_vllm_on_it(make_lab, tmp_path):
     assert "planner: TP 4 x PP 1 + EP on 4 node(s) x 1 GPU(s)" in head["messages"]
     argv = next(c for c in head["commands"] if c.startswith("argv: "))
     for flag in ("--tensor-parallel-size 4", "--enable-expert-parallel", "--distributed-executor-backend ray",
-                 "--kv-cache-dtype fp8"):
+                 "--kv-cache-dtype fp8", "--moe-backend flashinfer_cutlass"):  # GB10: CUTLASS FP4 MoE kernels
         assert flag in argv
     launch = head["commands"][0]
-    assert "export RAY_ADDRESS=198.19.0.1:6379" in launch and "VLLM_USE_FLASHINFER_MOE_FP4=1" in launch
+    assert "export RAY_ADDRESS=198.19.0.1:6379" in launch and "VLLM_USE_FLASHINFER_MOE_FP4" not in launch
+    assert "VLLM_API_KEY is unset or empty" in launch  # the guard after the key is read
     assert 'VLLM_API_KEY="$(cat "$HOME"/.config/nemotron-deploy/vllm-api-key)"' in launch
     assert API_KEY not in json.dumps(report) and "--api-key" not in json.dumps(report)
     assert all(by_node(report)[n]["changes"] == [] for n in ("node2", "node3", "node4"))
@@ -156,6 +157,12 @@ def test_ray_cluster_of_four_and_vllm_on_it(make_lab, tmp_path):
     four.ssh("node1", "chmod 644 ~/.config/nemotron-deploy/vllm-api-key")
     status, report, _ = fab("vllm", four.inventory, "--dry-run")
     assert status == 1 and "has mode 644" in " ".join(by_node(report)["node1"]["messages"])
+    # a key file of white space only would start vLLM with no key: refused before anything starts
+    four.ssh("node1", "cp ~/.config/nemotron-deploy/vllm-api-key /root/key.bak && "
+                      "printf '\\n' > ~/.config/nemotron-deploy/vllm-api-key")
+    status, report, _ = fab("vllm", four.inventory, "--dry-run")
+    assert status == 1 and "holds no key" in " ".join(by_node(report)["node1"]["messages"])
+    four.ssh("node1", "mv /root/key.bak ~/.config/nemotron-deploy/vllm-api-key")
     four.ssh("node1", "chmod 600 ~/.config/nemotron-deploy/vllm-api-key")
     # a vLLM that cannot start is reported, with the end of its log
     status, report, _ = fab("vllm", four.with_inventory(tmp_path, vllm={"bin": "/root/no-such-vllm"}), timeout=180)
@@ -171,7 +178,7 @@ def test_ray_cluster_of_four_and_vllm_on_it(make_lab, tmp_path):
     assert seen["key_matches_file"] and API_KEY not in " ".join(seen["argv"])
     assert seen["argv"][seen["argv"].index("--tensor-parallel-size") + 1] == "4"
     assert seen["env"] == {"RAY_ADDRESS": "198.19.0.1:6379", "VLLM_HOST_IP": "198.19.0.1",
-                           "NCCL_SOCKET_IFNAME": "enp1s0f0np0", "VLLM_USE_FLASHINFER_MOE_FP4": "1",
+                           "NCCL_SOCKET_IFNAME": "enp1s0f0np0", "VLLM_USE_FLASHINFER_MOE_FP4": None,
                            "RAY_AUTH_MODE": "token"}
     assert API_KEY not in four.ssh("node1", "ps -eo args").stdout and API_KEY not in json.dumps(report)
     # the planner's middleware, written by the task (mode 644) and loaded through PYTHONPATH, puts the key on every

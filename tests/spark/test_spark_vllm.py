@@ -79,3 +79,30 @@ def test_fab_refuses_one_node_with_exit_2_before_any_connection(tmp_path):
     status, report, stderr = fab("vllm", path, "--dry-run", timeout=60)
     assert status == 2 and report is None
     assert "nodes: 1 is not valid; allowed: 4 to 8 DGX Sparks" in stderr
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "missing"), ("", "holds no key"), ("\n", "holds no key"), ("  \t\n", "holds no key"), ("k3y\n", None),
+])
+def test_the_key_fact_run_by_a_real_shell_tells_a_blank_key_from_a_missing_one(tmp_path, content, expected):
+    """An empty key would start vLLM with its own check off: a file of white space is no key."""
+    import subprocess
+
+    inv = cluster(4)
+    key = tmp_path / ".config" / "nemotron-deploy" / "vllm-api-key"
+    key.parent.mkdir(parents=True)
+    if content is not None:
+        key.write_text(content)
+        key.chmod(0o600)
+    out = subprocess.run(["sh", "-c", vllm_serve.key_fact_command(inv)], env={"HOME": str(tmp_path), "PATH":
+                         "/usr/bin:/bin"}, capture_output=True, text=True, timeout=10, check=True).stdout
+    problems = vllm_serve.key_file_problems(inv, vllm_serve.parse_key_fact(out))
+    assert problems == [] if expected is None else expected in problems[0]
+
+
+def test_the_launch_refuses_an_empty_key_after_reading_it():
+    """`export VLLM_API_KEY="$(cat f)"` succeeds on a failed read: the planner's guard follows it."""
+    inv = cluster(4)
+    step = vllm_serve.launch_step(inv, vllm_serve.serving_command(inv)[1])
+    read = step.command.index("export VLLM_API_KEY=")
+    assert read < step.command.index("VLLM_API_KEY is unset or empty") < step.command.index("exec ")

@@ -19,6 +19,7 @@ import yaml
 
 from planner.errors import PlanInputError
 from planner.plan import plan_stack
+from planner.serving import API_KEY_GUARD
 from planner.stack_config import load_stack, parse_stack
 from planner.user_data import (
     USER_DATA_LIMIT_BYTES,
@@ -109,6 +110,18 @@ class _Request:
     def __init__(self, path: str, authorization: str | None = None, method: str = "POST"):
         self.method, self.url = method, type("Url", (), {"path": path})()
         self.headers = {} if authorization is None else {"authorization": authorization}
+
+
+def test_the_entry_script_refuses_a_missing_key_before_ray_and_vllm():
+    # vLLM imports --middleware only after the model has loaded: the guard runs first, on every serving node
+    for stack, node in (("h100-pilot", 0), ("h100-bf16", 0)):
+        entry = written_files(render(stack, node))["/etc/nemotron/container/entry.sh"]
+        assert API_KEY_GUARD in entry
+        assert entry.index(API_KEY_GUARD) < entry.index("exec vllm serve")
+        if "ray start --head" in entry:
+            assert entry.index(API_KEY_GUARD) < entry.index("ray start --head")
+    worker = written_files(render("h100-bf16", 1))["/etc/nemotron/container/entry.sh"]
+    assert API_KEY_GUARD not in worker  # a worker only runs Ray and holds no key
 
 
 def test_the_api_key_guards_every_path_of_the_server_not_only_v1(monkeypatch, tmp_path):
@@ -204,9 +217,9 @@ def test_startup_budget_follows_weights_size_and_stated_bandwidth(config, stage_
 def test_internet_egress_is_needed_for_public_images_and_hugging_face_only():
     assert len(internet_egress_reasons(plan_of("h100-pilot"))) == 2
     mirrored = plan_of("h100-pilot", weightsS3Uri="s3://model-mirror/fp8")
-    assert internet_egress_reasons(mirrored) == ("the image vllm/vllm-openai:v0.22.0 is pulled from a public registry",)
+    assert internet_egress_reasons(mirrored) == ("the image vllm/vllm-openai:v0.33.0 is pulled from a public registry",)
     private = replace(mirrored, serving=replace(mirrored.serving,
-                                                image="123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm:v0.22.0"))
+                                                image="123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm:v0.33.0"))
     assert internet_egress_reasons(private) == ()
 
 
