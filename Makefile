@@ -6,8 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements.stamp
 
-.PHONY: plan test lint lab-deps bench venv clean check-references check-vllm
+.PHONY: plan test lint lab-deps bench venv venv-checkov clean check-references check-vllm
 
 plan: $(STAMP)
 	$(PY) -m scripts.plan
@@ -32,7 +34,7 @@ check-vllm: $(VLLM_STAMP)
 $(VLLM_STAMP): requirements-vllm.txt requirements-vllm-source.txt scripts/install_vllm_venv.sh
 	PYTHON=$(PYTHON) VLLM_VENV=$(VLLM_VENV) bash scripts/install_vllm_venv.sh
 
-test: $(STAMP) lab-deps lint
+test: $(STAMP) lab-deps lint $(CHECKOV_STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -46,10 +48,19 @@ bench: $(STAMP) lab-deps
 
 venv: $(STAMP)
 
+# checkov, which tests/eks/test_checkov.py runs over the rendered EKS manifests, in a virtualenv of its own: it pins
+# boto3 exactly, and not to requirements.txt's boto3 (requirements-checkov.txt).
+venv-checkov: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache

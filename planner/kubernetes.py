@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from planner.errors import PlanInputError
 from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK, StackPlan
 from planner.references import ref, reference
-from planner.serving import AUTH_MODULE_DIR, NimEnvironment, VllmCommand
+from planner.serving import API_KEY_GUARD, AUTH_MODULE_DIR, NimEnvironment, VllmCommand
 from planner.stack_config import PROJECT, EksConfig, StackConfig
 from planner.user_data import RAY_PORT, StartupBudget, startup_budget
 
@@ -194,6 +194,26 @@ SHM_MOUNT = "/dev/shm"  # noqa: S108 - the pod's own memory-backed volume, not a
 AUTH_PROXY_PORT = 8080
 AUTH_PROXY_IMAGE = ref("nim-auth-proxy-image")
 NIM_USER = 1000  # the NIM container's user (as NVIDIA's nim-llm chart runs it)
+# vLLM's pods are hardened as NIM's: no privilege escalation, every capability dropped, the runtime's seccomp profile.
+# - One node: a non-root user. The vllm/vllm-openai image defines none (it runs as root, HOME=/root), so the pod names
+#   a high uid of its own; USER answers getpass (torch's inductor cache, Ray) for a uid the image's /etc/passwd lacks,
+#   and HOME is an emptyDir it can write: vLLM's cache and config roots, torch.compile, Triton, FlashInfer's JIT and
+#   CUDA's compute cache all live under it. fsGroup makes the model-cache volume group-writable for that uid;
+#   OnRootMismatch chowns it only when its top directory does not match (once, for a volume a root pod filled).
+# - EFA pods (several nodes) run as root with IPC_LOCK, and no other capability: libfabric's EFA provider registers
+#   (pins) host memory for the NIC, which the kernel counts against RLIMIT_MEMLOCK unless the process holds
+#   CAP_IPC_LOCK, and nothing on the AL2023 nodes promises containers an unlimited memlock limit (nodeadm's base
+#   runtime spec sets only RLIMIT_NOFILE; the EC2 servers pass `--ulimit memlock=-1` to docker for the same reason).
+#   An added capability never reaches a non-root container's process (Kubernetes sets no ambient capabilities; exec
+#   as non-root clears the effective set), so IPC_LOCK works for root only. Root without the other capabilities cannot
+#   bypass file permissions, change ownership, use raw sockets or load modules.
+# - The root filesystem stays writable: Ray's session directory (/tmp/ray), torch's inductor cache
+#   (/tmp/torchinductor_*), Python's temporary files and kernel JIT paths are written outside HOME, and a path missed
+#   by a read-only root would only fail after the hour-long download and load on a GPU node.
+VLLM_USER = 10001  # >= 10000: no clash with a uid of the host's own users
+VLLM_HOME = "/home/vllm"
+VLLM_HOME_GIB = 32  # compiled kernels and graphs (a few GiB), with room; on the node's 200 GiB root volume
+EFA_CAPABILITIES = ("IPC_LOCK",)
 STORAGE_PARAMETERS = {"type": "gp3", "encrypted": "true", "iops": "16000", "throughput": "1000"}
 
 
@@ -536,7 +556,26 @@ def _pod_spec(plan: StackPlan, size: WorkloadSizing, containers: list[dict], vol
         spec["securityContext"] |= {"runAsUser": NIM_USER, "runAsGroup": NIM_USER, "fsGroup": NIM_USER,
                                     "fsGroupChangePolicy": "OnRootMismatch", "runAsNonRoot": True}
         spec["imagePullSecrets"] = [{"name": names(plan).pull_secret}]
+    else:
+        spec["securityContext"] |= _vllm_pod_security(size)
+        spec["volumes"].append({"name": "home", "emptyDir": {"sizeLimit": f"{VLLM_HOME_GIB}Gi"}})
     return spec
+
+
+def _vllm_pod_security(size: WorkloadSizing) -> dict:
+    """vLLM's user: VLLM_USER, owning the model cache through fsGroup; root on EFA pods (see VLLM_USER)."""
+    if size.efa_per_pod:
+        return {"runAsUser": 0}  # stated: IPC_LOCK is useless to any other user
+    return {"runAsUser": VLLM_USER, "runAsGroup": VLLM_USER, "fsGroup": VLLM_USER,
+            "fsGroupChangePolicy": "OnRootMismatch", "runAsNonRoot": True}
+
+
+def _vllm_security_context(size: WorkloadSizing) -> dict:
+    """No escalation, no capability but IPC_LOCK on EFA pods, a writable root filesystem (see VLLM_USER)."""
+    capabilities: dict[str, list[str]] = {"drop": ["ALL"]}
+    if size.efa_per_pod:
+        capabilities["add"] = list(EFA_CAPABILITIES)
+    return {"allowPrivilegeEscalation": False, "capabilities": capabilities, "readOnlyRootFilesystem": False}
 
 
 def _deployment(plan: StackPlan, size: WorkloadSizing, nim: bool) -> dict:
@@ -546,7 +585,7 @@ def _deployment(plan: StackPlan, size: WorkloadSizing, nim: bool) -> dict:
         containers = [_nim_container(plan, size), _auth_proxy_container(plan)]
         volumes = [cache_volume, {"name": "auth-proxy", "configMap": {"name": n.auth_proxy}}]
     else:
-        containers = [_vllm_container(plan, size, list(_vllm(plan).argv), probes=True)]
+        containers = [_vllm_container(plan, size, ["bash", "-c", _vllm(plan).launch()], probes=True)]
         volumes = [cache_volume, _serving_modules_volume(plan)]
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(plan, n.app),
@@ -601,7 +640,7 @@ def _serving_modules_volume(plan: StackPlan) -> dict:
 
 def _vllm_env(plan: StackPlan, leader: bool) -> list[dict]:
     serving = _vllm(plan)
-    env = _plain_env({"HF_HOME": HF_HOME} | serving.env)
+    env = _plain_env({"HF_HOME": HF_HOME, "HOME": VLLM_HOME, "USER": "vllm"} | serving.env)
     if multi_node(plan):
         # Ray, Gloo and NCCL bind to the pod's own interface and address (FACTS.md section 5: workers that never
         # join picked the wrong one); EFA through libfabric when the image carries aws-ofi-nccl.
@@ -624,8 +663,9 @@ def _vllm_container(plan: StackPlan, size: WorkloadSizing, command: list[str], p
         "ports": [{"name": "api", "containerPort": serving.port, "protocol": "TCP"}] if leader else [],
         "resources": _resources(plan, size),
         "volumeMounts": [{"name": "dshm", "mountPath": SHM_MOUNT},
-                         {"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT}],
-        "securityContext": {"allowPrivilegeEscalation": False},
+                         {"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT},
+                         {"name": "home", "mountPath": VLLM_HOME}],
+        "securityContext": _vllm_security_context(size),
     }
     if leader:
         container["volumeMounts"].append({"name": "serving-modules", "mountPath": AUTH_MODULE_DIR, "readOnly": True})
@@ -650,6 +690,7 @@ def leader_script(plan: StackPlan) -> str:
              f'sys.exit(sum(n["Alive"] for n in ray.nodes()) < {nodes})')
     return "\n".join([
         "set -euo pipefail",
+        API_KEY_GUARD,  # before the download and Ray: a missing key stops the pod at once
         download_command(plan),
         f'ray start --head --node-ip-address="$VLLM_HOST_IP" --port={RAY_PORT} --disable-usage-stats',
         f"until python3 -c {shlex.quote(alive)} 2>/dev/null; do",
