@@ -2,7 +2,8 @@
 what that saves per hour. Pure: scripts/teardown.py gathers the facts with boto3 and acts on the plan.
 
 A resource is the toolkit's only when it carries all three tags `nemotron-deploy:stack`, `nemotron-deploy:owner`
-and `nemotron-deploy:expires-at` with non-empty values and an expiry that parses as an ISO 8601 time with a zone.
+and `nemotron-deploy:expires-at` with non-empty values and an expiry in a form planner/expiry.py accepts (the
+same forms the stack schema and the node's dead-man switch accept).
 Anything else is foreign (a missing or look-alike tag) or malformed (an unreadable expiry: reported, never touched).
 
 Kinds are named `<service>:<type>` (`ec2:natgateway`, `iam:role`); IAM roles and instance profiles and AWS Budgets
@@ -12,13 +13,13 @@ are global and carry the region GLOBAL_REGION.
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from planner.estimates import iso_utc
+from planner.expiry import EXPIRY_FORMS, parse_expiry
 from planner.hardware import INSTANCE_TYPES
 from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
 
@@ -109,8 +110,6 @@ NETWORK_PRICE_READ = "2026-06, us-east-1, approximate, without data processing"
 NAT_GATEWAY_USD_PER_HOUR = 0.045
 INTERFACE_ENDPOINT_USD_PER_HOUR_PER_AZ = 0.01  # gateway endpoints (S3, DynamoDB) are free
 PUBLIC_IPV4_USD_PER_HOUR = 0.005
-
-_ISO_WITH_ZONE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})")
 
 FOREIGN, MALFORMED, LIVE, EXPIRED = "foreign", "malformed", "live", "expired"
 
@@ -248,13 +247,8 @@ class ReapPlan:
 
 
 def parse_expires_at(value: str) -> datetime | None:
-    """The instant an expires-at tag names, in UTC; None when it is not an ISO 8601 time with a zone."""
-    if not isinstance(value, str) or not _ISO_WITH_ZONE.fullmatch(value):
-        return None
-    try:
-        return datetime.fromisoformat(value).astimezone(UTC)
-    except ValueError:
-        return None
+    """The instant an expires-at tag names, in UTC; None when it is not a form planner/expiry.py accepts."""
+    return parse_expiry(value)
 
 
 def assess(resource: FoundResource, now: datetime) -> Assessment:
@@ -265,8 +259,8 @@ def assess(resource: FoundResource, now: datetime) -> Assessment:
     value = resource.tags[TAG_EXPIRES_AT]
     expiry = parse_expires_at(value)
     if expiry is None:
-        return Assessment(resource, MALFORMED, f"{TAG_EXPIRES_AT} {value!r} is not an ISO 8601 time with a zone "
-                                               "(e.g. 2026-12-01T18:00:00Z): left alone")
+        return Assessment(resource, MALFORMED, f"{TAG_EXPIRES_AT} {value!r} is not {EXPIRY_FORMS}: "
+                                               "left alone")
     if expiry <= now:
         return Assessment(resource, EXPIRED, f"expired {iso_utc(expiry)}", expiry)
     return Assessment(resource, LIVE, f"expires {iso_utc(expiry)}", expiry)

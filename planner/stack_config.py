@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from planner.errors import PlanInputError, one_of
+from planner.expiry import EXPIRY_FORMS, parse_expiry
 from planner.models import KV_CACHE_DTYPES, PRECISIONS, first_validation_error
 from planner.references import ref
 
@@ -244,12 +245,17 @@ class StackConfig(_Strict):
     def _no_world_ingress(cls, cidrs: tuple[str, ...]) -> tuple[str, ...]:
         return _narrow_cidrs(cidrs)
 
-    @field_validator("expires_at")
+    @field_validator("expires_at", mode="before")
     @classmethod
-    def _utc(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("an ISO 8601 time with a zone, e.g. 2026-12-01T18:00:00Z")
-        return v.astimezone(UTC) if v else v
+    def _expiry(cls, v: object) -> datetime | None:
+        # Text in the forms the reaper and the node's dead-man switch accept (planner/expiry.py); a YAML timestamp
+        # (an unquoted value, already read by YAML) only when it has a zone.
+        if v is None:
+            return None
+        expiry = v.astimezone(UTC) if isinstance(v, datetime) and v.tzinfo is not None else parse_expiry(v)
+        if expiry is None:
+            raise ValueError(EXPIRY_FORMS)
+        return expiry
 
     @model_validator(mode="after")
     def _target_sections(self) -> StackConfig:

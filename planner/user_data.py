@@ -1,23 +1,29 @@
 """The boot script of an EC2 GPU server, rendered from a plan as cloud-init text: pure, snapshot-tested.
 
-One `#cloud-config` per node writes a small `nemotron-node` script and its systemd units:
+One `#cloud-config` per node writes a small `nemotron-node` script (planner/scripts/nemotron-node.sh, filled from
+the plan) and its systemd units:
 
 - `nemotron-deadman.timer` (enabled first): every minute the node reads its own `nemotron-deploy:expires-at` tag from
   IMDSv2 (instance metadata tags) and shuts down once past it; the launch template makes shutdown terminate.
   The expiry is read, never baked in: user data is identical between two plans of the same config, so renewing
-  the expiry (`pulumi up` retags in place) never replaces a server. When the tag cannot be read the last value
-  read stands, and a node that never read one stops MAX_TTL_HOURS after boot.
-- `nemotron-prepare`: RAID0 of the instance-store NVMe for the model cache (unless the DLAMI already mounted it),
-  the node's IP and interface for Ray/NCCL/Gloo (FACTS.md section 5), and the stack's secret from Secrets Manager
-  into /etc/nemotron/vllm.env (mode 600). User data holds the secret's ARN, never a value.
+  the expiry (`pulumi up` retags in place) never replaces a server. A tag is remembered only once it parses (the
+  forms of planner/expiry.py, the reaper's and the stack schema's); when the tag cannot be read or is not a time
+  the last value read stands, and a node that never read one stops MAX_TTL_HOURS after boot (with a log line).
+- `nemotron-prepare`: RAID0 of the instance-store NVMe for the model cache (unless the DLAMI already mounted it).
+  After a reboot the array is found or assembled from its superblocks under whatever name it comes back; an array
+  is created (and formatted) only over disks without a superblock. Then the node's IP and interface for
+  Ray/NCCL/Gloo (FACTS.md section 5), and the stack's secret from Secrets Manager into /etc/nemotron/vllm.env
+  (mode 600; only HF_TOKEN also into hf.env, for the download). User data holds the secret's ARN, never a value.
 - `nemotron-stage`: the image pull and the weights, in parallel: from the S3 mirror when configured (many
   concurrent requests), else from Hugging Face, into a Hugging Face cache on the NVMe so the planner's argv works
   unchanged (the repository id resolves offline on every node).
 - `nemotron-serve`: the vLLM container with the planner's exact argv; on multi-node stacks the head starts Ray,
   waits (bounded) for every node, then serves with PP across nodes; workers only join Ray, after their weights.
   The serving node writes the planner's modules (`nemotron_auth`, the API key on every path, not only /v1) next to
-  entry.sh, which puts that directory on PYTHONPATH.
-- `nemotron-ready` (head): polls /health within a startup budget derived from the weights' size.
+  entry.sh, which puts that directory on PYTHONPATH. A server that keeps crashing stops being restarted and
+  `nemotron-serve-failed` says so on the console.
+- `nemotron-ready` (head): polls /health within a startup budget derived from the weights' size, without holding
+  up boot; marks /run/nemotron/ready (gone after a reboot).
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import json
 import re
 import shlex
 from dataclasses import dataclass
+from importlib import resources
 
 from planner.errors import PlanInputError
+from planner.expiry import EXPIRY_FORM
 from planner.hardware import GIB, GPUS
 from planner.plan import TAG_EXPIRES_AT, StackPlan
 from planner.references import ref
@@ -56,6 +64,8 @@ S3_STAGE_GB_S = 1.0  # aws s3 sync with 64 concurrent requests to instance-store
 HF_STAGE_GB_S = 0.2  # one host pulling from the Hugging Face CDN
 LOAD_GB_S = 2.0  # safetensors from the NVMe RAID0 into GPU memory, all ranks together
 WARMUP_S = 20 * 60  # CUDA graphs, torch.compile, MTP and expert-parallel warm-up, Ray placement
+SERVE_RESTART_S = 30  # between two starts of a crashed server
+SERVE_START_BURST = 5  # failed starts within serve_start_limit_s() before systemd stops restarting the server
 
 
 @dataclass(frozen=True)
@@ -174,13 +184,13 @@ def render_user_data(plan: StackPlan, node_index: int, secret_arn: str, head_ip:
         "MODEL_REPO": serving.model_repo, "WEIGHTS_S3_URI": plan.config.weights_s3_uri or "",
         "CACHE_MOUNT": CACHE_MOUNT, "MODEL_CACHE": MODEL_CACHE, "NVME_DEVICES": str(plan.instance.nvme_devices),
         "PORT": str(serving.port), "STARTUP_BUDGET_S": str(budget.total_s), "MAX_TTL_HOURS": str(MAX_TTL_HOURS),
-        "EXPIRY_TAG": TAG_EXPIRES_AT,
+        "EXPIRY_TAG": TAG_EXPIRES_AT, "SERVE_START_BURST": str(SERVE_START_BURST),
     }
     if plan.config.weights_s3_uri:
         snapshot, revision = hf_cache_snapshot(serving.model_repo, plan.config.weights_s3_uri)
         settings |= {"MIRROR_SNAPSHOT": f"{MODEL_CACHE}/hf/{snapshot}", "MIRROR_REVISION": revision}
     units = _units(role, budget)
-    boot_chain = [unit for unit, _ in units if unit.endswith(".service") and "deadman" not in unit]
+    boot_chain = [unit for unit, text in units if unit.endswith(".service") and "[Install]" in text]
     files = [
         _file("/etc/nemotron/node.conf", "0644", _node_conf(settings, budget)),
         _file("/etc/nemotron/serving.env", "0644", _serving_env(serving)),
@@ -216,7 +226,8 @@ def _file(path: str, mode: str, content: str) -> str:
 
 def _node_conf(settings: dict[str, str], budget: StartupBudget) -> str:
     lines = ["# Sourced by nemotron-node. Plain settings only: secrets come from Secrets Manager at boot.",
-             f"# Startup budget: {budget.describe()}."]
+             f"# Startup budget: {budget.describe()}.",
+             "# shellcheck disable=SC2034,SC2209  # plain words (ROLE=head) for nemotron-node, which sources this file"]
     return "\n".join(lines + [f"{key}={shlex.quote(value)}" for key, value in settings.items()])
 
 
@@ -266,139 +277,24 @@ def _container_entry(plan: StackPlan, serving: VllmCommand, role: str, head_ip: 
 def _node_script(serving: VllmCommand) -> str:
     hf_download = shlex.quote(f"from huggingface_hub import snapshot_download; "
                               f"snapshot_download({json.dumps(serving.model_repo)}, max_workers=16)")
-    return _NODE_SCRIPT.replace("@HF_DOWNLOAD@", hf_download)
-
-
-_NODE_SCRIPT = r"""#!/bin/bash
-# Boot steps of a nemotron-deploy GPU server, one subcommand per systemd unit. Never prints a secret.
-set -euo pipefail
-ETC=${NEMOTRON_ETC:-/etc/nemotron}  # overridable for tests only
-STATE=${NEMOTRON_STATE:-/var/lib/nemotron}
-. "$ETC/node.conf"
-IMDS=http://169.254.169.254/latest
-imds() {
-  local token
-  token=$(curl -sf -m 5 -X PUT "$IMDS/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60') &&
-    curl -sf -m 5 -H "X-aws-ec2-metadata-token: $token" "$IMDS/meta-data/$1"
-}
-fail() { echo "nemotron-node: $*" >&2; exit 1; }
-
-prepare() {
-  for _ in $(seq 30); do mountpoint -q "$CACHE_MOUNT" && break; sleep 2; done
-  if ! mountpoint -q "$CACHE_MOUNT" && [ -e /dev/md/nemotron ]; then  # our array, after a reboot
-    mount -o noatime /dev/md/nemotron "$CACHE_MOUNT"
-  elif ! mountpoint -q "$CACHE_MOUNT"; then
-    local disks=()
-    for dev in /sys/block/nvme*n1; do
-      if grep -qs 'Instance Storage' "$dev/device/model"; then disks+=("/dev/${dev##*/}"); fi
-    done
-    (( ${#disks[@]} > 0 )) || fail "no instance-store NVMe found"
-    (( ${#disks[@]} == NVME_DEVICES )) || echo "expected $NVME_DEVICES instance-store NVMe, found ${#disks[@]}"
-    mdadm --create /dev/md/nemotron --run --level=0 --raid-devices=${#disks[@]} "${disks[@]}"
-    mkfs.xfs -f /dev/md/nemotron
-    mkdir -p "$CACHE_MOUNT" && mount -o noatime /dev/md/nemotron "$CACHE_MOUNT"
-  fi
-  mkdir -p "$MODEL_CACHE/hf"
-  local addr iface
-  addr=$(imds local-ipv4) || fail "no private IP from IMDS"
-  iface=$(ip -o -4 addr show | awk -v addr="$addr" '{split($4, a, "/"); if (a[1] == addr) {print $2; exit}}')
-  [ -n "$iface" ] || fail "no interface holds $addr"
-  printf '%s\n' "VLLM_HOST_IP=$addr" "GLOO_SOCKET_IFNAME=$iface" "TP_SOCKET_IFNAME=$iface" \
-    "NCCL_SOCKET_IFNAME=$iface" "UCX_NET_DEVICES=$iface" FI_PROVIDER=efa FI_EFA_USE_DEVICE_RDMA=1 \
-    > "$ETC/node.env"
-  umask 077
-  for attempt in $(seq 30); do
-    if aws secretsmanager get-secret-value --region "$REGION" --secret-id "$SECRET_ARN" \
-        --query SecretString --output text |
-        python3 -c 'import json, sys; print(*(f"{k}={v}" for k, v in json.load(sys.stdin).items()), sep="\n")' \
-        > "$ETC/vllm.env.new"; then
-      mv "$ETC/vllm.env.new" "$ETC/vllm.env"
-      return 0
-    fi
-    echo "secret not readable yet (attempt $attempt)"; sleep 10
-  done
-  fail "cannot read the stack's secret"
-}
-
-stage() {
-  local done_marker="$MODEL_CACHE/.staged"
-  [ -f "$done_marker" ] && return 0
-  docker pull --quiet "$IMAGE" & local pull=$!
-  if [ -n "$WEIGHTS_S3_URI" ]; then
-    aws configure set default.s3.max_concurrent_requests 64
-    aws configure set default.s3.multipart_chunksize 64MB
-    mkdir -p "$MIRROR_SNAPSHOT"
-    aws s3 sync --only-show-errors --region "$REGION" "$WEIGHTS_S3_URI" "$MIRROR_SNAPSHOT"
-    mkdir -p "${MIRROR_SNAPSHOT%/snapshots/*}/refs"
-    printf '%s' "$MIRROR_REVISION" > "${MIRROR_SNAPSHOT%/snapshots/*}/refs/main"
-    wait "$pull"
-  else
-    wait "$pull"
-    docker run --rm --network host --env-file "$ETC/vllm.env" -e HF_HOME=/models/hf \
-      -v "$MODEL_CACHE:/models" --entrypoint python3 "$IMAGE" -c @HF_DOWNLOAD@
-  fi
-  touch "$done_marker"
-}
-
-serve() {
-  local efa=()
-  if [ -d /dev/infiniband ]; then efa=(--device /dev/infiniband -v /opt/amazon:/opt/amazon:ro); fi
-  exec docker run --rm --name nemotron-serve --gpus all --ipc host --network host \
-    --ulimit memlock=-1 --ulimit stack=67108864 "${efa[@]}" \
-    -v "$MODEL_CACHE:/models" -v "$ETC/container:/etc/nemotron/container:ro" \
-    --env-file "$ETC/node.env" --env-file "$ETC/serving.env" --env-file "$ETC/vllm.env" \
-    --entrypoint /bin/bash "$IMAGE" /etc/nemotron/container/entry.sh
-}
-
-ready() {
-  until curl -sf -m 5 -o /dev/null "http://127.0.0.1:$PORT/health"; do
-    (( $(cut -d. -f1 /proc/uptime) < STARTUP_BUDGET_S )) ||
-      fail "NOT READY: no healthy endpoint ${STARTUP_BUDGET_S}s after boot"
-    sleep 15
-  done
-  mkdir -p "$STATE" && touch "$STATE/ready"
-  echo "READY: $MODEL_REPO on port $PORT, $(cut -d. -f1 /proc/uptime)s after boot"
-}
-
-deadman() {
-  local state="$STATE/expires-at" value deadline
-  mkdir -p "$STATE"
-  value=$(imds "tags/instance/$EXPIRY_TAG" || true)
-  if [[ $value =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$ ]]; then
-    printf '%s\n' "$value" > "$state"
-  fi
-  if [ -s "$state" ]; then  # the tag, or the last value read when the tag cannot be read now
-    value=$(cat "$state")
-    deadline=$(date -u -d "$value" +%s)
-  else
-    value="$MAX_TTL_HOURS hours after boot"
-    deadline=$(( $(date -d "$(uptime -s)" +%s) + MAX_TTL_HOURS * 3600 ))
-  fi
-  if (( $(date -u +%s) >= deadline )); then
-    echo "expired ($value): shutting down, which terminates the instance"
-    shutdown -h now
-  fi
-}
-
-case "${1:-}" in
-  prepare | stage | serve | ready | deadman) "$1" ;;
-  *) fail "usage: nemotron-node prepare|stage|serve|ready|deadman" ;;
-esac
-"""
+    template = resources.files("planner.scripts").joinpath("nemotron-node.sh").read_text()
+    return template.replace("@HF_DOWNLOAD@", hf_download).replace("@EXPIRY_FORM@", EXPIRY_FORM)
 
 
 def _units(role: str, budget: StartupBudget) -> list[tuple[str, str]]:
-    def unit(description: str, service: list[str], requires: str = "", wants: str = "") -> str:
+    def unit(description: str, service: list[str], requires: str = "", wants: str = "",
+             limits: tuple[str, ...] = ()) -> str:
         lines = ["[Unit]", f"Description=nemotron-deploy: {description}"]
         if requires or wants:
             lines.append(f"After={' '.join(filter(None, (requires, wants)))}")
         lines += [f"Requires={requires}"] if requires else []
         lines += [f"Wants={wants}"] if wants else []
-        return "\n".join(lines + ["[Service]", *service, "StandardOutput=journal+console", "[Install]",
+        return "\n".join(lines + [*limits, "[Service]", *service, "StandardOutput=journal+console", "[Install]",
                                   "WantedBy=multi-user.target"])
 
     node = "ExecStart=/usr/local/sbin/nemotron-node"
     oneshot = ["Type=oneshot", "RemainAfterExit=yes"]
+    serving = role != "worker"
     units = [
         ("nemotron-deadman.service", "\n".join([
             "[Unit]", "Description=nemotron-deploy: terminate this server once its expires-at tag is past",
@@ -412,15 +308,28 @@ def _units(role: str, budget: StartupBudget) -> list[tuple[str, str]]:
         ("nemotron-stage.service", unit("image and weights onto the NVMe",
                                         [*oneshot, f"TimeoutStartSec={budget.total_s}", f"{node} stage"],
                                         requires="nemotron-prepare.service docker.service")),
-        ("nemotron-serve.service", unit("vLLM server" if role != "worker" else "Ray worker of the vLLM server",
-                                        ["Restart=always" if role == "worker" else "Restart=on-failure",
-                                         "RestartSec=30", "ExecStartPre=-/usr/bin/docker rm -f nemotron-serve",
-                                         f"{node} serve"],
-                                        requires="nemotron-stage.service")),
+        # The server gives up after SERVE_START_BURST failed starts within that many startup budgets (a crash loop);
+        # nemotron-serve-failed says so on the console. A Ray worker keeps retrying: it fails while the head is down.
+        ("nemotron-serve.service", unit("vLLM server" if serving else "Ray worker of the vLLM server",
+                                        ["Restart=on-failure" if serving else "Restart=always",
+                                         f"RestartSec={SERVE_RESTART_S}",
+                                         "ExecStartPre=-/usr/bin/docker rm -f nemotron-serve", f"{node} serve"],
+                                        requires="nemotron-stage.service",
+                                        limits=(f"StartLimitIntervalSec={serve_start_limit_s(budget)}",
+                                                f"StartLimitBurst={SERVE_START_BURST}",
+                                                "OnFailure=nemotron-serve-failed.service") if serving else ())),
     ]
-    if role != "worker":
-        # Wants, not Requires: a restart of the server must not cancel the wait for it.
+    if serving:
+        units.append(("nemotron-serve-failed.service", "\n".join([
+            "[Unit]", "Description=nemotron-deploy: say whether the server is restarted after a failure",
+            "[Service]", "Type=oneshot", f"{node} serve-failed", "StandardOutput=journal+console"])))
+        # Wants, not Requires: a restart of the server must not cancel the wait for it. Type=exec, not oneshot:
+        # the wait (up to the startup budget) must not hold multi-user.target on every boot.
         units.append(("nemotron-ready.service", unit("a healthy endpoint within the startup budget",
-                                                     [*oneshot, "TimeoutStartSec=infinity", f"{node} ready"],
-                                                     wants="nemotron-serve.service")))
+                                                     ["Type=exec", f"{node} ready"], wants="nemotron-serve.service")))
     return units
+
+
+def serve_start_limit_s(budget: StartupBudget) -> int:
+    """The window in which SERVE_START_BURST failed starts of the server count as a crash loop."""
+    return SERVE_START_BURST * (SERVE_RESTART_S + budget.total_s)

@@ -1,0 +1,1 @@
+"""Shell programs the planner renders onto servers, loaded with importlib.resources and filled from the plan."""
