@@ -43,6 +43,10 @@ PRIVATE_DIRS = ("/root", "/tmp")  # each lab node has its own (bind mounts in it
 MOUNT_POINT_RECORD = LAB_ROOT / "created-mount-points.json"  # those the labs made, removed with the last lab
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 WAIT_STEP_S = 0.1
+# Each node's own directory first on the PATH of its SSH sessions: tests install stand-ins there for the tools the
+# lab has no hardware for (ibdev2netdev, show_gids, ib_write_bw, mpirun), so the rendered scripts run for real.
+TOOLS_DIR = "/root/lab-tools"
+SESSION_PATH = f"{TOOLS_DIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class LabError(RuntimeError):
@@ -144,6 +148,7 @@ def sshd_config(layout: LabLayout, node: LabNode) -> str:
         "PrintMotd no",
         "MaxStartups 200",
         "MaxSessions 50",
+        f"SetEnv PATH={SESSION_PATH}",
         "Subsystem sftp internal-sftp",
         "",
     ])
@@ -299,6 +304,18 @@ def stop_sshd(layout: LabLayout, node: LabNode) -> None:
     pid = sshd_pid(layout, node)
     if pid is not None:
         _terminate([pid])
+
+
+def crash_node(layout: LabLayout, node: LabNode) -> list[int]:
+    """Kill everything running on a node at once (SIGKILL, by the pids in its namespace): its sshd, the SSH
+    sessions in flight and what they run, as when the node loses power. Returns the pids signalled."""
+    pids = netns_pids(node.namespace)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
 
 
 def wait_for_port(address: str, port: int, timeout_s: float = 10.0) -> None:

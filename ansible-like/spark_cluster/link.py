@@ -262,24 +262,74 @@ class Probe:
     size: int  # ICMP payload bytes: mtu - 28
 
 
-def mesh_probes(inventory: Inventory, node: Node, peers: Iterable[Node]) -> tuple[Probe, ...]:
+def link_usable(state: InterfaceState | None) -> bool:
+    """Whether frames can leave and arrive on an interface: administratively up and with carrier."""
+    return state is not None and state.admin_up and state.carrier
+
+
+def carrier_findings(node: Node, interfaces: dict[str, InterfaceState]) -> list[str]:
+    """An interface that is up but has no carrier: the cable is pulled, or the port at the other end is down.
+    Said on the node that has it; its peers are not blamed for the paths it cannot carry."""
+    return [f"no carrier on {link.interface} (link {index}): cable pulled or the far end's port is down; check "
+            f"the QSFP cable and the peer's port, then rerun"
+            for index, link in enumerate(node.links)
+            if (state := interfaces.get(link.interface)) is not None and state.admin_up and not state.carrier]
+
+
+def mesh_probes(inventory: Inventory, node: Node, peers: Iterable[Node],
+                usable: dict[str, set[int]] | None = None) -> tuple[Probe, ...]:
+    """Every (peer, link) path from `node`; with `usable` (node -> link indexes that are up with carrier) only the
+    paths whose two ends can carry frames (the others are reported on the node whose link is down)."""
     size = inventory.mtu - ICMP_IPV4_OVERHEAD
+
+    def carries(name: str, index: int) -> bool:
+        return usable is None or index in usable.get(name, set())
+
     return tuple(Probe(peer.name, link.interface, peer.links[i].ip, size)
                  for peer in peers if peer.name != node.name
-                 for i, link in enumerate(node.links))
+                 for i, link in enumerate(node.links) if carries(node.name, i) and carries(peer.name, i))
+
+
+def usable_links(inventory: Inventory, interfaces: dict[str, dict[str, InterfaceState]]) -> dict[str, set[int]]:
+    """node -> indexes of its links that are up with carrier, for the nodes whose interfaces are known."""
+    return {node.name: {i for i, link in enumerate(node.links)
+                        if link_usable(interfaces[node.name].get(link.interface))}
+            for node in inventory.nodes if node.name in interfaces}
+
+
+def paths_without_carrier(node: Node, peers: Iterable[Node], usable: dict[str, set[int]]) -> list[str]:
+    """The paths mesh_probes leaves out for want of carrier, as `peer link I (why)`."""
+    left_out = []
+    for peer in peers:
+        for i in range(len(node.links)):
+            if peer.name == node.name:
+                continue
+            if i not in usable.get(node.name, set()):
+                left_out.append(f"{peer.name} link {i} (down or no carrier here)")
+            elif i not in usable.get(peer.name, set()):
+                left_out.append(f"{peer.name} link {i} (down or no carrier at {peer.name})")
+    return left_out
 
 
 def probe_script(probes: Iterable[Probe], deadline_s: int = 3) -> str:
     """One sh script running every probe at once (so 8 nodes cost about what 2 do), one result line each.
 
     `-c 1 -w DEADLINE` makes ping resend every 0.2 s until the first reply, so one lost packet costs 0.2 s, not a
-    timeout; a path that never answers fails after the deadline."""
-    # the detail is ping's own error ("local error: message too long, mtu=1500") or else its summary line
-    lines = [f"probe() {{ out=$(ping -n -M do -s \"$3\" -c 1 -i 0.2 -w {deadline_s} -I \"$1\" \"$2\" 2>&1); rc=$?; "
-             "detail=$(printf '%s\\n' \"$out\" | grep -m 1 'error' || printf '%s\\n' \"$out\" | tail -n 1); "
-             "printf 'PROBE\\t%s\\t%s\\t%s\\t%s\\n' \"$1\" \"$2\" \"$rc\" \"$detail\"; }"]
-    lines += [f"probe {p.interface} {p.address} {p.size} &" for p in probes]
-    lines.append("wait")
+    timeout; a path that never answers fails after the deadline. One process per ping (plus mktemp and rm): each
+    ping writes to its own file, and shell builtins (no command substitution: that forks) pick the detail line:
+    ping's own error ("local error: message too long, mtu=1500"), or else its summary line."""
+    probes = list(probes)
+    lines = ['d=$(mktemp -d) || exit 1',
+             'detail() { first=; last=; while IFS= read -r line || [ -n "$line" ]; do '
+             'case $line in *error*) [ -n "$first" ] || first=$line;; esac; [ -z "$line" ] || last=$line; '
+             'done < "$1"; found=${first:-$last}; }']
+    for index, p in enumerate(probes):
+        lines.append(f"ping -n -M do -s {p.size} -c 1 -i 0.2 -w {deadline_s} -I {shlex.quote(p.interface)} "
+                     f"{shlex.quote(p.address)} > \"$d/{index}\" 2>&1 < /dev/null & p{index}=$!")
+    for index, p in enumerate(probes):
+        lines.append(f"wait $p{index}; rc=$?; detail \"$d/{index}\"; printf 'PROBE\\t%s\\t%s\\t%s\\t%s\\n' "
+                     f"{shlex.quote(p.interface)} {shlex.quote(p.address)} \"$rc\" \"$found\"")
+    lines.append('rm -rf "$d"')
     return "\n".join(lines)
 
 

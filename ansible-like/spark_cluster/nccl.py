@@ -15,7 +15,8 @@ from spark_cluster.step import shell_path
 MIN_BYTES, MAX_BYTES, FACTOR = "512M", "4G", 2
 HEALTHY_BUSBW_GBS = 18.0  # a healthy 2-node run averages ~20-24 GB/s
 SOCKET_FALLBACK_GBS = 5.0  # ~3 GB/s: one RoCE half only, or NCCL on TCP sockets
-TIMEOUT_S = 900
+TIMEOUT_S = 900  # the SSH side's wait; mpirun is bounded on the head a little sooner (its answer comes back)
+REMOTE_TIMEOUT_S = TIMEOUT_S - 30
 
 
 def mpirun_command(inventory: Inventory, forwarded: list[str]) -> str:
@@ -23,7 +24,8 @@ def mpirun_command(inventory: Inventory, forwarded: list[str]) -> str:
     cluster variables forwarded to every rank."""
     hosts = ",".join(f"{node.links[0].ip}:1" for node in inventory.nodes)
     env = shlex.quote(inventory.env_file)
-    parts = [shlex.quote(inventory.nccl.mpirun), "-np", str(len(inventory.nodes)), "-H", hosts]
+    parts = ["timeout", "-k", "10", str(REMOTE_TIMEOUT_S), shlex.quote(inventory.nccl.mpirun),
+             "-np", str(len(inventory.nodes)), "-H", hosts]
     if inventory.user == "root":
         parts.append("--allow-run-as-root")
     if inventory.port != 22:

@@ -16,9 +16,15 @@ from dataclasses import dataclass
 
 from spark_cluster import session
 from spark_cluster.inventory import Inventory, Node
-from spark_cluster.step import Step
+from spark_cluster.step import Step, shell_path
 
 SESSION = "ray"
+# The cluster checks run on the head as recorded sessions of their own, bounded on the head by `timeout`: against a
+# dead head `ray.init` retries for minutes, long after the SSH command gave up. spark.down stops them like Ray.
+CHECK_SESSION = "ray-check"
+CHECK_CONNECT_S = 20  # on top of the check's own wait: connecting to a live cluster takes a few seconds
+HEALTH_CONNECT_S = 15  # the health fact: one listing, no waiting for nodes to join
+CHECK_KILL_S = 5  # SIGKILL this long after SIGTERM (`timeout -k`)
 NODES_MARKER = "RAY-NODES "
 # Ray token authentication (RAY_AUTH_MODE=token in the env file): without it anyone who reaches port 6379 runs code.
 AUTH_FILE_DIGEST = ("if [ -f ~/.ray/auth_token ]; then sha256sum < ~/.ray/auth_token | cut -d ' ' -f 1; "
@@ -96,15 +102,31 @@ class RayPlan:
     start: tuple[str, ...]  # nodes to start, head first
 
 
-def plan_ray(inventory: Inventory, facts: dict[str, session.SessionFacts], token_digest: str) -> RayPlan:
-    """Which nodes to (re)start. Empty when every node runs Ray with the wanted settings."""
+def alive_addresses(reported: list[dict] | None) -> set[str] | None:
+    """The addresses of the nodes the cluster reports alive; None when the cluster did not answer."""
+    if reported is None:
+        return None
+    return {n["ip"] for n in reported if n["alive"]}
+
+
+def plan_ray(inventory: Inventory, facts: dict[str, session.SessionFacts], token_digest: str,
+             alive: set[str] | None) -> RayPlan:
+    """Which nodes to (re)start. Empty when every node runs Ray with the wanted settings and is healthy.
+
+    Health is what the cluster says, not whether a pid of the session lives: after the head's GCS dies, Ray's
+    monitor processes keep the session "running". `alive` holds the addresses the head's cluster reports alive
+    (None: it did not answer). A node is kept only when its recorded Ray runs with the wanted settings and the
+    cluster lists it alive on its link address; the rest restart (their recorded pids stopped first), and every
+    worker restarts with the head."""
     stop, start = {}, []
     head = inventory.head.name
     for node in inventory.nodes:
         state = facts[node.name]
         wanted = start_settings(inventory, node, token_digest)
         head_restarts = head in start and node.name != head
-        if state.running and state.record is not None and state.record.settings == wanted and not head_restarts:
+        healthy = alive is not None and node.links[0].ip in alive
+        if (state.running and state.record is not None and state.record.settings == wanted and healthy
+                and not head_restarts):
             continue
         if state.running:
             stop[node.name] = state
@@ -112,8 +134,11 @@ def plan_ray(inventory: Inventory, facts: dict[str, session.SessionFacts], token
     return RayPlan(stop, tuple(start))
 
 
-def nodes_script(inventory: Inventory, expected: int, timeout_s: int) -> str:
-    """Python the head runs: connect to the cluster and wait (bounded) until `expected` nodes are alive; print them."""
+def nodes_script(inventory: Inventory, expected: int, timeout_s: int, connect_s: int = CHECK_CONNECT_S) -> str:
+    """sh the head runs: connect to the cluster and wait (bounded) until `expected` nodes are alive; print them.
+
+    The Python runs as a recorded session (spark.down stops it) under `timeout` on the head, so a check against
+    a dead head ends there too; its output is read back from the session's log."""
     program = (
         "import json, time, ray\n"
         f"ray.init(address={head_address(inventory)!r}, logging_level='ERROR', log_to_driver=False)\n"
@@ -125,9 +150,18 @@ def nodes_script(inventory: Inventory, expected: int, timeout_s: int) -> str:
         "    time.sleep(0.5)\n"
         f"print({NODES_MARKER!r} + json.dumps(nodes))\n"
     )
-    env = shlex.quote(inventory.env_file)
-    return (f"if [ -f {env} ]; then set -a && . {env} && set +a; fi && "
-            f"RAY_USAGE_STATS_ENABLED=0 {shlex.quote(inventory.ray.python)} -c {shlex.quote(program)}")
+    bound = timeout_s + connect_s
+    command = (f"timeout -k {CHECK_KILL_S} {bound} {shlex.quote(inventory.ray.python)} -c {shlex.quote(program)}")
+    launch = session.launch_command(inventory.state_dir, CHECK_SESSION, {"bound_s": str(bound)}, command,
+                                    env_file=inventory.env_file, exports="export RAY_USAGE_STATS_ENABLED=0 && ")
+    log = shell_path(session.log_path(inventory.state_dir, CHECK_SESSION))
+    return f"{launch}; rc=$?; cat {log}; exit $rc"
+
+
+def check_bound_s(timeout_s: int, connect_s: int = CHECK_CONNECT_S) -> int:
+    """How long the SSH side waits for a nodes_script check: longer than the check may run on the head (so the
+    head's own bound ends it and its answer, or its silence, comes back)."""
+    return timeout_s + connect_s + CHECK_KILL_S + 10
 
 
 def parse_nodes(text: str) -> list[dict] | None:

@@ -28,6 +28,14 @@ class NodeError(Exception):
     """A node could not do what was asked; the message is what the report shows."""
 
 
+class SessionLost(NodeError):
+    """The SSH session to a node died while a command ran: a connection failure of that node, not a result."""
+
+
+HANDSHAKE_ERRORS = ("banner", "No existing session", "Negotiation failed")
+CHECK_SSHD = "check that the node is up and its sshd runs and answers (`ssh HOST true`), then rerun"
+
+
 class StrictHostKeyConnection(Connection):
     """A Fabric connection that talks only to hosts whose key is already in the given known_hosts file.
 
@@ -35,8 +43,9 @@ class StrictHostKeyConnection(Connection):
     changed or unknown key fails the node instead of being trusted.
     """
 
-    def __init__(self, *args: Any, known_hosts: str, **kwargs: Any):
+    def __init__(self, *args: Any, known_hosts: str, node_name: str = "", **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.node_name = node_name  # the inventory's name, for messages that must say which node
         self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
         self.client.get_host_keys().load(known_hosts)
 
@@ -98,13 +107,14 @@ def connect(inventory: Inventory, parallel: bool = True) -> Cluster:
     if not os.path.isfile(known_hosts):
         raise NodeError(f"known_hosts file {known_hosts} not found: collect the nodes' host keys first "
                         "(compare fingerprints, then ssh-keyscan HOST >> FILE); strict host key checking stays on")
-    connect_kwargs: dict[str, Any] = {}
+    # a frozen sshd accepts the TCP connection and never sends its banner: give up after as long as a connect
+    connect_kwargs: dict[str, Any] = {"banner_timeout": CONNECT_TIMEOUT_S, "auth_timeout": CONNECT_TIMEOUT_S}
     if inventory.ssh_key:
         connect_kwargs.update(key_filename=os.path.expanduser(inventory.ssh_key), look_for_keys=False)
     connections = {
         node.name: StrictHostKeyConnection(node.host, user=inventory.user, port=inventory.port,
                                            connect_timeout=CONNECT_TIMEOUT_S, connect_kwargs=dict(connect_kwargs),
-                                           known_hosts=known_hosts)
+                                           known_hosts=known_hosts, node_name=node.name)
         for node in inventory.nodes
     }
     return Cluster(inventory, connections, parallel)
@@ -117,9 +127,14 @@ def run(cxn: Connection, command: str, timeout_s: int = 60, check: bool = True, 
     try:
         result = cxn.run(command, hide=True, warn=True, in_stream=in_stream, pty=False, timeout=timeout_s)
     except CommandTimedOut as exc:
-        raise NodeError(f"timed out after {timeout_s}s: {_short(command)}") from exc
+        raise NodeError(f"timed out after {timeout_s}s on {where(cxn)}: {_short(command)}") from exc
     except Exception as exc:  # connection problems surface on the first command
         raise NodeError(describe_exception(exc, cxn)) from exc
+    if result.exited == -1:
+        # the channel closed without an exit status: the SSH session died (sshd killed, node rebooted, network
+        # gone). Fabric raises nothing and hands back partial output: never judge that output, whatever `check`.
+        raise SessionLost(f"SSH session to {where(cxn)} lost during `{_short(command)}` (no exit status; "
+                          f"{len(result.stdout or '')} bytes of partial output ignored): {CHECK_SSHD}")
     if check and result.exited != 0:
         raise NodeError(f"exit {result.exited}: {_short(command)}: {last_line(result.stderr or result.stdout)}")
     return result
@@ -160,25 +175,46 @@ def run_steps(cxn: Connection, user: str, steps: Iterable[Step]) -> list[str]:
     return done
 
 
+def where(cxn: Connection | None) -> str:
+    """`node (host:port)`: what a connection message names."""
+    if cxn is None:
+        return "host"
+    name = getattr(cxn, "node_name", "")
+    return f"{name} ({cxn.host}:{cxn.port})" if name else f"{cxn.host}:{cxn.port}"
+
+
 def describe_exception(exc: BaseException, cxn: Connection | None = None) -> str:
-    """One line for the report: why a node could not be reached or a command could not run."""
-    where = f"{cxn.host}:{cxn.port}" if cxn is not None else "host"
+    """One line for the report: why a node could not be reached or a command could not run, naming the node,
+    its host and port, and what to check."""
+    at = where(cxn)
     if isinstance(exc, NodeError):
         return str(exc)
     if isinstance(exc, NoValidConnectionsError):
         reasons = {e.strerror or str(e) for e in exc.errors.values()}
-        return f"cannot connect to {where}: {', '.join(sorted(reasons))}"
+        return f"cannot connect to {at}: {', '.join(sorted(reasons))}: {CHECK_SSHD}"
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return f"cannot connect to {where}: timed out after {CONNECT_TIMEOUT_S}s"
+        return (f"cannot connect to {at}: timed out after {CONNECT_TIMEOUT_S}s: check the management network "
+                f"route to the host and that the node is up")
     if isinstance(exc, paramiko.BadHostKeyException):
-        return f"host key of {where} does not match known_hosts: refusing to connect (strict host key checking)"
+        return (f"host key of {at} does not match known_hosts: refusing to connect (strict host key checking); "
+                "if the node was reinstalled, compare its fingerprint (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
+                " on the node) and replace its line in known_hosts")
     if isinstance(exc, paramiko.AuthenticationException):
-        return f"authentication failed at {where}: {exc}"
+        return f"authentication failed at {at}: {exc}: check the inventory's user and ssh_key"
     if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
-        return f"host key of {where} is not in known_hosts: refusing to connect (strict host key checking)"
+        return (f"host key of {at} is not in known_hosts: refusing to connect (strict host key checking); "
+                "compare its fingerprint, then ssh-keyscan HOST >> known_hosts")
+    if isinstance(exc, paramiko.SSHException) and any(s in str(exc) for s in HANDSHAKE_ERRORS):
+        # a frozen or resetting sshd: paramiko says "Error reading SSH protocol banner" or, when the transport
+        # died under the login, "No existing session"
+        return (f"cannot connect to {at}: SSH handshake failed ({str(exc).strip()}): the port accepts connections "
+                "but sshd does not complete the handshake; check that sshd on the node is not hung, stopped or "
+                "overloaded (MaxStartups), then rerun")
+    if isinstance(exc, (paramiko.SSHException, EOFError)):
+        return f"SSH connection to {at} failed ({exc.__class__.__name__}: {exc or 'closed'}): {CHECK_SSHD}"
     if isinstance(exc, OSError):
-        return f"cannot connect to {where}: {exc.strerror or exc}"
-    return f"{exc.__class__.__name__}: {exc}"
+        return f"cannot connect to {at}: {exc.strerror or exc}: {CHECK_SSHD}"
+    return f"{exc.__class__.__name__} on {at}: {exc}"
 
 
 def last_line(text: str) -> str:

@@ -22,6 +22,7 @@ class NodeReport:
     messages: list[str] = field(default_factory=list)  # findings, failures, notes
     commands: list[str] = field(default_factory=list)  # planned commands (dry run, --json only)
     dry_run: bool = False
+    not_applicable: str = ""  # why the check does not apply to this node (it passes, saying so)
 
     @property
     def status(self) -> str:
@@ -72,6 +73,7 @@ def print_report(report: TaskReport, as_json: bool = False, stream=None) -> None
     table.add_column("details", overflow="fold")
     for node in report.nodes:
         style = STATUS_STYLE.get(node.status, "")
+        details = node.messages + ([f"not applicable here: {node.not_applicable}"] if node.not_applicable else [])
         table.add_row(Text(node.node), Text(node.host), Text(node.status, style=style),
-                      Text("\n".join(node.changes) or "-"), Text("\n".join(node.messages) or "-"))
+                      Text("\n".join(node.changes) or "-"), Text("\n".join(details) or "-"))
     console.print(table)

@@ -129,12 +129,16 @@ def client_command(device: str, gid: int, tcp_port: int, server_ip: str) -> str:
 
 
 def clients_script(commands: list[tuple[str, str]]) -> str:
-    """Run several clients at once (both halves of a port together), each result under a `### run KEY` marker."""
-    lines = []
+    """Run several clients at once (both halves of a port together), each result under a `### run KEY` marker.
+
+    The temporary directory is made in the script's own shell, on a line of its own: in `tmp=$(mktemp -d) &&
+    ( client ) &` the whole && list, assignment included, would go to the background and $tmp stay empty here."""
+    lines = ['tmp=$(mktemp -d) || { echo "mktemp failed" >&2; exit 1; }']
     for key, command in commands:
         lines.append(f"( out=$({command} 2>&1); printf '### run %s rc=%s\\n%s\\n' {key} \"$?\" \"$out\" ) > "
                      f"\"$tmp/{key}\" &")
-    return "tmp=$(mktemp -d) && " + " ".join(lines) + " wait; cat \"$tmp\"/*; rm -rf \"$tmp\""
+    lines += ["wait", 'cat "$tmp"/*', 'rm -rf "$tmp"']
+    return "\n".join(lines)
 
 
 def split_runs(text: str) -> dict[str, tuple[int, str]]:

@@ -171,11 +171,15 @@ def login_targets(node: Node, peers: list[Node]) -> tuple[tuple[str, str], ...]:
     return tuple((peer.name, link.ip) for peer in peers if peer.name != node.name for link in peer.links)
 
 
+LOGIN_TIMEOUT_S = 20
+
+
 def login_probe_script(inventory: Inventory, targets: tuple[tuple[str, str], ...]) -> str:
     """Log in to every target at once, non-interactively and with strict host key checking."""
     user, port = shlex.quote(inventory.user), inventory.port
-    lines = [f"probe() {{ out=$(ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=5 -p {port} "
-             f"{user}@\"$1\" true 2>&1 </dev/null); rc=$?; "
+    # bounded on the node too: a peer that accepts the connection and then hangs must not keep the check alive
+    lines = [f"probe() {{ out=$(timeout -k 5 {LOGIN_TIMEOUT_S} ssh -o BatchMode=yes -o StrictHostKeyChecking=yes "
+             f"-o ConnectTimeout=5 -p {port} {user}@\"$1\" true 2>&1 </dev/null); rc=$?; "
              "printf 'LOGIN\\t%s\\t%s\\t%s\\n' \"$1\" \"$rc\" \"$(printf '%s' \"$out\" | tail -n 1)\"; }"]
     lines += [f"probe {address} &" for _, address in targets]
     lines.append("wait")

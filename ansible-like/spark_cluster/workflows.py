@@ -83,6 +83,10 @@ def connect_or_fail(inventory: Inventory, task: str, parallel: bool = True,
 
 # ---- spark.link ----------------------------------------------------------------------------------------------------
 
+CARRIER_WAIT_S = 10.0
+CARRIER_POLL_S = 0.5
+
+
 def gather_link_facts(cxn: Any, inventory: Inventory, node: Node) -> linkops.LinkFacts:
     interfaces = linkops.parse_ip_addr(run(cxn, linkops.LINK_STATE_COMMAND).stdout)
     netplan_file, profiles = None, {}
@@ -119,7 +123,17 @@ def link_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool
             if dry_run:
                 return report
             if any(plan.steps for plan in plans.values()):
+                changed = [n for n, p in plans.items() if p.steps]
                 facts = collect(cluster, reports, gather, [n for n in facts if reports[n].ok])
+                # a port just brought up takes a moment to get carrier (link training on a real ConnectX-7)
+                waiting: list[str] = []
+                for attempt in attempts(CARRIER_WAIT_S, CARRIER_POLL_S):
+                    if attempt:
+                        facts.update(collect(cluster, reports, gather, waiting))
+                    waiting = [n for n in changed if n in facts and reports[n].ok
+                               and linkops.carrier_findings(inventory.node(n), facts[n].interfaces)]
+                    if not waiting:
+                        break
                 for name, f in facts.items():
                     for step in linkops.plan_link(inventory, inventory.node(name), f).steps:
                         reports[name].fail(f"still differs after the change: would {step.summary}")
@@ -131,40 +145,50 @@ def link_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool
 
 def verify_links(cluster: Cluster, inventory: Inventory, reports: dict[str, NodeReport],
                  facts: dict[str, linkops.LinkFacts]) -> None:
-    """Every node reports the inventory MTU on every link, and reaches every peer's link addresses with a
-    don't-fragment ping of mtu - 28 bytes. Peers that failed earlier are left out (they are reported already)."""
+    """Every node reports the inventory MTU on every link, has carrier on every link that is up, and reaches every
+    peer's link addresses with a don't-fragment ping of mtu - 28 bytes. Peers that failed earlier are left out
+    (they are reported already), and so are paths over a link without carrier (reported on the node that has it)."""
     states = {name: f.interfaces for name, f in facts.items()}
     for name, findings in linkops.mtu_findings(inventory, states).items():
         for finding in findings:
             reports[name].fail(finding)
+    for name, interfaces in states.items():
+        for finding in linkops.carrier_findings(inventory.node(name), interfaces):
+            reports[name].fail(finding)
     reachable = [n for n in inventory.nodes if n.name in facts]
     skipped = [n.name for n in inventory.nodes if n.name not in facts]
+    usable = linkops.usable_links(inventory, states)
+    probes = {node.name: linkops.mesh_probes(inventory, node, reachable, usable) for node in reachable}
 
     def probe(cxn: Any, node: Node) -> list[str]:
-        probes = linkops.mesh_probes(inventory, node, reachable)
-        if not probes:
+        if not probes[node.name]:
             return []
-        out = run(cxn, linkops.probe_script(probes), timeout_s=60, check=False).stdout
-        return linkops.probe_findings(probes, linkops.parse_probe_output(out))
+        out = run(cxn, linkops.probe_script(probes[node.name]), timeout_s=60, check=False).stdout
+        return linkops.probe_findings(probes[node.name], linkops.parse_probe_output(out))
 
     results = collect(cluster, reports, probe, [n.name for n in reachable], label="jumbo ping: ")
-    record_peer_checks(reports, results, f"not probed (failed): {', '.join(skipped)}" if skipped else "",
-                       f"mtu {inventory.mtu}; {inventory.mtu - linkops.ICMP_IPV4_OVERHEAD}-byte DF ping to "
-                       f"{len(reachable) - 1} peer(s) x {len(inventory.head.links)} link(s) ok"
-                       if len(reachable) > 1 else "")
+    notes = {}
+    for node in reachable:
+        mine = probes[node.name]
+        peers, links = {p.peer for p in mine}, {p.interface for p in mine}
+        passed = (f"mtu {inventory.mtu}; {inventory.mtu - linkops.ICMP_IPV4_OVERHEAD}-byte DF ping to "
+                  f"{len(peers)} peer(s) x {len(links)} link(s) ok" if mine else "")
+        left_out = [f"{name} (failed)" for name in skipped]
+        left_out += linkops.paths_without_carrier(node, reachable, usable)
+        if left_out:
+            passed = "; ".join(filter(None, [passed, "not probed: " + ", ".join(left_out)]))
+        notes[node.name] = passed
+    record_peer_checks(reports, results, notes)
 
 
-def record_peer_checks(reports: dict[str, NodeReport], results: dict[str, list[str]], skipped_note: str,
-                       ok_note: str) -> None:
-    """Record a check every node ran against its peers: its findings fail the node; otherwise the node gets
-    `skipped_note` (peers that failed earlier were left out) or, when clean, `ok_note`."""
+def record_peer_checks(reports: dict[str, NodeReport], results: dict[str, list[str]], notes: dict[str, str]) -> None:
+    """Record a check every node ran against its peers: its findings fail the node; otherwise the node gets its
+    note: what it checked and passed, and which peers or paths were left out and why."""
     for name, findings in results.items():
         for finding in findings:
             reports[name].fail(finding)
-        if skipped_note:
-            reports[name].messages.append(skipped_note)
-        elif not findings and ok_note:
-            reports[name].messages.append(ok_note)
+        if not findings and notes.get(name):
+            reports[name].messages.append(notes[name])
 
 
 # ---- spark.ssh -----------------------------------------------------------------------------------------------------
@@ -212,9 +236,10 @@ def verify_logins(cluster: Cluster, inventory: Inventory, reports: dict[str, Nod
 
     results = collect(cluster, reports, probe, [n.name for n in peers], label="ssh check: ")
     skipped = [n.name for n in inventory.nodes if n not in peers]
-    record_peer_checks(reports, results, f"not checked (failed): {', '.join(skipped)}" if skipped else "",
-                       f"logs in to {len(peers) - 1} peer(s) on every link address (no password, strict host keys)"
-                       if len(peers) > 1 else "")
+    checked = (f"logs in to {len(peers) - 1} peer(s) on every link address (no password, strict host keys)"
+               if len(peers) > 1 else "")
+    note = "; ".join(filter(None, [checked, f"not checked: {', '.join(skipped)} (failed)" if skipped else ""]))
+    record_peer_checks(reports, results, {n.name: note for n in peers})
 
 
 # ---- spark.ray / spark.down ----------------------------------------------------------------------------------------
@@ -265,20 +290,33 @@ def stop_sessions(cluster: Cluster, reports: dict[str, NodeReport], nodes: Itera
     apply_steps(cluster, reports, forget, dry_run)
 
 
-def gather_cluster_env(cxn: Any, inventory: Inventory, node: Node) -> tuple[str | None, list[roce.RdmaPort] | None]:
-    """The env file as it is, and the node's RDMA ports (None where ibdev2netdev is missing or fails: the lab)."""
+RDMA_TOOLS_MISSING = "RDMA-TOOLS-MISSING"
+
+
+def gather_cluster_env(cxn: Any, inventory: Inventory, node: Node) -> tuple[str | None, list[roce.RdmaPort] | None,
+                                                                            bool]:
+    """The env file as it is, the node's RDMA ports (None where ibdev2netdev is missing or fails: the lab), and
+    whether the tool is missing altogether (a host without RDMA tools, not a broken one)."""
     out = run(cxn, read_file_command(inventory.env_file, clusterenv.ENV_MARKER)).stdout
     current = parse_read_file(out, clusterenv.ENV_MARKER)
-    probe = run(cxn, f"command -v {roce.IBDEV2NETDEV_COMMAND} >/dev/null && {roce.IBDEV2NETDEV_COMMAND}", check=False)
+    tool = roce.IBDEV2NETDEV_COMMAND
+    probe = run(cxn, f"if command -v {tool} >/dev/null; then {tool}; else echo {RDMA_TOOLS_MISSING}; exit 3; fi",
+                check=False)
+    missing = probe.exited == 3 and RDMA_TOOLS_MISSING in probe.stdout
     ports = roce.parse_ibdev2netdev(probe.stdout) if probe.exited == 0 else None
-    return current, ports
+    return current, ports, missing
+
+
+NO_RDMA_TOOLS = ("no RDMA tools on this host (ibdev2netdev not installed): RoCE and NCCL-over-RoCE checks apply "
+                 "to DGX Sparks (ConnectX-7); not counted as a failure here")
 
 
 def env_plans(inventory: Inventory, reports: dict[str, NodeReport], env_facts: dict[str, tuple],
-              require_rdma: bool) -> dict[str, tuple[Step, ...]]:
-    """Each node's env-file step; with require_rdma a node without RoCE devices for its links fails instead."""
+              require_rdma: bool, applicable_only: bool = False) -> dict[str, tuple[Step, ...]]:
+    """Each node's env-file step; with require_rdma a node without RoCE devices for its links fails instead (or,
+    with applicable_only, a node without the RDMA tools at all is marked not applicable)."""
     plans = {}
-    for name, (current, ports) in env_facts.items():
+    for name, (current, ports, missing) in env_facts.items():
         node = inventory.node(name)
         devices = None
         if ports is not None:
@@ -288,6 +326,9 @@ def env_plans(inventory: Inventory, reports: dict[str, NodeReport], env_facts: d
                     reports[name].fail(problem)
                 continue
             devices = tuple(found[link.interface].device for link in node.links if link.interface in found) or None
+        elif require_rdma and missing and applicable_only:
+            reports[name].not_applicable = NO_RDMA_TOOLS
+            continue
         elif require_rdma:
             reports[name].fail("ibdev2netdev not found or failed: no RoCE devices (real DGX Spark hardware only)")
             continue
@@ -326,7 +367,8 @@ def ray_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool 
             token = raycluster.new_token()
             wanted = raycluster.token_digest(token)
         token_nodes = raycluster.token_targets(digests, wanted)
-        plan = raycluster.plan_ray(inventory, facts, wanted)
+        alive = ray_health(cluster, inventory, reports, facts)
+        plan = raycluster.plan_ray(inventory, facts, wanted, alive)
         if verify_only:
             for name, steps in envs.items():
                 for step in steps:
@@ -334,7 +376,10 @@ def ray_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool 
             for name in token_nodes:
                 reports[name].fail("the Ray auth token differs from the head's (run spark.ray)")
             for name in plan.start:
-                reports[name].fail("Ray is not running with the inventory's settings (run spark.ray)")
+                reports[name].fail("Ray is not running with the inventory's settings or not alive in the cluster "
+                                   "(run spark.ray: it restarts what is unhealthy)")
+            if alive is None and any(f.running for f in facts.values()):
+                return report  # the cluster does not answer: no membership to check
         else:
             if token_nodes and token is None and not dry_run:
                 token = run(cluster.connections[head], raycluster.AUTH_FILE_READ).stdout.strip()
@@ -364,13 +409,37 @@ def ray_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool 
     return report
 
 
+def ray_health(cluster: Cluster, inventory: Inventory, reports: dict[str, NodeReport],
+               facts: dict[str, session.SessionFacts]) -> set[str] | None:
+    """The link addresses the head's Ray cluster reports alive, asked once, bounded on the head; None when it does
+    not answer (a dead GCS, a head that is not running). Not asked when no node runs Ray: all of it starts."""
+    if not any(f.running for f in facts.values()):
+        return None
+    head = inventory.head
+    connect_s = raycluster.HEALTH_CONNECT_S
+
+    def list_nodes(cxn: Any, node: Node) -> list[dict] | None:
+        out = run(cxn, raycluster.nodes_script(inventory, 0, 0, connect_s),
+                  timeout_s=raycluster.check_bound_s(0, connect_s), check=False)
+        return raycluster.parse_nodes(out.stdout)
+
+    listed = collect(cluster, reports, list_nodes, [head.name], label="Ray health: ")
+    alive = raycluster.alive_addresses(listed.get(head.name))
+    if alive is None and reports[head.name].ok:
+        reports[head.name].messages.append(
+            f"the Ray cluster at {raycluster.head_address(inventory)} does not answer (its GCS is down or the head "
+            "is not running): Ray is unhealthy")
+    return alive
+
+
 def verify_ray(cluster: Cluster, inventory: Inventory, reports: dict[str, NodeReport], wait_s: int) -> None:
     head = inventory.head
 
     expected = sum(1 for r in reports.values() if r.ok)  # do not wait for a node that already failed to start
 
     def list_nodes(cxn: Any, node: Node) -> list[dict] | None:
-        out = run(cxn, raycluster.nodes_script(inventory, expected, wait_s), timeout_s=wait_s + 60)
+        out = run(cxn, raycluster.nodes_script(inventory, expected, wait_s),
+                  timeout_s=raycluster.check_bound_s(wait_s))
         return raycluster.parse_nodes(out.stdout)
 
     listed = collect(cluster, reports, list_nodes, [head.name], label="Ray cluster check: ")
@@ -394,7 +463,8 @@ def down_workflow(inventory: Inventory, dry_run: bool = False, grace_s: float = 
     if cluster is None:
         return report
     try:
-        stop_sessions(cluster, reports, list(reports), (vllm_serve.SESSION, raycluster.SESSION), grace_s, dry_run)
+        stop_sessions(cluster, reports, list(reports),
+                      (vllm_serve.SESSION, raycluster.SESSION, raycluster.CHECK_SESSION), grace_s, dry_run)
         for r in reports.values():
             if r.ok and not r.changes:
                 r.messages.append("nothing started by the toolkit runs here")
@@ -409,7 +479,8 @@ def gather_roce(cxn: Any, inventory: Inventory, node: Node) -> tuple[dict[str, r
     """RDMA device and RoCE v2 GID index behind each link interface; NodeError naming what is missing."""
     for tool in (roce.IBDEV2NETDEV_COMMAND, roce.SHOW_GIDS_COMMAND):
         if run(cxn, f"command -v {tool}", check=False).exited != 0:
-            raise NodeError(f"{tool} not found: RoCE checks need a DGX Spark (or another host with ConnectX RDMA)")
+            raise RdmaToolsMissing(f"{tool} not found: RoCE checks need a DGX Spark (or another host with ConnectX "
+                                   "RDMA)")
     found, problems = roce.rdma_devices_for(node, roce.parse_ibdev2netdev(run(cxn, roce.IBDEV2NETDEV_COMMAND).stdout))
     gids = roce.parse_show_gids(run(cxn, roce.SHOW_GIDS_COMMAND).stdout)
     indexes = {}
@@ -427,14 +498,31 @@ def gather_roce(cxn: Any, inventory: Inventory, node: Node) -> tuple[dict[str, r
     return found, indexes
 
 
-def roce_workflow(inventory: Inventory, skip_bench: bool = False, parallel: bool = True) -> TaskReport:
+class RdmaToolsMissing(NodeError):
+    """The host has no RDMA tools: the RoCE checks do not apply to it (a failure only when asked for explicitly)."""
+
+
+def roce_workflow(inventory: Inventory, skip_bench: bool = False, parallel: bool = True,
+                  applicable_only: bool = False) -> TaskReport:
     """spark.roce: RoCE devices and GID indexes on every node, then ib_write_bw per node pair and link half,
     judged per port against the 175 Gb/s gate."""
     cluster, report, reports = connect_or_fail(inventory, "spark.roce", parallel)
     if cluster is None:
         return report
     try:
-        facts = collect(cluster, reports, lambda cxn, node: gather_roce(cxn, inventory, node))
+        def gather(cxn: Any, node: Node) -> Any:
+            try:
+                return gather_roce(cxn, inventory, node)
+            except RdmaToolsMissing:
+                if not applicable_only:
+                    raise
+                return None  # (an exception returned would count as the node's failure)
+
+        facts = collect(cluster, reports, gather)
+        for name, value in list(facts.items()):
+            if value is None:
+                reports[name].not_applicable = NO_RDMA_TOOLS
+                del facts[name]
         for name, (ports, indexes) in facts.items():
             node = inventory.node(name)
             reports[name].messages.append("; ".join(
@@ -486,7 +574,7 @@ def roce_workflow(inventory: Inventory, skip_bench: bool = False, parallel: bool
 # ---- spark.nccl ----------------------------------------------------------------------------------------------------
 
 def nccl_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool = False, skip_bench: bool = False,
-                  parallel: bool = True) -> TaskReport:
+                  parallel: bool = True, applicable_only: bool = False) -> TaskReport:
     """spark.nccl: the NCCL/UCX/Gloo env file on every node (both RoCE halves in NCCL_IB_HCA), then nccl-tests
     all_gather_perf through mpirun from the head with safe sizes, its bus bandwidth judged."""
     cluster, report, reports = connect_or_fail(inventory, "spark.nccl", parallel, dry_run)
@@ -494,7 +582,7 @@ def nccl_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool
         return report
     try:
         env_facts = collect(cluster, reports, lambda cxn, node: gather_cluster_env(cxn, inventory, node))
-        plans = env_plans(inventory, reports, env_facts, require_rdma=True)
+        plans = env_plans(inventory, reports, env_facts, require_rdma=True, applicable_only=applicable_only)
         if verify_only:
             for name, steps in plans.items():
                 for step in steps:
@@ -508,7 +596,7 @@ def nccl_workflow(inventory: Inventory, dry_run: bool = False, verify_only: bool
             reports[head.name].changes.append("run all_gather_perf through mpirun")
             reports[head.name].commands.append(command)
             return report
-        if skip_bench or not all(r.ok for r in reports.values()):
+        if skip_bench or not all(r.ok and not r.not_applicable for r in reports.values()):
             return report
         result = collect(cluster, reports, lambda cxn, node: run(cxn, command, timeout_s=nccl.TIMEOUT_S, check=False),
                          [head.name], label="all_gather_perf: ")
@@ -617,8 +705,9 @@ def doctor_workflow(inventory: Inventory, skip_bench: bool = False, parallel: bo
     checks: list[tuple[str, TaskReport]] = [
         ("link", link_workflow(inventory, verify_only=True, parallel=parallel)),
         ("ssh", ssh_workflow(inventory, verify_only=True, parallel=parallel)),
-        ("roce", roce_workflow(inventory, skip_bench=skip_bench, parallel=parallel)),
-        ("nccl", nccl_workflow(inventory, verify_only=True, skip_bench=skip_bench, parallel=parallel)),
+        ("roce", roce_workflow(inventory, skip_bench=skip_bench, parallel=parallel, applicable_only=True)),
+        ("nccl", nccl_workflow(inventory, verify_only=True, skip_bench=skip_bench, parallel=parallel,
+                               applicable_only=True)),
     ]
     started = started_sessions(inventory, parallel)
     if any(raycluster.SESSION in names for names in started.values()):
@@ -630,7 +719,9 @@ def doctor_workflow(inventory: Inventory, skip_bench: bool = False, parallel: bo
         for node in result.nodes:
             target = merged[node.node]
             detail = "; ".join(node.messages)
-            if node.ok:
+            if node.ok and node.not_applicable:
+                target.messages.append(f"{check}: not applicable here: {node.not_applicable}")
+            elif node.ok:
                 target.messages.append(f"{check}: ok" + (f" ({detail})" if detail else ""))
             else:
                 target.fail(f"{check}: FAILED: {detail}")

@@ -82,3 +82,56 @@ class Lab:
         path = tmp_path / "inventory.yaml"
         path.write_text(yaml.safe_dump(data))
         return path
+
+
+# Stand-ins for the tools the lab has no hardware for. Each prints the recorded output of the real tool that the
+# parser tests keep (tests/spark/data), written per node with that node's addresses, and logs how it was called; they
+# go into the node's own lab.TOOLS_DIR, first on the PATH of its SSH sessions, so the rendered scripts run for real.
+TOOL_STUBS = {
+    "ibdev2netdev": 'cat "$(dirname "$0")/ibdev2netdev.out"\n',
+    "show_gids": 'cat "$(dirname "$0")/show_gids.out"\n',
+    # a server (no address argument) serves one test and exits; a client prints the recorded result
+    "ib_write_bw": ('echo "$*" >> "$(dirname "$0")/ib_write_bw.calls"\n'
+                    'for a in "$@"; do last=$a; done\n'
+                    'case $last in *.*.*.*) cat "$(dirname "$0")/ib_write_bw.out";; esac\n'),
+    # mpirun runs the all_gather_perf it is given (on the head only: the ranks' output is the recorded one)
+    "mpirun": ('{ echo "$*"; env | grep -E "^(NCCL|UCX|GLOO)_" | sort; } > "$(dirname "$0")/mpirun.calls"\n'
+               'for a in "$@"; do case $a in */all_gather_perf) exec "$a";; esac; done\n'
+               'echo "mpirun stand-in: no all_gather_perf in argv" >&2; exit 1\n'),
+}
+ALL_GATHER_STUB = 'cat /root/lab-tools/all_gather_perf.out\n'
+
+
+def install_tool_stubs(cluster: Lab, ib_write_bw: str = "ib_write_bw.healthy.txt",
+                       all_gather: str = "all_gather_perf.healthy.txt") -> None:
+    """Put the stand-ins on every lab node (its own /root), with per-node copies of the recorded outputs."""
+    for node in cluster.nodes:
+        root = cluster.layout.node_dir(node) / "root"
+        tools = root / lab.TOOLS_DIR.removeprefix("/root/")
+        tools.mkdir(parents=True, exist_ok=True)
+        gids = data("show_gids.healthy.txt")
+        for recorded, (_, address) in zip(("192.168.100.10", "192.168.101.10"), node.links, strict=True):
+            gids = gids.replace(recorded, address.split("/")[0])
+        outputs = {"ibdev2netdev.out": data("ibdev2netdev.healthy.txt"), "show_gids.out": gids,
+                   "ib_write_bw.out": data(ib_write_bw), "all_gather_perf.out": data(all_gather)}
+        for name, text in outputs.items():
+            (tools / name).write_text(text)
+        for name, body in TOOL_STUBS.items():
+            (tools / name).write_text("#!/bin/sh\n" + body)
+            (tools / name).chmod(0o755)
+        tests = root / "nccl-tests" / "build"
+        tests.mkdir(parents=True, exist_ok=True)
+        (tests / "all_gather_perf").write_text("#!/bin/sh\n" + ALL_GATHER_STUB)
+        (tests / "all_gather_perf").chmod(0o755)
+
+
+def remove_tool_stubs(cluster: Lab) -> None:
+    for node in cluster.nodes:
+        root = cluster.layout.node_dir(node) / "root"
+        shutil.rmtree(root / lab.TOOLS_DIR.removeprefix("/root/"), ignore_errors=True)
+        shutil.rmtree(root / "nccl-tests", ignore_errors=True)
+
+
+def tool_calls(cluster: Lab, node: str, tool: str) -> str:
+    path = cluster.layout.node_dir(cluster.node(node)) / "root" / lab.TOOLS_DIR.removeprefix("/root/") / f"{tool}.calls"
+    return path.read_text() if path.exists() else ""

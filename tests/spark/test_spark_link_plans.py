@@ -212,7 +212,58 @@ def test_mesh_probes_use_mtu_minus_28_to_every_peer_on_every_link():
     assert [(p.peer, p.interface, p.address, p.size) for p in probes] == [
         ("spark-2", "enp1s0f0np0", "192.168.100.11", 8972), ("spark-2", "enP2p1s0f0np0", "192.168.101.11", 8972)]
     script = link.probe_script(probes)
-    assert "ping -n -M do -s" in script and script.count("&\n") == 2
+    pings = [line for line in script.splitlines() if line.startswith("ping -n -M do -s 8972 ")]
+    assert len(pings) == 2 and all(line.endswith("& p0=$!") or line.endswith("& p1=$!") for line in pings)
+
+
+def test_the_probe_script_costs_one_process_per_ping():
+    """Each ping runs as the only process of its background job; no subshell, pipe or command substitution per
+    probe (they fork), only one mktemp and one rm for the whole script."""
+    inv = inventory("ip", 9000)
+    script = link.probe_script(link.mesh_probes(inv, inv.head, inv.nodes))
+    assert script.count("$(") == 1 and "mktemp" in script and "|" not in script.replace("||", "")
+    assert "( " not in script and script.count(" &") == 2
+
+
+def test_probe_script_runs_and_reports_each_probe(tmp_path):
+    """Run the real script with a stand-in `ping` (first probe answers, second gets ping's own error)."""
+    fake = tmp_path / "ping"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do last=$a; done\ncase $last in\n'
+                    '*.11) echo "PING"; echo "rtt min/avg/max/mdev = 0.1/0.1/0.1/0.0 ms";;\n'
+                    '*) echo "ping: local error: message too long, mtu=1500"; echo "1 packets transmitted"; exit 1;;\n'
+                    'esac\n')
+    fake.chmod(0o755)
+    probes = (link.Probe("spark-2", "enp1s0f0np0", "192.168.100.11", 8972),
+              link.Probe("spark-2", "enP2p1s0f0np0", "192.168.101.12", 8972))
+    out = subprocess.run(["sh", "-c", link.probe_script(probes)], capture_output=True, text=True, check=True,
+                         env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
+    assert link.parse_probe_output(out) == {
+        ("enp1s0f0np0", "192.168.100.11"): link.ProbeResult(True, "rtt min/avg/max/mdev = 0.1/0.1/0.1/0.0 ms"),
+        ("enP2p1s0f0np0", "192.168.101.12"): link.ProbeResult(False, "ping: local error: message too long, mtu=1500")}
+
+
+def test_no_carrier_is_said_on_its_node_and_its_paths_are_left_out():
+    inv = inventory("ip", 9000)
+    head, peer = inv.nodes
+    pulled = {**converged(peer, 9000)}
+    first = peer.links[0].interface
+    pulled[first] = dataclasses.replace(pulled[first], carrier=False)
+    states = {head.name: converged(head, 9000), peer.name: pulled}
+    assert link.carrier_findings(peer, pulled) == [
+        f"no carrier on {first} (link 0): cable pulled or the far end's port is down; check the QSFP cable and the "
+        "peer's port, then rerun"]
+    assert link.carrier_findings(head, states[head.name]) == []
+    usable = link.usable_links(inv, states)
+    assert usable == {head.name: {0, 1}, peer.name: {1}}
+    probes = link.mesh_probes(inv, head, inv.nodes, usable)
+    assert [(p.peer, p.interface) for p in probes] == [(peer.name, head.links[1].interface)]
+    assert link.paths_without_carrier(head, inv.nodes, usable) == [f"{peer.name} link 0 (down or no carrier at "
+                                                                   f"{peer.name})"]
+    assert link.paths_without_carrier(peer, inv.nodes, usable) == [f"{head.name} link 0 (down or no carrier here)"]
+    # an interface set down is not "no carrier" (the plan brings it up), but its paths are left out just the same
+    down = {**converged(peer, 9000), first: InterfaceState(first, 9000, False, False, (peer.links[0].address,))}
+    assert link.carrier_findings(peer, down) == []
+    assert link.usable_links(inv, {**states, peer.name: down})[peer.name] == {1}
 
 
 def test_probe_results_become_findings():

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import subprocess
 
+import paramiko
 import pytest
-from spark_cluster import clusterenv, nccl, raycluster, roce, session, sshtrust, step
+from spark_cluster import clusterenv, nccl, raycluster, remote, roce, session, sshtrust, step
 from spark_cluster.inventory import parse_inventory
 from sparklab import data
 from test_spark_inventory import GOOD
@@ -118,7 +119,7 @@ def test_all_gather_wrong_values_fail():
 
 def test_mpirun_uses_safe_sizes_link_addresses_and_forwards_the_env():
     command = nccl.mpirun_command(INV, ["NCCL_SOCKET_IFNAME", "NCCL_IB_HCA"])
-    assert command.startswith("set -a && . /etc/nemotron-deploy/spark.env && set +a && mpirun -np 2 "
+    assert command.startswith("set -a && . /etc/nemotron-deploy/spark.env && set +a && timeout -k 10 870 mpirun -np 2 "
                               "-H 192.168.100.10:1,192.168.100.11:1 ")
     assert "-x NCCL_DEBUG=INFO -x NCCL_SOCKET_IFNAME -x NCCL_IB_HCA" in command
     assert command.endswith('"$HOME"/nccl-tests/build/all_gather_perf -b 512M -e 4G -f 2 -g 1')
@@ -257,11 +258,76 @@ def test_ray_start_binds_the_link_address_and_restarts_workers_with_the_head():
     assert "--address=192.168.100.10:6379" in worker and "--include-dashboard=false" not in worker
     running = {n.name: session.SessionFacts("ray", session.SessionRecord(1, "b", raycluster.start_settings(
         INV, n, "digest")), "b", (1,)) for n in INV.nodes}
-    assert raycluster.plan_ray(INV, running, "digest") == raycluster.RayPlan({}, ())
+    alive = {"192.168.100.10", "192.168.100.11"}
+    assert raycluster.plan_ray(INV, running, "digest", alive) == raycluster.RayPlan({}, ())
     head_changed = {**running, "spark-1": session.SessionFacts("ray", None, "b", ())}
-    plan = raycluster.plan_ray(INV, head_changed, "digest")
+    plan = raycluster.plan_ray(INV, head_changed, "digest", alive)
     assert plan.start == ("spark-1", "spark-2") and list(plan.stop) == ["spark-2"]
-    assert raycluster.plan_ray(INV, running, "another-token").start == ("spark-1", "spark-2")
+    assert raycluster.plan_ray(INV, running, "another-token", alive).start == ("spark-1", "spark-2")
+
+
+def test_ray_health_not_pids_decides_a_restart():
+    running = {n.name: session.SessionFacts("ray", session.SessionRecord(1, "b", raycluster.start_settings(
+        INV, n, "digest")), "b", (1,)) for n in INV.nodes}
+    # the head's GCS died: its session still has live pids, but the cluster does not answer
+    plan = raycluster.plan_ray(INV, running, "digest", None)
+    assert plan.start == ("spark-1", "spark-2") and list(plan.stop) == ["spark-1", "spark-2"]
+    # a worker whose raylet is gone from the cluster restarts alone
+    plan = raycluster.plan_ray(INV, running, "digest", {"192.168.100.10"})
+    assert plan.start == ("spark-2",) and list(plan.stop) == ["spark-2"]
+    assert raycluster.alive_addresses(None) is None
+    assert raycluster.alive_addresses([{"ip": "a", "alive": True}, {"ip": "b", "alive": False}]) == {"a"}
+
+
+def test_cluster_checks_are_bounded_on_the_head_and_recorded_for_spark_down():
+    script = raycluster.nodes_script(INV, 2, 5)
+    assert f"exec timeout -k {raycluster.CHECK_KILL_S} {5 + raycluster.CHECK_CONNECT_S} python3 -c" in script
+    assert "ray-check.session" in script and "setsid -w" in script
+    assert raycluster.check_bound_s(5) > 5 + raycluster.CHECK_CONNECT_S + raycluster.CHECK_KILL_S
+
+
+def test_the_clients_script_collects_every_client_when_run(tmp_path):
+    """The script runs for real: each client's result comes back under its key (not `cat /*`)."""
+    script = roce.clients_script([("spark-2.0", "echo first half"), ("spark-2.1", "echo second half; false")])
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path)}).stdout
+    assert roce.split_runs(out) == {"spark-2.0": (0, "first half"), "spark-2.1": (1, "second half")}
+    assert list(tmp_path.iterdir()) == []  # its temporary directory is gone
+
+
+class FakeResult:
+    def __init__(self, exited, stdout=""):
+        self.exited, self.stdout, self.stderr = exited, stdout, ""
+
+
+class FakeConnection:
+    host, port, node_name = "198.18.9.3", 22, "spark-2"
+
+    def __init__(self, result=None, error=None):
+        self.result, self.error = result, error
+
+    def run(self, command, **kwargs):
+        if self.error:
+            raise self.error
+        return self.result
+
+
+def test_a_lost_session_is_a_connection_failure_even_unchecked():
+    lost = FakeConnection(FakeResult(-1, "PROBE\tenp1s0f0np0\t192.168.100.10\t1\t"))
+    with pytest.raises(remote.SessionLost) as caught:
+        remote.run(lost, "ping ...", check=False)
+    assert str(caught.value).startswith("SSH session to spark-2 (198.18.9.3:22) lost during `ping ...`")
+    assert "check that the node is up and its sshd runs" in str(caught.value)
+
+
+@pytest.mark.parametrize("error", [paramiko.SSHException("No existing session"),
+                                   paramiko.SSHException("Error reading SSH protocol banner[Errno 104] reset"),
+                                   EOFError(), ConnectionResetError(104, "Connection reset by peer")])
+def test_every_connection_error_names_the_node_host_port_and_what_to_check(error):
+    with pytest.raises(remote.NodeError) as caught:
+        remote.run(FakeConnection(error=error), "true")
+    message = str(caught.value)
+    assert "spark-2 (198.18.9.3:22)" in message and "check that" in message
 
 
 def test_a_batch_of_steps_stops_at_the_first_failure_and_reports_each():
