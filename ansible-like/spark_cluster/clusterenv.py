@@ -11,6 +11,7 @@ from spark_cluster.step import Step, write_file_command
 
 ENV_MARKER = "### env-file"
 HEADER = ("# Written by nemotron-deploy (fab spark.nccl / spark.ray); local edits are replaced on the next run.\n"
+          "# shellcheck disable=SC2034  # loaded with set -a: every setting is exported to NCCL, MPI, Ray and vLLM\n"
           "# Load with: set -a; . {path}; set +a\n")
 # names mpirun must forward to the remote ranks (-x NAME)
 FORWARDED = ("NCCL_SOCKET_IFNAME", "NCCL_IB_HCA", "NCCL_IB_SUBNET_AWARE_ROUTING", "NCCL_NET_PLUGIN",

@@ -324,7 +324,7 @@ def probe_script(probes: Iterable[Probe], deadline_s: int = 3) -> str:
              'case $line in *error*) [ -n "$first" ] || first=$line;; esac; [ -z "$line" ] || last=$line; '
              'done < "$1"; found=${first:-$last}; }']
     for index, p in enumerate(probes):
-        lines.append(f"ping -n -M do -s {p.size} -c 1 -i 0.2 -w {deadline_s} -I {shlex.quote(p.interface)} "
+        lines.append(f"ping -n -Mdo -s {p.size} -c 1 -i 0.2 -w {deadline_s} -I {shlex.quote(p.interface)} "
                      f"{shlex.quote(p.address)} > \"$d/{index}\" 2>&1 < /dev/null & p{index}=$!")
     for index, p in enumerate(probes):
         lines.append(f"wait $p{index}; rc=$?; detail \"$d/{index}\"; printf 'PROBE\\t%s\\t%s\\t%s\\t%s\\n' "

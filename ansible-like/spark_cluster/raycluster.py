@@ -64,7 +64,7 @@ def new_token() -> str:
 def token_step(token: str) -> Step:
     """Install the cluster's token (mode 600), fed through stdin: never in argv, logs or the report."""
     return Step("install the Ray auth token (~/.ray/auth_token, mode 600)",
-                "mkdir -p -m 700 ~/.ray && (umask 077 && cat > ~/.ray/auth_token.new) && "
+                "mkdir -p ~/.ray && chmod 700 ~/.ray && (umask 077 && cat > ~/.ray/auth_token.new) && "
                 "mv -f ~/.ray/auth_token.new ~/.ray/auth_token", privileged=False, stdin=token)
 
 

@@ -101,13 +101,15 @@ def launch_command(state_dir: str, name: str, settings: dict[str, str], command:
     inner = (f"printf 'sid=%s\\nboot_id=%s\\n' \"$$\" \"$(cat {BOOT_ID})\" > {record}.new && "
              f"printf %s {shlex.quote(lines)} >> {record}.new && mv -f {record}.new {record} && "
              f"{exports}exec {command}")
-    source = ""
+    # (mkdir -p -m would set the mode of the last directory only: chmod says what it means)
+    prepare = f"mkdir -p {state} && chmod 700 {state} || exit 1; "
     if env_file:
         env = shlex.quote(env_file)
-        source = f"if [ -f {env} ]; then set -a && . {env} && set +a; fi && "
-    launch = f"setsid -w sh -c {shlex.quote(inner)}" if wait else f"setsid -f sh -c {shlex.quote(inner)}"
-    failed = f" || {{ echo '{name} failed to start:' >&2; tail -n 20 {log} >&2; exit 1; }}" if wait else ""
-    return f"mkdir -p -m 700 {state} && {source}{launch} > {log} 2>&1 < /dev/null{failed}"
+        prepare += f"if [ -f {env} ]; then set -a; . {env} || exit 1; set +a; fi; "
+    if not wait:
+        return f"{prepare}setsid -f sh -c {shlex.quote(inner)} > {log} 2>&1 < /dev/null"
+    return (f"{prepare}if ! setsid -w sh -c {shlex.quote(inner)} > {log} 2>&1 < /dev/null; then "
+            f"echo '{name} failed to start:' >&2; tail -n 20 {log} >&2; exit 1; fi")
 
 
 def plan_signal(facts: SessionFacts, signal: str = "TERM") -> tuple[Step, ...]:

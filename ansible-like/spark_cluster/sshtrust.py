@@ -123,7 +123,8 @@ def plan_keypair(facts: SshFacts, user: str, node: Node) -> tuple[Step, ...]:
     if facts.user_key is not None:
         return ()
     return (Step("create ~/.ssh and an ed25519 key pair",
-                 f"mkdir -p -m 700 ~/.ssh && ssh-keygen -q -t ed25519 -N '' -C {shlex.quote(f'{user}@{node.name}')} "
+                 "mkdir -p ~/.ssh && chmod 700 ~/.ssh && "
+                 f"ssh-keygen -q -t ed25519 -N '' -C {shlex.quote(f'{user}@{node.name}')} "
                  "-f ~/.ssh/id_ed25519", privileged=False),)
 
 
@@ -139,7 +140,7 @@ def plan_trust(inventory: Inventory, node: Node, facts: dict[str, SshFacts]) -> 
         if key is not None and key.identity not in authorized:
             authorized.add(key.identity)
             steps.append(Step(f"authorize {other.name}'s key ({key.kind})",
-                              f"mkdir -p -m 700 ~/.ssh && printf '%s\\n' {shlex.quote(key.line())} "
+                              f"mkdir -p ~/.ssh && chmod 700 ~/.ssh && printf '%s\\n' {shlex.quote(key.line())} "
                               ">> ~/.ssh/authorized_keys && chmod 600 ~/.ssh/authorized_keys", privileged=False))
     for peer in known:
         if peer.name == node.name:
@@ -152,7 +153,7 @@ def plan_trust(inventory: Inventory, node: Node, facts: dict[str, SshFacts]) -> 
             stale = {k for k in present if k[0] in {w[0] for w in wanted}} - wanted
             if not missing and not stale:
                 continue
-            command = "mkdir -p -m 700 ~/.ssh && touch ~/.ssh/known_hosts"
+            command = "mkdir -p ~/.ssh && chmod 700 ~/.ssh && touch ~/.ssh/known_hosts"
             summary = f"known_hosts: {peer.name} at {host}"
             if stale:
                 # a key of the same type that the peer no longer has: the peer was reinstalled; the key just read

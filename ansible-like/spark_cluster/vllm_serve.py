@@ -117,7 +117,8 @@ def launch_step(inventory: Inventory, command: VllmCommand) -> Step:
     argv, env = argv_for(inventory, command), launch_env(inventory, command)
     directory = modules_dir(inventory)
     # the state directory stays private (launch_command makes it 700 too); the modules hold no secret
-    install = f"mkdir -p -m 700 {shell_path(inventory.state_dir)} && " + "".join(
+    state = shell_path(inventory.state_dir)
+    install = f"mkdir -p {state} && chmod 700 {state} && " + "".join(
         write_file_command(f"{directory}/{name}", source, mode="644") + " && "
         for name, source in sorted(command.modules.items()))
     exports = "".join(f"export {key}={shlex.quote(value)} && " for key, value in sorted(env.items()))

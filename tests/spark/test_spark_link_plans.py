@@ -212,7 +212,7 @@ def test_mesh_probes_use_mtu_minus_28_to_every_peer_on_every_link():
     assert [(p.peer, p.interface, p.address, p.size) for p in probes] == [
         ("spark-2", "enp1s0f0np0", "192.168.100.11", 8972), ("spark-2", "enP2p1s0f0np0", "192.168.101.11", 8972)]
     script = link.probe_script(probes)
-    pings = [line for line in script.splitlines() if line.startswith("ping -n -M do -s 8972 ")]
+    pings = [line for line in script.splitlines() if line.startswith("ping -n -Mdo -s 8972 ")]
     assert len(pings) == 2 and all(line.endswith("& p0=$!") or line.endswith("& p1=$!") for line in pings)
 
 

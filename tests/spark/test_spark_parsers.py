@@ -186,7 +186,8 @@ def test_session_facts_find_the_recorded_pids_only():
 
 def test_launch_records_the_session_before_it_execs():
     command = session.launch_command("~/st", "ray", {"role": "head"}, "ray start --head", "/etc/x.env")
-    assert command.startswith('mkdir -p -m 700 "$HOME"/st && if [ -f /etc/x.env ]; then set -a')
+    assert command.startswith('mkdir -p "$HOME"/st && chmod 700 "$HOME"/st || exit 1; '
+                              'if [ -f /etc/x.env ]; then set -a')
     assert "setsid -w sh -c" in command and "exec ray start --head" in command
 
 
