@@ -117,6 +117,19 @@ def bandwidth_runs(inventory: Inventory) -> list[BandwidthRun]:
     return runs
 
 
+RDMA_TOOLS_MISSING = "RDMA-TOOLS-MISSING"
+
+
+def has_tool_command(tool: str) -> str:
+    """Exit 0 when `tool` is on the node's PATH."""
+    return f"command -v {tool}"
+
+
+def tool_output_command(tool: str) -> str:
+    """Run `tool` when it is installed; otherwise print RDMA_TOOLS_MISSING and exit 3 (a host without RDMA tools)."""
+    return f"if command -v {tool} >/dev/null; then {tool}; else echo {RDMA_TOOLS_MISSING}; exit 3; fi"
+
+
 def server_command(device: str, gid: int, tcp_port: int) -> str:
     """Start one ib_write_bw server in the background (it serves one test, then exits; bounded by timeout)."""
     return (f"nohup timeout {PERFTEST_TIMEOUT_S} ib_write_bw -d {device} -i 1 -x {gid} -p {tcp_port} -F "

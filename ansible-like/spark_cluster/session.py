@@ -44,6 +44,11 @@ def log_path(state_dir: str, name: str) -> str:
     return f"{state_dir.rstrip('/')}/{name}.log"
 
 
+def log_tail_command(state_dir: str, name: str, lines: int = 5) -> str:
+    """The last lines of a session's log (what a server said before it exited)."""
+    return f"tail -n {lines} {shell_path(log_path(state_dir, name))}"
+
+
 def facts_command(state_dir: str, names: Iterable[str]) -> str:
     parts = [f"echo '### boot-id'; cat {BOOT_ID}"]
     for name in names:

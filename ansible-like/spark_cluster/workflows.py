@@ -16,7 +16,7 @@ from spark_cluster.bounded import attempts
 from spark_cluster.inventory import Inventory, Node
 from spark_cluster.remote import Cluster, NodeError, connect, describe_exception, last_line, run, run_steps
 from spark_cluster.report import NodeReport, TaskReport
-from spark_cluster.step import Step, as_user, parse_read_file, read_file_command, shell_path
+from spark_cluster.step import Step, as_user, parse_read_file, read_file_command
 
 
 def progress(message: str) -> None:
@@ -290,7 +290,7 @@ def stop_sessions(cluster: Cluster, reports: dict[str, NodeReport], nodes: Itera
     apply_steps(cluster, reports, forget, dry_run)
 
 
-RDMA_TOOLS_MISSING = "RDMA-TOOLS-MISSING"
+RDMA_TOOLS_MISSING = roce.RDMA_TOOLS_MISSING
 
 
 def gather_cluster_env(cxn: Any, inventory: Inventory, node: Node) -> tuple[str | None, list[roce.RdmaPort] | None,
@@ -300,8 +300,7 @@ def gather_cluster_env(cxn: Any, inventory: Inventory, node: Node) -> tuple[str 
     out = run(cxn, read_file_command(inventory.env_file, clusterenv.ENV_MARKER)).stdout
     current = parse_read_file(out, clusterenv.ENV_MARKER)
     tool = roce.IBDEV2NETDEV_COMMAND
-    probe = run(cxn, f"if command -v {tool} >/dev/null; then {tool}; else echo {RDMA_TOOLS_MISSING}; exit 3; fi",
-                check=False)
+    probe = run(cxn, roce.tool_output_command(tool), check=False)
     missing = probe.exited == 3 and RDMA_TOOLS_MISSING in probe.stdout
     ports = roce.parse_ibdev2netdev(probe.stdout) if probe.exited == 0 else None
     return current, ports, missing
@@ -478,7 +477,7 @@ def down_workflow(inventory: Inventory, dry_run: bool = False, grace_s: float = 
 def gather_roce(cxn: Any, inventory: Inventory, node: Node) -> tuple[dict[str, roce.RdmaPort], dict[str, int]]:
     """RDMA device and RoCE v2 GID index behind each link interface; NodeError naming what is missing."""
     for tool in (roce.IBDEV2NETDEV_COMMAND, roce.SHOW_GIDS_COMMAND):
-        if run(cxn, f"command -v {tool}", check=False).exited != 0:
+        if run(cxn, roce.has_tool_command(tool), check=False).exited != 0:
             raise RdmaToolsMissing(f"{tool} not found: RoCE checks need a DGX Spark (or another host with ConnectX "
                                    "RDMA)")
     found, problems = roce.rdma_devices_for(node, roce.parse_ibdev2netdev(run(cxn, roce.IBDEV2NETDEV_COMMAND).stdout))
@@ -663,7 +662,8 @@ def vllm_workflow(inventory: Inventory, dry_run: bool = False, wait_s: int = 0, 
         if not reports[head.name].ok:
             return report
         if not vllm_alive(cluster, inventory, reports):
-            tail = run(cluster.connections[head.name], f"tail -n 5 {shell_path(log)}", check=False).stdout
+            tail_command = session.log_tail_command(inventory.state_dir, vllm_serve.SESSION)
+            tail = run(cluster.connections[head.name], tail_command, check=False).stdout
             reports[head.name].fail(f"vLLM exited right after the start: {last_line(tail)} (see {log})")
             return report
         if wait_s <= 0:

@@ -306,6 +306,7 @@ def _spark_producers(inventory) -> Iterator[tuple[str, object]]:
     yield "session.plan_signal(TERM)", session.plan_signal(running)
     yield "session.plan_signal(KILL)", session.plan_signal(running, "KILL")
     yield "session.plan_forget", session.plan_forget(stopped, inventory.state_dir)
+    yield "session.log_tail_command", session.log_tail_command(inventory.state_dir, "vllm")
 
     digest = raycluster.token_digest("0" * 64)
     yield "raycluster.AUTH_FILE_DIGEST", raycluster.AUTH_FILE_DIGEST
@@ -318,6 +319,8 @@ def _spark_producers(inventory) -> Iterator[tuple[str, object]]:
     ports = [roce.RdmaPort(f"rocep{i}s0f0", 1, li.interface, True) for i, li in enumerate(head.links, 1)]
     devices, _ = roce.rdma_devices_for(head, ports)
     yield "roce.IBDEV2NETDEV_COMMAND", roce.IBDEV2NETDEV_COMMAND
+    yield "roce.has_tool_command", roce.has_tool_command(roce.IBDEV2NETDEV_COMMAND)
+    yield "roce.tool_output_command", roce.tool_output_command(roce.IBDEV2NETDEV_COMMAND)
     yield "roce.SHOW_GIDS_COMMAND", roce.SHOW_GIDS_COMMAND
     runs = roce.bandwidth_runs(inventory)
     yield "roce.server_command", " ".join(roce.server_command(ports[r.link_index].device, 3, r.tcp_port)
