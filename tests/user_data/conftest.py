@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import socket
 import stat
 import subprocess
@@ -155,10 +157,26 @@ class Node:
                "NEMOTRON_ETC": str(self.etc), "NEMOTRON_STATE": str(self.state), "NEMOTRON_RUN": str(self.run_dir),
                "NEMOTRON_SYS": str(self.sys), "NEMOTRON_IMDS": self.imds_url}
         before = {path: path.exists() for path in HOST_PATHS}
-        done = subprocess.run(["bash", str(self.script), step], env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run([*sandbox(), "bash", str(self.script), step], env=env, capture_output=True, text=True,
+                              timeout=60)
         assert {path: path.exists() for path in HOST_PATHS} == before, "the script wrote outside its test dirs"
         recorded = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
         return Run(done.returncode, done.stdout, done.stderr, recorded)
+
+
+# Where a boot script run astray would write on a real server: read-only inside the sandbox, so a path the test
+# forgot to redirect fails the run instead of touching this machine.
+READ_ONLY_HOST_DIRS = ("/etc", "/var/lib", "/run", "/opt", "/usr", "/dev/md")
+def sandbox() -> list[str]:
+    """A command prefix that runs the rest in its own mount and pid namespaces with the host's system directories
+    read-only (root only: elsewhere the scripts run in their temp dirs, checked afterwards, without it)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return []
+    dirs = " ".join(shlex.quote(d) for d in READ_ONLY_HOST_DIRS)
+    mount = shlex.quote(shutil.which("mount", path="/usr/bin:/bin:/usr/sbin:/sbin") or "/bin/mount")  # not the stub
+    script = (f'for d in {dirs}; do [ -d "$d" ] || continue; '
+              f'{mount} --bind "$d" "$d" && {mount} -o remount,bind,ro "$d" || exit 97; done; exec "$@"')
+    return ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c", script, "sandbox"]
 
 
 def booted_at(hours_ago: float) -> str:
