@@ -1,6 +1,7 @@
 """Helpers the GitOps workflows call: which stacks a change touches, which deploy on merge, the PR comment.
 
 `python -m scripts.gitops changed-stacks --base origin/main`, `python -m scripts.gitops deployable`,
+`python -m scripts.gitops stack-status --backend-stacks stacks.json -- STACK ...`,
 `python -m scripts.gitops pr-comment plan.json`.
 """
 
@@ -41,6 +42,14 @@ def deployable(stacks_dir: Path) -> list[str]:
     return [name for name in stack_names(stacks_dir) if load_stack(stacks_dir, name).config.auto_deploy]
 
 
+def stack_status(stacks: list[str], backend_stacks: list[dict]) -> list[tuple[str, str]]:
+    """(stack, "existing" or "new") for each stack, from `pulumi stack ls --json`: the preview role may not create a
+    stack, so a new one is previewed from an empty state instead. The backend may qualify a name
+    (`org/nemotron-deploy/h100-pilot` on Pulumi Cloud or a project-scoped S3 backend); its last part is the stack."""
+    known = {str(entry["name"]).rsplit("/", 1)[-1] for entry in backend_stacks}
+    return [(stack, "existing" if stack in known else "new") for stack in stacks]
+
+
 def pr_comment(plan_document: dict) -> str:
     """The plan as a Markdown comment a reviewer reads: fit, cost, resources, violations per stack."""
     lines = ["### nemotron-deploy plan", "",
@@ -70,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     changed = sub.add_parser("changed-stacks")
     changed.add_argument("--base", required=True, help="git ref the change is compared with, e.g. origin/main")
     sub.add_parser("deployable")
+    status = sub.add_parser("stack-status")
+    status.add_argument("--backend-stacks", type=Path, required=True, help="output of pulumi stack ls --json")
+    status.add_argument("stacks", nargs="*", help="stack names, e.g. from changed-stacks")
     comment = sub.add_parser("pr-comment")
     comment.add_argument("plan_json", type=Path, help="output of python -m scripts.plan --json")
     args = parser.parse_args(argv)
@@ -78,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(stacks_touched(changed_paths(args.base), stack_names(STACKS_DIR))))
         elif args.command == "deployable":
             print("\n".join(deployable(STACKS_DIR)))
+        elif args.command == "stack-status":
+            try:
+                listed = json.loads(args.backend_stacks.read_text())
+                pairs = stack_status(args.stacks, listed)
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                print(f"python -m scripts.gitops: --backend-stacks: {str(args.backend_stacks)!r} is not valid; "
+                      f"allowed: a file written by pulumi stack ls --json ({exc.__class__.__name__})", file=sys.stderr)
+                return 2
+            sys.stdout.writelines(f"{stack} {state}\n" for stack, state in pairs)
         else:
             try:
                 document = json.loads(args.plan_json.read_text())
