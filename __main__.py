@@ -19,7 +19,7 @@ from components.model_workload import ModelWorkload
 from components.network import PrivateNetwork
 from components.secrets import EndpointSecret
 from planner.errors import PlanInputError
-from planner.kubernetes import cluster_addons, eks_settings, names
+from planner.kubernetes import cluster_addons, eks_settings, missing_secret_message, names, required_secret_keys
 from planner.plan import TAG_EXPIRES_AT, StackPlan, plan_stack
 from planner.stack_config import PROJECT, load_stack
 from planner.user_data import internet_egress_reasons, secret_env_names, startup_budget
@@ -87,7 +87,8 @@ def ec2_endpoint(plan: StackPlan) -> None:
 
 
 def jumpstart_endpoint(plan: StackPlan) -> None:
-    """The jumpstart target: the endpoint the planner decided from the resolved hub content; exports how to call it.
+    """The jumpstart target: the endpoint the planner decided from the resolved hub content, deleted in the account at
+    the stack's expiry by a schedule of its own; exports how to call it.
 
     Unresolved hub content declares nothing (the plan and preflight say to run resolve); acceptEula false declares
     the model with AcceptEula false, which SageMaker refuses: nothing is accepted on the user's behalf.
@@ -109,11 +110,16 @@ def jumpstart_endpoint(plan: StackPlan) -> None:
     pulumi.export("startup_timeouts_s", {"model_data_download": spec.timeouts.download_s,
                                          "container_startup_health_check": spec.timeouts.startup_health_check_s})
     pulumi.export("smoke_command", f"python -m scripts.jumpstart smoke {plan.stack} --wait 3600")
+    pulumi.export("self_end", {"deletes_endpoint_at": spec.self_end.to_json()["at"],
+                               "schedule_arn": endpoint.self_end_schedule_arn})
 
 
 def eks_endpoint(plan: StackPlan) -> None:
     """The EKS target: network (existing or new), cluster (existing or new), GPU node pool, add-ons, model server."""
     config = pulumi.Config(PROJECT)
+    for key in required_secret_keys(plan.config):  # e.g. NIM's NGC key: stop before the network and cluster start
+        if pulumi.runtime.get_config(f"{PROJECT}:{key}") is None:
+            raise pulumi.RunError(missing_secret_message(plan.stack, key))
     if plan.config.network is None:
         network = PrivateNetwork(f"{plan.stack}-network", {
             "region": plan.region, "availability_zone": plan.config.availability_zone,

@@ -1,4 +1,5 @@
-"""A SageMaker JumpStart real-time endpoint: role, log group, model, endpoint config, endpoint, autoscaling."""
+"""A SageMaker JumpStart real-time endpoint: role, log group, model, endpoint config, endpoint, autoscaling, and the
+schedule that deletes the endpoint at the stack's expiry."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from planner.jumpstart import JumpStartEndpointPlan
+from planner.jumpstart import SELF_END_RETRY_ATTEMPTS, SELF_END_RETRY_MAX_AGE_S, EndpointSelfEnd, JumpStartEndpointPlan
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
+SCHEDULER_SERVICE = "scheduler.amazonaws.com"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
 METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
@@ -36,12 +38,14 @@ class JumpStartEndpoint(pulumi.ComponentResource):
     user's behalf). The execution role can read exactly that prefix, pull exactly the image's repository and write
     exactly the endpoint's log group; the log group is created here so it is tagged and goes with the stack. The
     endpoint config carries the planner's startup timeouts and volume decision; Application Auto Scaling tracks
-    invocations per instance. Every taggable resource carries the stack's tags.
+    invocations per instance. At the stack's expiry a one-time EventBridge Scheduler schedule deletes the endpoint
+    (`_self_end`), so its instances stop even when no reaper runs. Every taggable resource carries the stack's tags.
     """
 
     endpoint_name: pulumi.Output[str]
     endpoint_arn: pulumi.Output[str]
     role_arn: pulumi.Output[str]
+    self_end_schedule_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: JumpStartEndpointArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:JumpStartEndpoint", name, None, opts)
@@ -59,6 +63,9 @@ class JumpStartEndpoint(pulumi.ComponentResource):
                 "Effect": "Allow", "Principal": {"Service": SAGEMAKER_SERVICE}, "Action": "sts:AssumeRole"}]}))
         access = aws.iam.RolePolicy(f"{name}-access", role=role.id, opts=child,
                                     policy=execution_policy(spec, logs.arn))
+        # Declared before the endpoint and independent of it: the end is in place while the endpoint takes its
+        # half hour to start, so an interrupted `pulumi up` does not leave an endpoint without one.
+        end_role = self._self_end(name, spec.self_end, tags)
 
         container: dict = {
             "image": spec.image.uri,
@@ -109,12 +116,63 @@ class JumpStartEndpoint(pulumi.ComponentResource):
                 "target_value": spec.target_invocations_per_instance,
                 "predefined_metric_specification": {"predefined_metric_type": SCALING_METRIC},
                 "scale_in_cooldown": spec.scale_in_cooldown_s, "scale_out_cooldown": spec.scale_out_cooldown_s})
+        # Deleting the endpoint deregisters its scalable target only when the caller may (SageMaker's "Delete
+        # endpoints configured for auto scaling"): the end role may do that to exactly this target.
+        aws.iam.RolePolicy(f"{name}-end-deregister", role=end_role.id, opts=child,
+                           policy=deregister_policy(target.arn))
 
         self.endpoint_name = endpoint.name
         self.endpoint_arn = endpoint.arn
         self.role_arn = role.arn
         self.register_outputs({"endpoint_name": self.endpoint_name, "endpoint_arn": self.endpoint_arn,
-                               "role_arn": self.role_arn})
+                               "role_arn": self.role_arn, "self_end_schedule_arn": self.self_end_schedule_arn})
+
+    def _self_end(self, name: str, end: EndpointSelfEnd, tags: dict[str, str]) -> aws.iam.Role:
+        """The schedule group (tagged: schedules take no tags), the role Scheduler assumes and the one-time schedule.
+
+        The account id comes from the group's ARN, so the trust condition and the endpoint ARN need no lookup.
+        """
+        child = pulumi.ResourceOptions(parent=self)
+        group = aws.scheduler.ScheduleGroup(f"{name}-end-group", name=end.group_name, tags=tags, opts=child)
+        account = group.arn.apply(lambda arn: arn.split(":")[4])
+        role = aws.iam.Role(
+            f"{name}-end-role", description=f"nemotron-deploy {end.endpoint_name}: EventBridge Scheduler deletes the "
+                                            "endpoint at the stack's expiry", tags=tags, opts=child,
+            assume_role_policy=scheduler_trust_policy(account, group.arn))
+        delete = aws.iam.RolePolicy(f"{name}-end-delete", role=role.id, opts=child,
+                                    policy=delete_endpoint_policy(end, account))
+        schedule = aws.scheduler.Schedule(
+            f"{name}-end", name=end.schedule_name, group_name=group.name,
+            description=f"nemotron-deploy: delete endpoint {end.endpoint_name} at the stack's expiry",
+            schedule_expression=end.schedule_expression, schedule_expression_timezone="UTC",
+            flexible_time_window={"mode": "OFF"}, action_after_completion="DELETE",
+            target={"arn": end.target_arn, "role_arn": role.arn, "input": end.target_input,
+                    "retry_policy": {"maximum_retry_attempts": SELF_END_RETRY_ATTEMPTS,
+                                     "maximum_event_age_in_seconds": SELF_END_RETRY_MAX_AGE_S}},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[delete]))  # the role may act once it fires
+        self.self_end_schedule_arn = schedule.arn
+        return role
+
+
+def scheduler_trust_policy(account: pulumi.Input[str], group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """EventBridge Scheduler may assume the role, for schedules of this account's group only (confused deputy)."""
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": SCHEDULER_SERVICE}, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account}, "ArnEquals": {"aws:SourceArn": group_arn}}}]})
+
+
+def delete_endpoint_policy(end: EndpointSelfEnd, account: pulumi.Input[str]) -> pulumi.Output[str]:
+    """One action on one resource: sagemaker:DeleteEndpoint on this stack's endpoint."""
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "DeleteTheEndpoint", "Effect": "Allow", "Action": "sagemaker:DeleteEndpoint",
+        "Resource": pulumi.Output.from_input(account).apply(end.endpoint_arn)}]})
+
+
+def deregister_policy(scalable_target_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """One action on one resource: deregister this endpoint's scalable target (what DeleteEndpoint asks for)."""
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "DeregisterTheScalableTarget", "Effect": "Allow",
+        "Action": "application-autoscaling:DeregisterScalableTarget", "Resource": scalable_target_arn}]})
 
 
 def execution_policy(spec: JumpStartEndpointPlan, log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:

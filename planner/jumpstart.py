@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from planner.errors import PlanInputError, one_of
 from planner.estimates import iso_utc
@@ -50,6 +50,12 @@ TARGET_UTILISATION = 0.7
 SCALE_IN_COOLDOWN_S = 3600
 LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
 LOG_RETENTION_DAYS = 30
+# The endpoint ends itself at the stack's expiry: an EventBridge Scheduler one-time schedule calls SageMaker's
+# DeleteEndpoint through the universal target (no Lambda). A failed call is retried for a day, 185 times at most
+# (Scheduler's own defaults, stated so the plan shows them).
+SELF_END_SCHEDULE_NAME = "delete-endpoint"
+SELF_END_RETRY_ATTEMPTS = 185
+SELF_END_RETRY_MAX_AGE_S = 86400
 # CreateModel's ContainerDefinition.Environment: at most 100 entries, keys [a-zA-Z_][a-zA-Z0-9_]*, 1024 chars each.
 ENV_MAX_ENTRIES = 100
 ENV_MAX_CHARS = 1024
@@ -386,6 +392,58 @@ def endpoint_name_for(stack: str) -> str:
 
 
 @dataclass(frozen=True)
+class EndpointSelfEnd:
+    """The endpoint's own end at the stack's expiry: a one-time EventBridge Scheduler schedule that calls
+    sagemaker:DeleteEndpoint (universal target) with a role allowed exactly that on exactly this endpoint.
+
+    The time is the plan's expiry, so a renewed expiry moves the schedule on the next `pulumi up`. Deleting the
+    endpoint stops its instances; Application Auto Scaling deregisters the variant's scalable target with it when
+    the caller may (hence the role's second, equally narrow permission). The model, the endpoint config and the log
+    group stay until teardown; only the log group's stored data is billed.
+    """
+
+    at: datetime  # UTC
+    group_name: str  # a schedule group of the stack's own, which carries the stack's tags (schedules take none)
+    schedule_name: str
+    endpoint_name: str
+    partition: str
+    region: str
+
+    @property
+    def schedule_expression(self) -> str:
+        """`at(yyyy-mm-ddThh:mm:ss)`, read in ScheduleExpressionTimezone UTC."""
+        return f"at({self.at:%Y-%m-%dT%H:%M:%S})"
+
+    @property
+    def target_arn(self) -> str:
+        """The universal target of SageMaker's DeleteEndpoint."""
+        return f"arn:{self.partition}:scheduler:::aws-sdk:sagemaker:deleteEndpoint"
+
+    @property
+    def target_input(self) -> str:
+        """DeleteEndpoint's request, as the universal target passes it to the API."""
+        return json.dumps({"EndpointName": self.endpoint_name})
+
+    def endpoint_arn(self, account: str) -> str:
+        """The endpoint's ARN in `account` (SageMaker writes resource names in lower case in its ARNs)."""
+        return f"arn:{self.partition}:sagemaker:{self.region}:{account}:endpoint/{self.endpoint_name.lower()}"
+
+    def to_json(self) -> dict:
+        return {"at": iso_utc(self.at), "schedule_expression": self.schedule_expression,
+                "schedule": f"{self.group_name}/{self.schedule_name}", "target_arn": self.target_arn,
+                "input": json.loads(self.target_input),
+                "retry": {"maximum_retry_attempts": SELF_END_RETRY_ATTEMPTS,
+                          "maximum_event_age_s": SELF_END_RETRY_MAX_AGE_S}}
+
+
+def endpoint_self_end(plan: StackPlan, endpoint_name: str) -> EndpointSelfEnd:
+    """The schedule that deletes the endpoint at the plan's expiry (the tags' expires-at, to the second)."""
+    return EndpointSelfEnd(at=plan.expires_at.astimezone(UTC).replace(microsecond=0), group_name=endpoint_name,
+                           schedule_name=SELF_END_SCHEDULE_NAME, endpoint_name=endpoint_name,
+                           partition=partition_of(plan.region), region=plan.region)
+
+
+@dataclass(frozen=True)
 class JumpStartEndpointPlan:
     """Everything the JumpStartEndpointPlan component declares, decided here once."""
 
@@ -422,6 +480,7 @@ class JumpStartEndpointPlan:
     data_capture_s3_uri: str | None
     data_capture_percentage: int
     log_group_name: str
+    self_end: EndpointSelfEnd
 
     @property
     def resource_id(self) -> str:
@@ -442,6 +501,7 @@ class JumpStartEndpointPlan:
             "vpc": {"subnet_ids": list(self.subnet_ids), "security_group_ids": list(self.security_group_ids)}
             if self.subnet_ids else None,
             "data_capture_s3_uri": self.data_capture_s3_uri, "log_group": self.log_group_name,
+            "self_end": self.self_end.to_json(),
         }
 
 
@@ -573,7 +633,7 @@ def plan_endpoint(plan: StackPlan) -> tuple[JumpStartEndpointPlan | None, tuple[
         security_group_ids=js.vpc.security_group_ids if js.vpc else (),
         data_capture_s3_uri=js.data_capture.destination_s3_uri if js.data_capture else None,
         data_capture_percentage=js.data_capture.sampling_percentage if js.data_capture else 0,
-        log_group_name=f"{LOG_GROUP_PREFIX}{name}")
+        log_group_name=f"{LOG_GROUP_PREFIX}{name}", self_end=endpoint_self_end(plan, name))
     return endpoint, tuple(warnings)
 
 

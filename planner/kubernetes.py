@@ -390,6 +390,25 @@ def required_secret_keys(config: StackConfig) -> tuple[str, ...]:
     return ("ngcApiKey",) if config.target == "eks" and config.engine == "nim" else ()
 
 
+# Why each required secret is required, for the message that asks for it.
+REQUIRED_SECRET_REASONS = {"ngcApiKey": "NIM pulls its image and weights from NGC with it"}
+
+
+def missing_required_secrets(config: StackConfig) -> tuple[str, ...]:
+    """Required secrets the stack file does not hold (no `secure:` value): `pulumi up` would fail with them missing,
+    and only after the network and cluster had started. Decided from the file alone, before any placeholder the
+    offline engine fills in."""
+    held = {"apiKey": config.api_key, "hfToken": config.hf_token, "ngcApiKey": config.ngc_api_key}
+    return tuple(key for key in required_secret_keys(config) if held[key] is None)
+
+
+def missing_secret_message(stack: str, key: str) -> str:
+    """One line naming the missing key, why the stack needs it and the command that sets it."""
+    return (f"{PROJECT}:{key} is not set: stack {stack} cannot deploy without it "
+            f"({REQUIRED_SECRET_REASONS.get(key, 'the program reads it')}); set it with "
+            f"`pulumi config set --secret {key} ... -s {stack}`")
+
+
 def render_manifests(plan: StackPlan, hf_token: bool = False) -> Manifests:
     """The workload's manifests for a fitted EKS plan: NIM on one node, or vLLM on one node or a LeaderWorkerSet."""
     _require_eks(plan)

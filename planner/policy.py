@@ -68,7 +68,7 @@ TAGGABLE_TYPES = frozenset({
     "aws:s3/bucketV2:BucketV2", "aws:cloudwatch/logGroup:LogGroup", "aws:cloudwatch/eventRule:EventRule",
     "aws:lambda/function:Function", "aws:kms/key:Key", "aws:lb/loadBalancer:LoadBalancer",
     "aws:lb/targetGroup:TargetGroup", "aws:ecr/repository:Repository", "aws:sns/topic:Topic", SSM_PARAMETER,
-    "aws:appautoscaling/target:Target", "aws:budgets/budget:Budget",
+    "aws:appautoscaling/target:Target", "aws:budgets/budget:Budget", "aws:scheduler/scheduleGroup:ScheduleGroup",
 })
 
 # Launch-template tag specifications that must carry the tags: what the template launches is what the reaper finds.

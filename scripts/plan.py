@@ -3,6 +3,11 @@
 For each stack: the fit verdict with its numbers, the layout, the serving command, cost and time-to-live, the
 resources the Pulumi program declares and the policy findings. Exit 0 when every stack is valid and fits, 1 when
 one does not fit or has findings, 2 on bad input (one line naming the key).
+
+A stack that lacks a secret it cannot deploy without (ngcApiKey for NIM) is marked "cannot deploy" in the table and
+in `cannot_deploy` of its JSON entry. Planning every stack (`make plan`) still exits 0 for it: the shipped examples
+hold no secrets. Naming the stack (`python -m scripts.plan eks-nim`) asks whether it can be deployed: then each
+missing secret is one line on stderr and the exit status is 2.
 """
 
 from __future__ import annotations
@@ -18,12 +23,18 @@ from rich.table import Table
 from components.offline import declared_resources
 from planner.__main__ import OneLineParser
 from planner.errors import PlanInputError
+from planner.kubernetes import missing_required_secrets, missing_secret_message
 from planner.plan import StackPlan, plan_stack
 from planner.policy import check_resources
 from planner.stack_config import load_stack, stack_names
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS_DIR = REPO / "stacks"
+
+
+# What each target does by itself when its expiry passes (docs/lifecycle.md).
+SELF_END = {"ec2": "the servers terminate themselves then", "eks": "the GPU nodes scale to zero then",
+            "jumpstart": "a schedule deletes the endpoint then"}
 
 
 def plan_entry(plan: StackPlan) -> dict:
@@ -35,6 +46,7 @@ def plan_entry(plan: StackPlan) -> dict:
         as_of = plan.expires_at - timedelta(hours=plan.config.ttl_hours)
         entry["resources"] = declared_resources(plan.stack, stacks_dir=Path(plan.source).parent, now=as_of)
     entry["violations"] = [v.to_json() for v in check_resources(entry["resources"], plan.tags)]
+    entry["cannot_deploy"] = [missing_secret_message(plan.stack, key) for key in missing_required_secrets(plan.config)]
     return entry
 
 
@@ -68,7 +80,7 @@ def print_entry(entry: dict, console: Console) -> None:
                        f"(upper bound, {entry['throughput']['bound_by']})"),
         ("cost", f"{hourly}; at most {spend} over the {entry['ttl_hours']:g} h TTL; >= {per_million} per 1M "
                  f"output tokens"),
-        ("expires", f"{entry['expires_at']} (instances terminate themselves then)"),
+        ("expires", f"{entry['expires_at']} ({SELF_END[entry['target']]})"),
         ("resources", f"{len(entry['resources'])} declared" + "".join(
             f"\n{kind}: {', '.join(names)}" for kind, names in resources_by_type(entry["resources"]).items())),
         ("violations", ", ".join(v["rule"] + ": " + v["resource"] for v in entry["violations"]) or "none"),
@@ -80,6 +92,7 @@ def print_entry(entry: dict, console: Console) -> None:
             rows.append(("env", " ".join(f"{k}={v}" for k, v in serving["env"].items())))
     elif "env" in serving:
         rows.append(("NIM env", " ".join(f"{k}={v}" for k, v in serving["env"].items())))
+    rows += [("deploy", f"[bold red]cannot deploy:[/] {reason}") for reason in entry.get("cannot_deploy", [])]
     for label, value in rows:
         table.add_row(label, value)
     console.print(table)
@@ -117,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         entry = plan_entry(plan)
         entries.append(entry)
+        if args.stacks and entry["cannot_deploy"]:  # named: planned for deployment
+            for reason in entry["cannot_deploy"]:
+                print(f"python -m scripts.plan: {plan.source}: {reason}", file=sys.stderr)
+            status = 2
         if status == 0 and (not entry["fit"]["fits"] or entry["violations"]):
             status = 1
     if args.json:

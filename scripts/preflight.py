@@ -1,6 +1,7 @@
 """`python -m scripts.preflight STACK [--json] [--stacks-dir DIR]`: can this AWS account take the stack, before
 `pulumi up`? Credentials, the vCPU or endpoint quota, whether the instance type is offered where the stack puts it,
-the capacity reservation and the Deep Learning AMI parameter; for JumpStart, that a person accepted the model's EULA.
+the capacity reservation and the Deep Learning AMI parameter; for JumpStart, that a person accepted the model's EULA;
+for a stack that needs a secret to deploy (ngcApiKey for NIM), that the stack file holds it.
 
 Each check passes, fails with what to do, or is skipped with why. Exit 0 when no check failed, 1 when one did, 2 on
 bad input (an unknown stack or a bad key, in one line). Read-only: it changes nothing in the account.
@@ -25,6 +26,7 @@ from planner.__main__ import OneLineParser
 from planner.errors import PlanInputError
 from planner.estimates import iso_utc
 from planner.hardware import INSTANCE_TYPES
+from planner.kubernetes import missing_required_secrets, missing_secret_message, required_secret_keys
 from planner.plan import TAG_STACK, StackPlan, plan_stack
 from planner.stack_config import load_stack
 from planner.user_data import boot_image
@@ -109,6 +111,17 @@ def check_eula(plan: StackPlan) -> CheckResult:
         return CheckResult(name, FAIL, f"jumpstart.acceptEula is false for {what}; SageMaker refuses the model",
                            f"read {link or 'the model EULA'} and, if you accept it, set jumpstart.acceptEula to true")
     return CheckResult(name, PASS, f"accepted for {what}: {link or 'no EULA stated by the hub'}")
+
+
+def check_required_secrets(plan: StackPlan) -> CheckResult:
+    """The stack file holds every secret the stack cannot deploy without (a `secure:` value), read offline: without
+    it `pulumi up` fails only after the network and cluster have started."""
+    name, required = "required-secrets", required_secret_keys(plan.config)
+    missing = missing_required_secrets(plan.config)
+    if missing:
+        return CheckResult(name, FAIL, "; ".join(missing_secret_message(plan.stack, key) for key in missing),
+                           "; ".join(f"pulumi config set --secret {key} ... -s {plan.stack}" for key in missing))
+    return CheckResult(name, PASS, f"{', '.join(required)} set as a Pulumi secret")
 
 
 def check_credentials(sts: Any) -> CheckResult:
@@ -328,6 +341,8 @@ def preflight(plan: StackPlan, clients: AwsClients) -> list[CheckResult]:
     results = [check_plan(plan)]
     if plan.config.target == "jumpstart":
         results.append(check_eula(plan))  # offline: needs no credentials
+    if required_secret_keys(plan.config):
+        results.append(check_required_secrets(plan))  # offline too
     results.append(check_credentials(clients.client("sts")))
     target = plan.config.target
     checks: list[tuple[str, Callable[[], CheckResult]]]

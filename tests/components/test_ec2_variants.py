@@ -138,3 +138,13 @@ def test_a_blank_secret_is_refused_before_anything_is_declared(stack, key, blank
 
     with pytest.raises(OfflineRunError, match=f"nemotron-deploy:{key}: an empty value is not valid"):
         run_program(stack, secrets={key: blank})
+
+
+def test_pulumi_up_without_a_required_secret_stops_before_anything_is_declared(monkeypatch):
+    """eks-nim needs the NGC key: the program stops at once, before the network and cluster, naming the command."""
+    import components.offline as offline
+
+    monkeypatch.setattr(offline, "required_secret_keys", lambda config: ())  # no placeholder, as a real `pulumi up`
+    with pytest.raises(offline.OfflineRunError, match="nemotron-deploy:ngcApiKey is not set: stack eks-nim cannot "
+                                                      "deploy without it"):
+        run_program("eks-nim")

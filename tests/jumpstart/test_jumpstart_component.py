@@ -25,6 +25,8 @@ POLICY = "aws:appautoscaling/policy:Policy"
 COMPONENT = "nemotron-deploy:index:JumpStartEndpoint"
 BUDGET = "aws:budgets/budget:Budget"
 BUDGET_COMPONENT = "nemotron-deploy:index:StackBudget"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+SCHEDULE_GROUP = "aws:scheduler/scheduleGroup:ScheduleGroup"
 
 
 @cache
@@ -39,7 +41,9 @@ def only(run: OfflineRun, type_token: str) -> dict:
 
 
 def statements(run: OfflineRun) -> dict[str, dict]:
-    return {s["Sid"]: s for s in json.loads(only(run, ROLE_POLICY)["policy"])["Statement"]}
+    """The execution role's statements by Sid."""
+    access = run.named("jumpstart-jumpstart-access")["inputs"]
+    return {s["Sid"]: s for s in json.loads(access["policy"])["Statement"]}
 
 
 def test_every_resource_of_the_endpoint_is_declared_once():
@@ -49,6 +53,9 @@ def test_every_resource_of_the_endpoint_is_declared_once():
         (MODEL, "jumpstart-jumpstart-model"), (CONFIG, "jumpstart-jumpstart-config"),
         (ENDPOINT, "jumpstart-jumpstart-endpoint"), (TARGET, "jumpstart-jumpstart-scaling-target"),
         (POLICY, "jumpstart-jumpstart-scaling-policy"),
+        (SCHEDULE_GROUP, "jumpstart-jumpstart-end-group"), (ROLE, "jumpstart-jumpstart-end-role"),
+        (ROLE_POLICY, "jumpstart-jumpstart-end-delete"), (ROLE_POLICY, "jumpstart-jumpstart-end-deregister"),
+        (SCHEDULE, "jumpstart-jumpstart-end"),
         (BUDGET_COMPONENT, "jumpstart-cost"), (BUDGET, "jumpstart-cost-budget")])
 
 
@@ -115,7 +122,7 @@ def test_autoscaling_tracks_invocations_per_instance_between_min_and_max():
 
 def test_the_execution_role_reads_the_prefix_pulls_the_repository_and_writes_its_logs_only():
     run = shipped()
-    trust = json.loads(only(run, ROLE)["assumeRolePolicy"])["Statement"]
+    trust = json.loads(run.named("jumpstart-jumpstart-role")["inputs"]["assumeRolePolicy"])["Statement"]
     assert trust == [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
                       "Action": "sts:AssumeRole"}]
     s = statements(run)
@@ -144,7 +151,8 @@ def test_every_taggable_resource_carries_the_stacks_tags():
     expected = {"nemotron-deploy:stack": "jumpstart", "nemotron-deploy:owner": "platform-team",
                 "nemotron-deploy:expires-at": "2026-12-01T17:30:00Z"}
     taggable = [r for r in run.resources if accepts_tags(r["type"])]
-    assert {r["type"] for r in taggable} == {ROLE, LOG_GROUP, MODEL, CONFIG, ENDPOINT, TARGET, BUDGET}
+    assert {r["type"] for r in taggable} == {ROLE, LOG_GROUP, MODEL, CONFIG, ENDPOINT, TARGET, BUDGET, SCHEDULE_GROUP}
+    assert not accepts_tags(SCHEDULE)  # a schedule takes no tags: its group carries them
     for resource in taggable:
         assert resource["inputs"]["tags"] == expected, resource["name"]
 
@@ -156,7 +164,7 @@ def test_the_policy_rules_find_nothing_and_would_find_a_secret_or_a_wildcard():
     leaked = json.loads(json.dumps(resources))
     model = next(r for r in leaked if r["type"] == MODEL)
     model["inputs"]["primaryContainer"]["environment"]["HF_TOKEN"] = "hf_" + "z" * 34
-    policy = next(r for r in leaked if r["type"] == ROLE_POLICY)
+    policy = next(r for r in leaked if r["name"] == "jumpstart-jumpstart-access")
     document = json.loads(policy["inputs"]["policy"])
     document["Statement"][1]["Action"] = "s3:*"
     policy["inputs"]["policy"] = json.dumps(document)

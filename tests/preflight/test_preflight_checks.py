@@ -347,3 +347,29 @@ def test_quota_default_value_and_denied_access(stacks, capsys, error, detail, re
     assert code == 1
     assert detail in checks["ec2-vcpu-quota"]["detail"]
     assert remedy in checks["ec2-vcpu-quota"]["remedy"]
+
+
+NIM = {"target": "eks", "engine": "nim", "instanceType": "p5en.48xlarge", "precision": "nvfp4",
+       "contextTokens": 131072, "concurrency": 16, "eks": {"namespace": "nemotron"}}
+
+
+def test_a_nim_stack_without_its_ngc_key_fails_before_any_account_check_matters(stacks, capsys):
+    """ngcApiKey missing from the stack file fails preflight, read offline: `pulumi up` would fail only inside the
+    workload, after the network and cluster had started."""
+    account = Account().p_quota(192)
+    code, checks = account.checks(stacks, stacks("nim", **NIM), capsys)
+    assert list(checks)[:3] == ["plan", "required-secrets", "credentials"]
+    secrets = checks["required-secrets"]
+    assert code == 1 and secrets["status"] == FAIL
+    assert "nemotron-deploy:ngcApiKey is not set" in secrets["detail"] and "NIM pulls" in secrets["detail"]
+    assert secrets["remedy"] == "pulumi config set --secret ngcApiKey ... -s nim"
+
+
+def test_a_nim_stack_holding_its_ngc_key_as_a_secret_passes_that_check(stacks, capsys):
+    account = Account().p_quota(192)
+    name = stacks("nim", **NIM, ngcApiKey={"secure": "v1:AAAAbm90LWEtcmVhbC1rZXk="})
+    code, checks = account.checks(stacks, name, capsys)
+    assert checks["required-secrets"] == {"name": "required-secrets", "status": PASS,
+                                          "detail": "ngcApiKey set as a Pulumi secret", "remedy": ""}
+    assert "required-secrets" not in account.checks(stacks, stacks("vllm", target="eks", engine="vllm",
+                                                                    eks={"namespace": "nemotron"}), capsys)[1]
