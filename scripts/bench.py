@@ -199,7 +199,11 @@ def sagemaker_runtime_client(region: str | None, timeout_s: float, max_connectio
 
     config = Config(read_timeout=timeout_s, connect_timeout=min(timeout_s, 10.0),
                     retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=max_connections)
-    return boto3.session.Session().client("sagemaker-runtime", region_name=region, config=config)
+    from scripts._aws import name_html_error_pages
+
+    session = boto3.session.Session()
+    name_html_error_pages(session)  # an HTML error page becomes one line with its status, never a table cell
+    return session.client("sagemaker-runtime", region_name=region, config=config)
 
 
 # ---- the run --------------------------------------------------------------------------------------------------

@@ -6,14 +6,17 @@
 
 A dry run by default: it lists what it found and what it would do; `--yes` acts. It never touches a resource that
 lacks any of the tags nemotron-deploy:stack, nemotron-deploy:owner and nemotron-deploy:expires-at, nor one whose
-expiry does not parse. Credentials come from the standard chain; boto3 honours AWS_ENDPOINT_URL.
+expiry does not parse. Credentials come from the standard chain (none found: one line naming what was checked);
+boto3 honours AWS_ENDPOINT_URL.
 
-Gather facts (paginated, tag-filtered listings) -> plan (planner/reaper.py) -> act in dependency order, with bounded
-retries and waits -> gather again and verify.
+Gather facts (paginated, tag-filtered listings, one kind at a time: a kind that cannot be listed is reported and
+hides nothing else) -> plan (planner/reaper.py) -> act in dependency order, with bounded retries and waits (a line
+on stderr at most every 30 s says what it waits for) -> gather again and verify.
 
 Exit status: 0 when the dry run listed everything (whatever it found), or when --yes left no selected resource
-behind; 1 when something selected remains (blocked, failed, still deleting at the wait bound), a listing failed
-(the view is incomplete) or `pulumi destroy` failed; 2 on bad input (one line naming the flag), nothing changed.
+behind; 1 when something selected remains (blocked, failed, still deleting at the wait bound), a kind could not be
+listed (the view is incomplete; the rest is still reaped), no credentials were found, or `pulumi destroy` failed;
+2 on bad input (one line naming the flag), nothing changed.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -52,6 +55,7 @@ from planner.reaper import (
     plan_reap,
 )
 from planner.stack_config import load_stack, stack_names
+from scripts._aws import describe_error, missing_credentials, name_html_error_pages
 
 PROG = "python -m scripts.teardown"
 REPO = Path(__file__).resolve().parent.parent
@@ -86,7 +90,8 @@ GONE_CODES = frozenset({
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded retries and waits: how many attempts, how long between them, how long to wait for a deletion."""
+    """Bounded retries and waits: how many attempts, how long between them, how long to wait for a deletion, and
+    where the waits report their progress (a line on stderr at most every `progress_every_s`)."""
 
     attempts: int = 6
     first_delay_s: float = 2.0
@@ -95,17 +100,29 @@ class RetryPolicy:
     poll_interval_s: float = 10.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    progress: Callable[[str], None] = field(default=lambda line: _say(line))
+    progress_every_s: float = 30.0
+
+
+def _say(line: str) -> None:
+    """A progress line on stderr (stdout carries the report, or the JSON)."""
+    print(f"{PROG}: {line}", file=sys.stderr, flush=True)
+
+
+def _few(ids: list[str], shown: int = 3) -> str:
+    return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 class RegionalClients:
     """boto3 clients of one session, one per (service, region), made on first use.
 
     No endpoint_url is ever passed, so boto3's own AWS_ENDPOINT_URL handling applies; botocore retries throttling
-    in standard mode (bounded), and our own retries cover dependency errors.
+    and 5xx answers in standard mode (bounded), and our own retries cover dependency errors.
     """
 
     def __init__(self, session: boto3.Session | None = None):
         self.session = session or boto3.Session()
+        name_html_error_pages(self.session)  # an HTML error page is a one-line error, never a table cell
         self._config = Config(retries={"mode": "standard", "max_attempts": 5})
         self._clients: dict[tuple[str, str], Any] = {}
 
@@ -120,10 +137,18 @@ class RegionalClients:
 
 @dataclass
 class Inventory:
-    """One listing of the regions: every resource found with its tags and links, and the listings that failed."""
+    """One listing of the regions: every resource found with its tags and links, and the listings that failed
+    (`listing_errors`, one line each, and `unlisted`, the (region, kind) pairs they hid)."""
 
     resources: list[FoundResource] = field(default_factory=list)
     listing_errors: list[str] = field(default_factory=list)
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
+
+    def failed(self, region: str, kinds: tuple[str, ...], err: BaseException, operation: str | None = None,
+               what: str = "") -> None:
+        """Record one failed listing: the kinds it hid, and why, in one line."""
+        self.listing_errors.append(f"{region} {', '.join(kinds)}{what}: {describe_error(err, operation)}")
+        self.unlisted += [(region, kind) for kind in kinds if (region, kind) not in self.unlisted]
 
 
 def _tags(pairs: Iterable[dict] | None) -> dict[str, str]:
@@ -140,127 +165,220 @@ def _chunks(values: list[str], size: int = FILTER_CHUNK) -> Iterator[list[str]]:
         yield values[i:i + size]
 
 
+@dataclass
+class RegionListing:
+    """What one region's listings share: the clients, the page size, what the earlier listings found (by kind) and
+    the tagging API's answer, read once for the kinds that take their tags from it."""
+
+    clients: Any
+    region: str
+    page_size: int
+    found: dict[str, list[FoundResource]] = field(default_factory=dict)
+    _tagged: dict[str, dict[str, str]] | Exception | None = None
+
+    def ec2(self) -> Any:
+        return self.clients("ec2", self.region)
+
+    def paging(self, most: int, **kwargs) -> dict:
+        """Each describe call has its own MaxResults range; EC2's is 5 at least."""
+        return {**kwargs, "PaginationConfig": {"PageSize": max(5, min(self.page_size, most))}}
+
+    def tags_by_arn(self) -> dict[str, dict[str, str]]:
+        """Tags of the SageMaker and ELBv2 resources carrying an expires-at tag (one paginated GetResources);
+        its failure is every such kind's failure, and the call is not repeated for each."""
+        if self._tagged is None:
+            try:
+                self._tagged = {_clean_arn(m["ResourceARN"]): _tags(m.get("Tags")) for m in _pages(
+                    self.clients("resourcegroupstaggingapi", self.region), "get_resources",
+                    "ResourceTagMappingList", TagFilters=[{"Key": TAG_EXPIRES_AT}], ResourceTypeFilters=TAGGING_TYPES,
+                    ResourcesPerPage=min(self.page_size, 100))}
+            except Exception as err:  # noqa: BLE001 - recorded by each kind that needed it
+                self._tagged = err
+        if isinstance(self._tagged, Exception):
+            raise self._tagged
+        return self._tagged
+
+
+# Kinds whose holders only another kind's listing names, and that AWS would delete while still held (SageMaker
+# deletes a config or a model that an endpoint uses): when that listing fails, they stay until a complete run.
+HOLDERS_LISTED_BY = {"sagemaker:endpoint-config": ("sagemaker:endpoint",),
+                     "sagemaker:model": ("sagemaker:endpoint",)}
+
+
 def gather(clients: RegionalClients, regions: Iterable[str], page_size: int = PAGE_SIZE,
            stack: str | None = None) -> Inventory:
     """List every resource carrying an expires-at tag (and what holds it) in `regions`, and the global ones (IAM,
-    AWS Budgets) once, through the first region; a failing listing is recorded, not fatal, so one missing
-    permission does not hide the rest. `stack` helps find an instance profile that lost its role."""
+    AWS Budgets) once, through the first region. Each kind is listed on its own: a listing that fails, whatever the
+    reason (a denied permission, an API the endpoint lacks, an unreadable answer), is recorded against its kind
+    and hides nothing else. `stack` helps find an instance profile that lost its role."""
     inventory = Inventory()
     regions = list(regions)
     for region in regions:
-        found: dict[str, list[FoundResource]] = {}
-        for name, lister in (("ec2", _gather_ec2), ("network", _gather_network), ("tagged", _gather_tagged),
-                             ("eks", _gather_eks), ("application-autoscaling", _gather_scalable_targets),
-                             ("secretsmanager", _gather_secrets)):
+        listing = RegionListing(clients, region, page_size)
+        for kinds, operation, lister in REGIONAL_LISTINGS:
             try:
-                found[name] = lister(clients, region, page_size, found)
-            except (ClientError, BotoCoreError, NotImplementedError) as err:
-                inventory.listing_errors.append(f"{region} {name}: {_describe_error(err)}")
-                found[name] = []
-        inventory.resources += _link(region, [r for group in found.values() for r in group], clients, page_size,
-                                     inventory.listing_errors)
+                found = lister(listing)
+            except Exception as err:  # noqa: BLE001 - any failure hides only its own kinds
+                inventory.failed(region, kinds, err, operation)
+                found = []
+            for kind in kinds:
+                listing.found[kind] = [r for r in found if r.kind == kind]
+        resources = [r for group in listing.found.values() for r in group]
+        for kind, holder_kinds in HOLDERS_LISTED_BY.items():
+            missing = [k for k in holder_kinds if (region, k) in inventory.unlisted]
+            if missing:
+                keep = f"{', '.join(missing)} could not be listed, so what uses it is unknown: kept until a " \
+                       "complete run"
+                resources = [replace(r, keep=keep) if r.kind == kind else r for r in resources]
+        inventory.resources += _link(region, resources, clients, page_size, inventory)
     if regions:
         stacks = {r.stack for r in inventory.resources if r.stack} | ({stack} if stack else set())
-        for name, lister in (("iam", _gather_iam), ("budgets", _gather_budgets)):
+        for kinds, operation, lister in (((("iam:instance-profile", "iam:role"), "iam:GetAccountAuthorizationDetails",
+                                           _gather_iam),
+                                          (("budgets:budget",), "budgets:DescribeBudgets", _gather_budgets))):
             try:
                 inventory.resources += lister(clients, regions[0], stacks)
-            except (ClientError, BotoCoreError, NotImplementedError) as err:
-                inventory.listing_errors.append(f"{GLOBAL_REGION} {name}: {_describe_error(err)}")
+            except Exception as err:  # noqa: BLE001 - any failure hides only its own kinds
+                inventory.failed(GLOBAL_REGION, kinds, err, operation)
         inventory.resources = _budgets_last(inventory.resources, inventory.listing_errors)
     return inventory
 
 
-def _gather_ec2(clients, region: str, page_size: int, _found) -> list[FoundResource]:
-    ec2 = clients("ec2", region)
-    def paging(most: int) -> dict:  # each describe call has its own MaxResults range
-        return {"Filters": TAG_KEY_FILTER, "PaginationConfig": {"PageSize": max(5, min(page_size, most))}}
-
-    found: list[FoundResource] = []
-    for reservation in _pages(ec2, "describe_instances", "Reservations", **paging(1000)):
+def _list_instances(listing: RegionListing) -> list[FoundResource]:
+    found = []
+    for reservation in _pages(listing.ec2(), "describe_instances", "Reservations",
+                              **listing.paging(1000, Filters=TAG_KEY_FILTER)):
         for inst in reservation.get("Instances", ()):
             found.append(FoundResource(
-                "ec2:instance", inst["InstanceId"], region, _tags(inst.get("Tags")), inst["State"]["Name"],
+                "ec2:instance", inst["InstanceId"], listing.region, _tags(inst.get("Tags")), inst["State"]["Name"],
                 instance_type=inst.get("InstanceType"),
                 attributes={"placement_group": (inst.get("Placement") or {}).get("GroupName", "")}))
-    for volume in _pages(ec2, "describe_volumes", "Volumes", **paging(500)):
-        holders = tuple(a["InstanceId"] for a in volume.get("Attachments", ()) if a.get("State") != "detached")
-        found.append(FoundResource("ec2:volume", volume["VolumeId"], region, _tags(volume.get("Tags")),
-                                   volume.get("State"), in_use_by=holders))
-    for eni in _pages(ec2, "describe_network_interfaces", "NetworkInterfaces", **paging(1000)):
-        attachment = eni.get("Attachment") or {}
-        holders = (attachment["InstanceId"],) if attachment.get("InstanceId") else ()
-        found.append(FoundResource("ec2:network-interface", eni["NetworkInterfaceId"], region,
-                                   _tags(eni.get("TagSet")), eni.get("Status"), in_use_by=holders,
-                                   attributes={"description": eni.get("Description", "")}))
-    for group in _pages(ec2, "describe_security_groups", "SecurityGroups", **paging(1000)):
-        found.append(FoundResource("ec2:security-group", group["GroupId"], region, _tags(group.get("Tags")),
-                                   attributes={"name": group.get("GroupName", ""), "vpc": group.get("VpcId", "")}))
-    for template in _pages(ec2, "describe_launch_templates", "LaunchTemplates", **paging(200)):
-        found.append(FoundResource("ec2:launch-template", template["LaunchTemplateId"], region,
-                                   _tags(template.get("Tags")),
-                                   attributes={"name": template.get("LaunchTemplateName", "")}))
-    # DescribePlacementGroups has no pagination: one call answers for the region
-    for group in ec2.describe_placement_groups(Filters=TAG_KEY_FILTER).get("PlacementGroups", ()):
-        found.append(FoundResource("ec2:placement-group", group.get("GroupId") or group["GroupName"], region,
-                                   _tags(group.get("Tags")), group.get("State"),
-                                   attributes={"name": group["GroupName"]}))
     return found
 
 
-def _gather_network(clients, region: str, page_size: int, _found) -> list[FoundResource]:
-    """What a stack's network is made of: VPCs, subnets, route tables, internet and NAT gateways, Elastic IPs and
-    VPC endpoints, each a describe call filtered by tag-key=expires-at and paginated (DescribeAddresses has no
-    pagination: one call answers for the region). The EC2 describes are used rather than the tagging API because
-    they filter by tag on the server just as well and also return the state and links the plan needs."""
-    ec2 = clients("ec2", region)
-    def paging(most: int) -> dict:
-        return {"PaginationConfig": {"PageSize": max(5, min(page_size, most))}}
+def _list_volumes(listing: RegionListing) -> list[FoundResource]:
+    found = []
+    for volume in _pages(listing.ec2(), "describe_volumes", "Volumes", **listing.paging(500, Filters=TAG_KEY_FILTER)):
+        holders = tuple(a["InstanceId"] for a in volume.get("Attachments", ()) if a.get("State") != "detached")
+        found.append(FoundResource("ec2:volume", volume["VolumeId"], listing.region, _tags(volume.get("Tags")),
+                                   volume.get("State"), in_use_by=holders))
+    return found
 
-    found: list[FoundResource] = []
-    for vpc in _pages(ec2, "describe_vpcs", "Vpcs", Filters=TAG_KEY_FILTER, **paging(1000)):
-        found.append(FoundResource("ec2:vpc", vpc["VpcId"], region, _tags(vpc.get("Tags")), vpc.get("State"),
-                                   keep="the region's default VPC: never deleted" if vpc.get("IsDefault") else ""))
-    for subnet in _pages(ec2, "describe_subnets", "Subnets", Filters=TAG_KEY_FILTER, **paging(1000)):
-        found.append(FoundResource("ec2:subnet", subnet["SubnetId"], region, _tags(subnet.get("Tags")),
-                                   subnet.get("State"), attributes={"vpc": subnet.get("VpcId", "")}))
-    for table in _pages(ec2, "describe_route_tables", "RouteTables", Filters=TAG_KEY_FILTER, **paging(100)):
+
+def _list_network_interfaces(listing: RegionListing) -> list[FoundResource]:
+    found = []
+    for eni in _pages(listing.ec2(), "describe_network_interfaces", "NetworkInterfaces",
+                      **listing.paging(1000, Filters=TAG_KEY_FILTER)):
+        attachment = eni.get("Attachment") or {}
+        holders = (attachment["InstanceId"],) if attachment.get("InstanceId") else ()
+        found.append(FoundResource("ec2:network-interface", eni["NetworkInterfaceId"], listing.region,
+                                   _tags(eni.get("TagSet")), eni.get("Status"), in_use_by=holders,
+                                   attributes={"description": eni.get("Description", "")}))
+    return found
+
+
+def _list_security_groups(listing: RegionListing) -> list[FoundResource]:
+    return [FoundResource("ec2:security-group", group["GroupId"], listing.region, _tags(group.get("Tags")),
+                          attributes={"name": group.get("GroupName", ""), "vpc": group.get("VpcId", "")})
+            for group in _pages(listing.ec2(), "describe_security_groups", "SecurityGroups",
+                                **listing.paging(1000, Filters=TAG_KEY_FILTER))]
+
+
+def _list_launch_templates(listing: RegionListing) -> list[FoundResource]:
+    return [FoundResource("ec2:launch-template", template["LaunchTemplateId"], listing.region,
+                          _tags(template.get("Tags")), attributes={"name": template.get("LaunchTemplateName", "")})
+            for template in _pages(listing.ec2(), "describe_launch_templates", "LaunchTemplates",
+                                   **listing.paging(200, Filters=TAG_KEY_FILTER))]
+
+
+def _list_placement_groups(listing: RegionListing) -> list[FoundResource]:
+    # DescribePlacementGroups has no pagination: one call answers for the region
+    return [FoundResource("ec2:placement-group", group.get("GroupId") or group["GroupName"], listing.region,
+                          _tags(group.get("Tags")), group.get("State"), attributes={"name": group["GroupName"]})
+            for group in listing.ec2().describe_placement_groups(Filters=TAG_KEY_FILTER).get("PlacementGroups", ())]
+
+
+# What a stack's network is made of (VPCs, subnets, route tables, internet and NAT gateways, Elastic IPs and VPC
+# endpoints): each a describe call filtered by tag-key=expires-at and paginated (DescribeAddresses has no pagination:
+# one call answers for the region). The EC2 describes are used rather than the tagging API because they filter by
+# tag on the server just as well and also return the state and links the plan needs.
+
+def _list_vpcs(listing: RegionListing) -> list[FoundResource]:
+    return [FoundResource("ec2:vpc", vpc["VpcId"], listing.region, _tags(vpc.get("Tags")), vpc.get("State"),
+                          keep="the region's default VPC: never deleted" if vpc.get("IsDefault") else "")
+            for vpc in _pages(listing.ec2(), "describe_vpcs", "Vpcs", **listing.paging(1000, Filters=TAG_KEY_FILTER))]
+
+
+def _list_subnets(listing: RegionListing) -> list[FoundResource]:
+    return [FoundResource("ec2:subnet", subnet["SubnetId"], listing.region, _tags(subnet.get("Tags")),
+                          subnet.get("State"), attributes={"vpc": subnet.get("VpcId", "")})
+            for subnet in _pages(listing.ec2(), "describe_subnets", "Subnets",
+                                 **listing.paging(1000, Filters=TAG_KEY_FILTER))]
+
+
+def _list_route_tables(listing: RegionListing) -> list[FoundResource]:
+    found = []
+    for table in _pages(listing.ec2(), "describe_route_tables", "RouteTables",
+                        **listing.paging(100, Filters=TAG_KEY_FILTER)):
         links = [a for a in table.get("Associations", ())
                  if (a.get("AssociationState") or {}).get("State", "associated") in ("associated", "associating")]
         main = any(a.get("Main") for a in links)
         explicit = [a for a in links if not a.get("Main")]
         # the main route table goes with its VPC (it cannot be deleted on its own)
         found.append(FoundResource(
-            "ec2:route-table", table["RouteTableId"], region, _tags(table.get("Tags")),
+            "ec2:route-table", table["RouteTableId"], listing.region, _tags(table.get("Tags")),
             managed_by=table.get("VpcId") if main else None,
             attached_to=tuple(a.get("SubnetId") or a.get("GatewayId") for a in explicit
                               if a.get("SubnetId") or a.get("GatewayId")),
             attributes={"vpc": table.get("VpcId", ""),
                         "associations": tuple(a["RouteTableAssociationId"] for a in explicit)}))
-    for gateway in _pages(ec2, "describe_internet_gateways", "InternetGateways", Filters=TAG_KEY_FILTER,
-                          **paging(1000)):
+    return found
+
+
+def _list_internet_gateways(listing: RegionListing) -> list[FoundResource]:
+    found = []
+    for gateway in _pages(listing.ec2(), "describe_internet_gateways", "InternetGateways",
+                          **listing.paging(1000, Filters=TAG_KEY_FILTER)):
         vpcs = tuple(a["VpcId"] for a in gateway.get("Attachments", ()) if a.get("State") != "detached")
-        found.append(FoundResource("ec2:internet-gateway", gateway["InternetGatewayId"], region,
+        found.append(FoundResource("ec2:internet-gateway", gateway["InternetGatewayId"], listing.region,
                                    _tags(gateway.get("Tags")), attached_to=vpcs, attributes={"vpcs": vpcs}))
-    for nat in _pages(ec2, "describe_nat_gateways", "NatGateways", Filter=TAG_KEY_FILTER, **paging(1000)):
+    return found
+
+
+def _list_nat_gateways(listing: RegionListing) -> list[FoundResource]:
+    found = []
+    for nat in _pages(listing.ec2(), "describe_nat_gateways", "NatGateways",
+                      **listing.paging(1000, Filter=TAG_KEY_FILTER)):
         addresses = nat.get("NatGatewayAddresses", ())
         found.append(FoundResource(
-            "ec2:natgateway", nat["NatGatewayId"], region, _tags(nat.get("Tags")), nat.get("State"),
+            "ec2:natgateway", nat["NatGatewayId"], listing.region, _tags(nat.get("Tags")), nat.get("State"),
             attributes={"vpc": nat.get("VpcId", ""), "subnet": nat.get("SubnetId", ""),
                         "allocations": tuple(a["AllocationId"] for a in addresses if a.get("AllocationId")),
                         "interfaces": tuple(a["NetworkInterfaceId"] for a in addresses
                                             if a.get("NetworkInterfaceId"))}))
-    for address in ec2.describe_addresses(Filters=TAG_KEY_FILTER).get("Addresses", ()):
+    return found
+
+
+def _list_elastic_ips(listing: RegionListing) -> list[FoundResource]:
+    found = []
+    for address in listing.ec2().describe_addresses(Filters=TAG_KEY_FILTER).get("Addresses", ()):
         if not address.get("AllocationId"):
             continue  # EC2-Classic addresses no longer exist; nothing the toolkit made
         holder = address.get("InstanceId") or address.get("NetworkInterfaceId")
-        found.append(FoundResource("ec2:elastic-ip", address["AllocationId"], region, _tags(address.get("Tags")),
-                                   in_use_by=(holder,) if holder else (),
+        found.append(FoundResource("ec2:elastic-ip", address["AllocationId"], listing.region,
+                                   _tags(address.get("Tags")), in_use_by=(holder,) if holder else (),
                                    attributes={"public_ip": address.get("PublicIp", ""),
                                                "interface": address.get("NetworkInterfaceId") or ""}))
-    for endpoint in _pages(ec2, "describe_vpc_endpoints", "VpcEndpoints", Filters=TAG_KEY_FILTER, **paging(1000)):
+    return found
+
+
+def _list_vpc_endpoints(listing: RegionListing) -> list[FoundResource]:
+    found = []
+    for endpoint in _pages(listing.ec2(), "describe_vpc_endpoints", "VpcEndpoints",
+                           **listing.paging(1000, Filters=TAG_KEY_FILTER)):
         kind = endpoint.get("VpcEndpointType", "")
         found.append(FoundResource(
-            "ec2:vpc-endpoint", endpoint["VpcEndpointId"], region, _tags(endpoint.get("Tags")),
+            "ec2:vpc-endpoint", endpoint["VpcEndpointId"], listing.region, _tags(endpoint.get("Tags")),
             (endpoint.get("State") or "").lower(),  # the API documents "Available", answers "available"
             instance_count=len(endpoint.get("SubnetIds") or ()) if kind == "Interface" else 0,
             attributes={"vpc": endpoint.get("VpcId", ""), "endpoint_type": kind,
@@ -271,14 +389,14 @@ def _gather_network(clients, region: str, page_size: int, _found) -> list[FoundR
     return found
 
 
-def _gather_secrets(clients, region: str, page_size: int, _found) -> list[FoundResource]:
+def _gather_secrets(listing: RegionListing) -> list[FoundResource]:
     """Secrets Manager secrets: one paginated ListSecrets filtered by tag key (a prefix match: the tags decide),
     including those already scheduled for deletion, whose name stays taken until they are deleted for good."""
     found = []
-    for secret in _pages(clients("secretsmanager", region), "list_secrets", "SecretList",
+    for secret in _pages(listing.clients("secretsmanager", listing.region), "list_secrets", "SecretList",
                          Filters=[{"Key": "tag-key", "Values": [TAG_EXPIRES_AT]}], IncludePlannedDeletion=True,
-                         PaginationConfig={"PageSize": min(page_size, 100)}):
-        found.append(FoundResource("secretsmanager:secret", secret["ARN"], region, _tags(secret.get("Tags")),
+                         PaginationConfig={"PageSize": min(listing.page_size, 100)}):
+        found.append(FoundResource("secretsmanager:secret", secret["ARN"], listing.region, _tags(secret.get("Tags")),
                                    "scheduled-deletion" if secret.get("DeletedDate") else None,
                                    attributes={"name": secret["Name"]}))
     return found
@@ -372,31 +490,6 @@ def _budgets_last(resources: list[FoundResource], listing_errors: list[str]) -> 
             else r for r in resources]
 
 
-def _gather_tagged(clients, region: str, page_size: int, _found) -> list[FoundResource]:
-    """SageMaker endpoints, configs and models and ELBv2 load balancers: tags from the tagging API (one paginated
-    listing), existence and state from each service's own paginated listing (the tagging API can still list what
-    was just deleted). Toolkit-tagged endpoints are described (two calls each) for their config, models and size."""
-    tags_by_arn: dict[str, dict[str, str]] = {}
-    for mapping in _pages(clients("resourcegroupstaggingapi", region), "get_resources", "ResourceTagMappingList",
-                          TagFilters=[{"Key": TAG_EXPIRES_AT}], ResourceTypeFilters=TAGGING_TYPES,
-                          ResourcesPerPage=min(page_size, 100)):
-        tags_by_arn[_clean_arn(mapping["ResourceARN"])] = _tags(mapping.get("Tags"))
-    sm_tags = {_sagemaker_key(arn): tags for arn, tags in tags_by_arn.items() if ":sagemaker:" in arn}
-    found: list[FoundResource] = []
-    if sm_tags:
-        found += _gather_sagemaker(clients("sagemaker", region), region, sm_tags)
-    lb_tags = {arn: tags for arn, tags in tags_by_arn.items() if ":elasticloadbalancing:" in arn}
-    if lb_tags:
-        elbv2 = clients("elbv2", region)
-        for lb in _pages(elbv2, "describe_load_balancers", "LoadBalancers",
-                         PaginationConfig={"PageSize": min(page_size * 4, 400)}):
-            if lb["LoadBalancerArn"] in lb_tags:
-                found.append(FoundResource("elbv2:load-balancer", lb["LoadBalancerArn"], region,
-                                           lb_tags[lb["LoadBalancerArn"]], (lb.get("State") or {}).get("Code"),
-                                           attributes={"name": lb.get("LoadBalancerName", "")}))
-    return found
-
-
 _SAGEMAKER_ARN = re.compile(r"arn:[\w-]+:sagemaker:[\w-]*:\d*:(endpoint|endpoint-config|model)/([A-Za-z0-9-]+)")
 
 
@@ -412,20 +505,22 @@ def _sagemaker_key(arn: str) -> tuple[str, str]:
     return (match.group(1), match.group(2).lower()) if match else ("", arn)
 
 
-def _gather_sagemaker(sm, region: str, tags: dict[tuple[str, str], dict]) -> list[FoundResource]:
-    listed = {
-        "endpoint": {e["EndpointName"].lower(): e for e in _pages(sm, "list_endpoints", "Endpoints",
-                                                                    PaginationConfig={"PageSize": 100})},
-        "endpoint-config": {c["EndpointConfigName"].lower(): c for c in _pages(
-            sm, "list_endpoint_configs", "EndpointConfigs", PaginationConfig={"PageSize": 100})},
-        "model": {m["ModelName"].lower(): m for m in _pages(sm, "list_models", "Models",
-                                                             PaginationConfig={"PageSize": 100})},
-    }
-    config_holders: dict[str, list[str]] = {}
-    model_holders: dict[str, list[str]] = {}
+def _sagemaker_tags(listing: RegionListing, kind: str) -> dict[str, dict[str, str]]:
+    """Tags of the toolkit-tagged SageMaker resources of one kind (`endpoint`, ...), by lower-case name."""
+    return {name: tags for arn, tags in listing.tags_by_arn().items() if ":sagemaker:"
+            in arn for k, name in (_sagemaker_key(arn),) if k == kind}
+
+
+def _list_sagemaker_endpoints(listing: RegionListing) -> list[FoundResource]:
+    """Toolkit-tagged endpoints, each described (two calls) for its config, the config's models and its size."""
+    tags = _sagemaker_tags(listing, "endpoint")
+    if not tags:
+        return []
+    sm = listing.clients("sagemaker", listing.region)
     endpoints = []
-    for name, summary in listed["endpoint"].items():
-        if ("endpoint", name) not in tags:
+    for summary in _pages(sm, "list_endpoints", "Endpoints", PaginationConfig={"PageSize": 100}):
+        name = summary["EndpointName"].lower()
+        if name not in tags:
             continue
         try:
             described = sm.describe_endpoint(EndpointName=summary["EndpointName"])
@@ -433,10 +528,9 @@ def _gather_sagemaker(sm, region: str, tags: dict[tuple[str, str], dict]) -> lis
             if _is_gone(err):  # deleted between the listing and now
                 continue
             raise
-        instance_type, count = None, 0
+        instance_type, count, config, models = None, 0, {}, ()
         config_name = described.get("EndpointConfigName")
         if config_name:
-            config_holders.setdefault(config_name.lower(), []).append(summary["EndpointArn"])
             try:
                 config = sm.describe_endpoint_config(EndpointConfigName=config_name)
             except ClientError:
@@ -448,31 +542,65 @@ def _gather_sagemaker(sm, region: str, tags: dict[tuple[str, str], dict]) -> lis
                 instance_type = variants[0].get("InstanceType")
                 count = sum(current.get(v["VariantName"], v.get("InitialInstanceCount", 0)) for v in variants
                             if v.get("InstanceType") == instance_type)
-            for v in variants:
-                if v.get("ModelName"):
-                    model_holders.setdefault(v["ModelName"].lower(), []).append(config.get("EndpointConfigArn", ""))
-        endpoints.append(FoundResource("sagemaker:endpoint", summary["EndpointArn"], region, tags[("endpoint", name)],
-                                       summary.get("EndpointStatus"), instance_type=instance_type,
-                                       instance_count=count, attributes={"name": summary["EndpointName"]}))
-    found = endpoints
-    for name, summary in listed["endpoint-config"].items():
-        if ("endpoint-config", name) in tags:
-            found.append(FoundResource("sagemaker:endpoint-config", summary["EndpointConfigArn"], region,
-                                       tags[("endpoint-config", name)],
-                                       in_use_by=tuple(config_holders.get(name, ())),
-                                       attributes={"name": summary["EndpointConfigName"]}))
-    for name, summary in listed["model"].items():
-        if ("model", name) in tags:
-            found.append(FoundResource("sagemaker:model", summary["ModelArn"], region, tags[("model", name)],
-                                       in_use_by=tuple(h for h in model_holders.get(name, ()) if h),
-                                       attributes={"name": summary["ModelName"]}))
-    return found
+            models = tuple(v["ModelName"].lower() for v in variants if v.get("ModelName"))
+        endpoints.append(FoundResource(
+            "sagemaker:endpoint", summary["EndpointArn"], listing.region, tags[name], summary.get("EndpointStatus"),
+            instance_type=instance_type, instance_count=count,
+            attributes={"name": summary["EndpointName"], "config": (config_name or "").lower(),
+                        "config_arn": config.get("EndpointConfigArn", ""), "models": models}))
+    return endpoints
 
 
-def _gather_eks(clients, region: str, page_size: int, _found) -> list[FoundResource]:
+def _list_sagemaker_endpoint_configs(listing: RegionListing) -> list[FoundResource]:
+    """Toolkit-tagged endpoint configs, held by the endpoints found that use them."""
+    tags = _sagemaker_tags(listing, "endpoint-config")
+    if not tags:
+        return []
+    holders: dict[str, list[str]] = {}
+    for endpoint in listing.found.get("sagemaker:endpoint", ()):
+        holders.setdefault(endpoint.attributes["config"], []).append(endpoint.id)
+    return [FoundResource("sagemaker:endpoint-config", summary["EndpointConfigArn"], listing.region,
+                          tags[name], in_use_by=tuple(holders.get(name, ())),
+                          attributes={"name": summary["EndpointConfigName"]})
+            for summary in _pages(listing.clients("sagemaker", listing.region), "list_endpoint_configs",
+                                  "EndpointConfigs", PaginationConfig={"PageSize": 100})
+            for name in (summary["EndpointConfigName"].lower(),) if name in tags]
+
+
+def _list_sagemaker_models(listing: RegionListing) -> list[FoundResource]:
+    """Toolkit-tagged models, held by the configs of the endpoints found."""
+    tags = _sagemaker_tags(listing, "model")
+    if not tags:
+        return []
+    holders: dict[str, list[str]] = {}
+    for endpoint in listing.found.get("sagemaker:endpoint", ()):
+        for model in endpoint.attributes["models"]:
+            if endpoint.attributes["config_arn"]:
+                holders.setdefault(model, []).append(endpoint.attributes["config_arn"])
+    return [FoundResource("sagemaker:model", summary["ModelArn"], listing.region, tags[name],
+                          in_use_by=tuple(holders.get(name, ())), attributes={"name": summary["ModelName"]})
+            for summary in _pages(listing.clients("sagemaker", listing.region), "list_models", "Models",
+                                  PaginationConfig={"PageSize": 100})
+            for name in (summary["ModelName"].lower(),) if name in tags]
+
+
+def _list_load_balancers(listing: RegionListing) -> list[FoundResource]:
+    """ELBv2 load balancers: tags from the tagging API, existence and state from DescribeLoadBalancers (the tagging
+    API can still list what was just deleted)."""
+    lb_tags = {arn: tags for arn, tags in listing.tags_by_arn().items() if ":elasticloadbalancing:" in arn}
+    if not lb_tags:
+        return []
+    return [FoundResource("elbv2:load-balancer", lb["LoadBalancerArn"], listing.region, lb_tags[lb["LoadBalancerArn"]],
+                          (lb.get("State") or {}).get("Code"), attributes={"name": lb.get("LoadBalancerName", "")})
+            for lb in _pages(listing.clients("elbv2", listing.region), "describe_load_balancers", "LoadBalancers",
+                             PaginationConfig={"PageSize": min(listing.page_size * 4, 400)})
+            if lb["LoadBalancerArn"] in lb_tags]
+
+
+def _gather_eks(listing: RegionListing) -> list[FoundResource]:
     """EKS clusters and node groups. The tagging API never returns EKS resources, and EKS has no tag filter: every
     cluster and node group is described (calls grow with the number of clusters and node groups)."""
-    eks = clients("eks", region)
+    eks, region, page_size = listing.clients("eks", listing.region), listing.region, listing.page_size
     found: list[FoundResource] = []
     for name in _pages(eks, "list_clusters", "clusters", PaginationConfig={"PageSize": min(page_size, 100)}):
         cluster = eks.describe_cluster(name=name)["cluster"]
@@ -492,12 +620,13 @@ def _gather_eks(clients, region: str, page_size: int, _found) -> list[FoundResou
     return found
 
 
-def _gather_scalable_targets(clients, region: str, page_size: int, found) -> list[FoundResource]:
+def _gather_scalable_targets(listing: RegionListing) -> list[FoundResource]:
     """SageMaker variant scalable targets of the toolkit-tagged endpoints found; their own tags decide."""
-    endpoints = {r.attributes["name"].lower() for r in found.get("tagged", ()) if r.kind == "sagemaker:endpoint"}
+    endpoints = {r.attributes["name"].lower() for r in listing.found.get("sagemaker:endpoint", ())}
     if not endpoints:
         return []
-    aas = clients("application-autoscaling", region)
+    aas, region, page_size = listing.clients("application-autoscaling", listing.region), listing.region, \
+        listing.page_size
     targets = []
     for target in _pages(aas, "describe_scalable_targets", "ScalableTargets", ServiceNamespace="sagemaker",
                          PaginationConfig={"PageSize": min(page_size, 50)}):
@@ -513,12 +642,40 @@ def _gather_scalable_targets(clients, region: str, page_size: int, found) -> lis
     return targets
 
 
+# Each kind's own listing, in order (a later one may read what an earlier one found), with the operation a failure
+# is most likely to come from. EKS clusters and node groups, IAM roles and instance profiles, are read together.
+REGIONAL_LISTINGS: tuple[tuple[tuple[str, ...], str, Callable[[RegionListing], list[FoundResource]]], ...] = (
+    (("ec2:instance",), "ec2:DescribeInstances", _list_instances),
+    (("ec2:volume",), "ec2:DescribeVolumes", _list_volumes),
+    (("ec2:network-interface",), "ec2:DescribeNetworkInterfaces", _list_network_interfaces),
+    (("ec2:security-group",), "ec2:DescribeSecurityGroups", _list_security_groups),
+    (("ec2:launch-template",), "ec2:DescribeLaunchTemplates", _list_launch_templates),
+    (("ec2:placement-group",), "ec2:DescribePlacementGroups", _list_placement_groups),
+    (("ec2:vpc",), "ec2:DescribeVpcs", _list_vpcs),
+    (("ec2:subnet",), "ec2:DescribeSubnets", _list_subnets),
+    (("ec2:route-table",), "ec2:DescribeRouteTables", _list_route_tables),
+    (("ec2:internet-gateway",), "ec2:DescribeInternetGateways", _list_internet_gateways),
+    (("ec2:natgateway",), "ec2:DescribeNatGateways", _list_nat_gateways),
+    (("ec2:elastic-ip",), "ec2:DescribeAddresses", _list_elastic_ips),
+    (("ec2:vpc-endpoint",), "ec2:DescribeVpcEndpoints", _list_vpc_endpoints),
+    (("sagemaker:endpoint",), "sagemaker:ListEndpoints", _list_sagemaker_endpoints),
+    (("sagemaker:endpoint-config",), "sagemaker:ListEndpointConfigs", _list_sagemaker_endpoint_configs),
+    (("sagemaker:model",), "sagemaker:ListModels", _list_sagemaker_models),
+    (("elbv2:load-balancer",), "elasticloadbalancing:DescribeLoadBalancers", _list_load_balancers),
+    (("eks:cluster", "eks:nodegroup"), "eks:ListClusters", _gather_eks),
+    (("application-autoscaling:scalable-target",), "application-autoscaling:DescribeScalableTargets",
+     _gather_scalable_targets),
+    (("secretsmanager:secret",), "secretsmanager:ListSecrets", _gather_secrets),
+)
+
+
 def _link(region: str, resources: list[FoundResource], clients, page_size: int,
-          errors: list[str]) -> list[FoundResource]:
+          inventory: Inventory) -> list[FoundResource]:
     """Add the links one listing cannot see alone: who uses a security group, a subnet, a VPC or a placement
     group, which NAT gateway holds an Elastic IP, which gateway endpoint uses a route table, which node group
     launches an instance or uses a launch template. Each link listing is filtered by the ids found (200 per filter)
-    and paginated, so calls grow with pages, not resources; none is made when there is nothing to link."""
+    and paginated, so calls grow with pages, not resources; none is made when there is nothing to link. A link
+    listing that fails keeps its kind (what uses it is unknown) and is recorded in `inventory`."""
     clusters = {r.attributes["name"]: r.id for r in resources if r.kind == "eks:cluster"}
     nodegroups = {(r.attributes["cluster"], r.attributes["name"]): r.id for r in resources if r.kind == "eks:nodegroup"}
     load_balancers = {r.id.split(":loadbalancer/", 1)[-1]: r.id for r in resources if r.kind == "elbv2:load-balancer"}
@@ -538,14 +695,18 @@ def _link(region: str, resources: list[FoundResource], clients, page_size: int,
                               PaginationConfig={"PageSize": max(5, min(page_size, 100 if key == "RouteTables"
                                                                        else 1000))})
 
-    try:
+    def security_group_users() -> None:
         for eni in listing("describe_network_interfaces", "NetworkInterfaces", "group-id", ids["ec2:security-group"]):
             holder = eni_holder(eni, load_balancers, clusters, owners)
             for group in eni.get("Groups", ()):
                 if group["GroupId"] in holders:
                     holders[group["GroupId"]].add(holder)
+
+    def subnet_users() -> None:
         for eni in listing("describe_network_interfaces", "NetworkInterfaces", "subnet-id", ids["ec2:subnet"]):
             holders[eni["SubnetId"]].add(eni_holder(eni, load_balancers, clusters, owners))
+
+    def vpc_contents() -> None:
         # whatever else lives in a toolkit VPC, toolkit or not, must go before it (the default security group and
         # the main route table go with it)
         for subnet in listing("describe_subnets", "Subnets", "vpc-id", ids["ec2:vpc"]):
@@ -560,6 +721,8 @@ def _link(region: str, resources: list[FoundResource], clients, page_size: int,
             for attachment in gateway.get("Attachments", ()):
                 if attachment.get("VpcId") in holders:
                     holders[attachment["VpcId"]].add(gateway["InternetGatewayId"])
+
+    def placement_group_members() -> None:
         for chunk in _chunks(pg_names):
             for reservation in _pages(ec2, "describe_instances", "Reservations",
                                       Filters=[{"Name": "placement-group-name", "Values": chunk}],
@@ -567,8 +730,18 @@ def _link(region: str, resources: list[FoundResource], clients, page_size: int,
                 for inst in reservation.get("Instances", ()):
                     if inst["State"]["Name"] != "terminated":
                         pg_holders[inst["Placement"]["GroupName"]].add(inst["InstanceId"])
-    except (ClientError, BotoCoreError, NotImplementedError) as err:
-        errors.append(f"{region} ec2 (links): {_describe_error(err)}")
+
+    unlinked: dict[str, str] = {}  # kind -> why its resources stay: what uses them is unknown
+    for kind, operation, find_users in (
+            ("ec2:security-group", "ec2:DescribeNetworkInterfaces", security_group_users),
+            ("ec2:subnet", "ec2:DescribeNetworkInterfaces", subnet_users),
+            ("ec2:vpc", "ec2:DescribeSubnets", vpc_contents),
+            ("ec2:placement-group", "ec2:DescribeInstances", placement_group_members)):
+        try:
+            find_users()
+        except Exception as err:  # noqa: BLE001 - any failure holds back only this kind
+            inventory.failed(region, (kind,), err, operation, what=" (what uses it)")
+            unlinked[kind] = "what uses it could not be listed: kept until a complete run"
     templates_in_use: dict[str, set[str]] = {}
     for r in resources:
         if r.kind == "eks:nodegroup" and r.attributes.get("launch_template"):
@@ -594,6 +767,8 @@ def _link(region: str, resources: list[FoundResource], clients, page_size: int,
 
     linked = []
     for r in resources:
+        if r.kind in unlinked and not r.keep:
+            r = replace(r, keep=unlinked[r.kind])
         if r.kind in ("ec2:security-group", "ec2:subnet", "ec2:vpc"):
             r = replace(r, in_use_by=tuple(sorted(holders.get(r.id, set()) - {r.id})))
             if r.kind == "ec2:security-group" and r.attributes.get("name") == "default":
@@ -650,13 +825,6 @@ def instance_manager(tags: dict[str, str], nodegroups: dict[tuple[str, str], str
     return None
 
 
-def _describe_error(err: Exception) -> str:
-    if isinstance(err, ClientError):
-        e = err.response.get("Error", {})
-        return f"{e.get('Code', 'Error')}: {e.get('Message', '')}"[:300]
-    return f"{type(err).__name__}: {err}"[:300]
-
-
 # ---- act: delete in order, bounded ------------------------------------------------------------------------------
 
 @dataclass
@@ -689,10 +857,12 @@ def with_retries(call: Callable[[], Any], policy: RetryPolicy) -> Outcome:
                 return Outcome("already gone")
             if _error_code(err) not in RETRY_CODES or attempt == policy.attempts:
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
-                return Outcome("failed", _describe_error(err) + suffix)
+                return Outcome("failed", describe_error(err) + suffix)
         except BotoCoreError as err:
             if attempt == policy.attempts:
-                return Outcome("failed", _describe_error(err))
+                return Outcome("failed", describe_error(err))
+        except Exception as err:  # noqa: BLE001 - not an answer worth retrying; one resource fails, not the run
+            return Outcome("failed", describe_error(err))
         policy.sleep(delay)
         delay = min(delay * 2, policy.max_delay_s)
     return Outcome("failed", "no attempt made")
@@ -815,9 +985,9 @@ def _revoke_cross_references(clients, region: str, deletions: list[Deletion], ou
         try:
             groups = list(_pages(ec2, "describe_security_groups", "SecurityGroups",
                                  Filters=[{"Name": "group-id", "Values": chunk}]))
-        except (ClientError, BotoCoreError) as err:
+        except Exception as err:  # noqa: BLE001 - these groups fail; the rest of the run goes on
             for gid in chunk:
-                outcomes.setdefault(gid, Outcome("failed", f"listing rules: {_describe_error(err)}"))
+                outcomes.setdefault(gid, Outcome("failed", f"listing rules: {describe_error(err)}"))
             continue
         for group in groups:
             for direction, revoke in (("IpPermissions", ec2.revoke_security_group_ingress),
@@ -829,7 +999,7 @@ def _revoke_cross_references(clients, region: str, deletions: list[Deletion], ou
                     except ClientError as err:
                         if not _is_gone(err):
                             outcomes.setdefault(group["GroupId"], Outcome("failed",
-                                                                          f"revoking rules: {_describe_error(err)}"))
+                                                                          f"revoking rules: {describe_error(err)}"))
 
 
 def _group_pairs_only(permission: dict) -> dict:
@@ -878,15 +1048,23 @@ def _still_there(clients, region: str, kind: str, resources: list[FoundResource]
 
 
 def wait_until_gone(clients, region: str, kind: str, resources: list[FoundResource], policy: RetryPolicy) -> set[str]:
-    """Poll (bounded by policy.wait_timeout_s) until the resources are gone; returns the ids still there."""
-    deadline = policy.clock() + policy.wait_timeout_s
+    """Poll (bounded by policy.wait_timeout_s) until the resources are gone; returns the ids still there. Says what
+    it waits for and for how long through policy.progress, at most once every policy.progress_every_s."""
+    started = policy.clock()
+    deadline = started + policy.wait_timeout_s
+    said_at: float | None = None
     while True:
         try:
             left = _still_there(clients, region, kind, resources)
-        except (ClientError, BotoCoreError):
+        except Exception:  # noqa: BLE001 - an unanswered poll proves nothing gone; the bound still holds
             left = {r.id for r in resources}
         if not left or policy.clock() >= deadline:
             return left
+        waited = policy.clock() - started
+        if said_at is None or waited - said_at >= policy.progress_every_s:
+            policy.progress(f"waiting for {len(left)} {kind} in {region} to go ({_few(sorted(left))}): "
+                            f"{waited:.0f} s of at most {policy.wait_timeout_s:g} s")
+            said_at = waited
         policy.sleep(min(policy.poll_interval_s, max(deadline - policy.clock(), 0)))
         resources = [r for r in resources if r.id in left]
 
@@ -1048,7 +1226,9 @@ def report_json(request: Request, plan: ReapPlan, inventory: Inventory, outcomes
     return {"mode": "stack" if request.stack else "expired", "dry_run": request.dry_run,
             "regions": list(request.regions), "pulumi": pulumi, **document,
             "usd_per_hour_stopped": round(stopped if not request.dry_run else plan.usd_per_hour_stopped, 3),
-            "listing_errors": list(inventory.listing_errors), "left": left, "exit_code": exit_code}
+            "listing_errors": list(inventory.listing_errors),
+            "unlisted": [{"region": region, "kind": kind} for region, kind in inventory.unlisted],
+            "left": left, "exit_code": exit_code}
 
 
 def _would(entry: dict) -> str:
@@ -1121,8 +1301,15 @@ def main(argv: list[str] | None = None, session: boto3.Session | None = None,
     except PlanInputError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
-    if session is None and request.profile:
-        base = boto3.Session(profile_name=request.profile)
+    try:
+        if session is None and request.profile:
+            base = boto3.Session(profile_name=request.profile)
+        problem = missing_credentials(base)
+    except ProfileNotFound as err:
+        problem = f"no AWS credentials: {err} (the stack's aws:profile)"
+    if problem:  # one line, before anything is called: not "nothing to delete" and a credential error per listing
+        print(f"{PROG}: {problem}", file=sys.stderr)
+        return 1
     clients = RegionalClients(base)
     policy = policy or RetryPolicy(wait_timeout_s=request.wait_timeout_s)
     pulumi = pulumi_destroy(request.stack, request.dry_run) if request.stack else None
@@ -1135,6 +1322,7 @@ def main(argv: list[str] | None = None, session: boto3.Session | None = None,
         outcomes = act(plan, clients, policy)
         after = gather(clients, request.regions, stack=request.stack)
         inventory.listing_errors += [f"(verify) {e}" for e in after.listing_errors]
+        inventory.unlisted += [u for u in after.unlisted if u not in inventory.unlisted]
         left = still_selected(plan_reap(after.resources, request.now, request.stack), outcomes)
     failed_pulumi = bool(pulumi and pulumi["ran"] and pulumi["exit_code"] != 0)
     exit_code = 1 if left or inventory.listing_errors or failed_pulumi else 0

@@ -11,6 +11,7 @@ from datetime import timedelta
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.parsers import ResponseParserError
 
 from planner.plan import TAG_EXPIRES_AT
 from scripts import teardown
@@ -297,7 +298,7 @@ def test_a_failed_listing_is_reported_and_the_rest_still_reaped(aws, capsys, pol
     code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
     denied["eks"] = False
     assert code == 1
-    assert any("eks: AccessDeniedException" in e for e in report["listing_errors"])
+    assert any("eks:cluster, eks:nodegroup: AccessDeniedException" in e for e in report["listing_errors"])
     left = existing(account)
     assert {i for i, k in account.doomed.items() if k.startswith("eks:")} <= set(left)
     # the budget stays: what the failed listing missed may still be running
@@ -490,3 +491,99 @@ def test_node_group_instances_go_with_their_node_group_not_by_terminate(aws, cap
     assert code == 0 and entry["outcome"] == "removed with manager" and entry["usd_per_hour"] == 0
     assert node not in terminated  # the node group's own instances are never terminated behind its back
     assert report["usd_per_hour_stopped"] == pytest.approx(ALPHA_USD_PER_HOUR)  # priced once, with the node group
+
+
+# ---- one kind's failure hides only that kind (issue 13) --------------------------------------------------------
+
+def test_an_api_moto_lacks_hides_only_its_own_kind(aws, capsys):
+    """Plain moto (no placement-group fake) cannot answer DescribePlacementGroups: the expired p5 next to it must
+    still be found, and only ec2:placement-group reported as not listed."""
+    now = at_now()
+    session = boto3.Session(region_name=REGION)
+    ec2 = session.client("ec2")
+    p5 = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="p5.48xlarge",
+                           TagSpecifications=spec("instance", toolkit_tags("alpha", now - timedelta(hours=1)))
+                           )["Instances"][0]["InstanceId"]
+    code, report, _ = run(capsys, ["--expired"], session=session)
+    assert code == 1
+    assert [d["id"] for d in report["deletions"]] == [p5]
+    assert len(report["listing_errors"]) == 1 and report["listing_errors"][0].startswith(
+        "us-east-1 ec2:placement-group: ")
+
+
+def _raise_on(session, operation: str, error: Exception) -> dict[str, bool]:
+    """Make `operation` raise `error` while the returned switch is on."""
+    switch = {"on": True}
+
+    def fail(**_):
+        if switch["on"]:
+            raise error
+    session.events.register(f"before-call.ec2.{operation}", fail)
+    return switch
+
+
+@pytest.mark.parametrize("error", [
+    ResponseParserError("Unable to parse response, invalid XML received:\nb'<!doctype html><html>oops</html>'"),
+    KeyError("Reservations"),
+    RuntimeError("something nobody expected"),
+], ids=["unreadable answer", "KeyError", "RuntimeError"])
+def test_any_failure_of_a_listing_is_recorded_against_its_kind_and_the_rest_reaped(aws, capsys, policy, error):
+    account = populate(at_now())
+    switch = _raise_on(account.session, "DescribeVolumes", error)
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    switch["on"] = False
+    assert code == 1
+    volumes = {i for i, k in account.doomed.items() if k == "ec2:volume"}
+    first = [e for e in report["listing_errors"] if not e.startswith("(verify)")]
+    assert len(first) == 1 and first[0].startswith("us-east-1 ec2:volume: ") and "<" not in first[0], first
+    after = existing(account)
+    assert volumes <= set(after)  # unlisted: untouched
+    budget = {i for i, k in account.doomed.items() if k == "budgets:budget"}
+    assert not (set(account.doomed) - volumes - budget) & set(after)  # everything else expired went
+    assert budget <= set(after)  # the budget stays while the view is incomplete
+
+
+def test_a_failed_endpoint_listing_keeps_the_configs_and_models_it_would_have_shown_in_use(aws, capsys, policy):
+    account = populate(at_now())
+    denied = {"on": True}
+    account.session.events.register("before-call.sagemaker.ListEndpoints", lambda **_: (
+        AWSResponse("https://fake.invalid/", 403, {}, None),
+        {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"},
+         "ResponseMetadata": {"HTTPStatusCode": 403}}) if denied["on"] else None)
+    code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    denied["on"] = False
+    assert code == 1
+    blocked = {b["kind"]: b["reason"] for b in report["blocked"]}
+    assert blocked["sagemaker:endpoint-config"].startswith("sagemaker:endpoint could not be listed")
+    assert blocked["sagemaker:model"].startswith("sagemaker:endpoint could not be listed")
+    assert {"alpha-config", "alpha-model"} <= set(existing(account))
+
+
+# ---- progress while waiting (issue 13) -------------------------------------------------------------------------
+
+def test_waits_say_what_they_wait_for_and_how_long_at_most_every_n_seconds(aws, capsys, sleeps):
+    account = populate(at_now())
+    account.session.events.register("before-call.sagemaker.DeleteEndpoint", lambda **_: (
+        AWSResponse("https://fake.invalid/", 200, {}, None), {}))  # accepted, never finishes
+    policy = teardown.RetryPolicy(sleep=sleeps, clock=sleeps.clock, wait_timeout_s=300, poll_interval_s=10,
+                                  progress_every_s=60)
+    code, report, err = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    assert code == 1
+    lines = [line for line in err.splitlines() if "waiting for" in line]
+    endpoint_lines = [line for line in lines if "sagemaker:endpoint" in line]
+    assert [line.split(": ", 2)[-1] for line in endpoint_lines] == [
+        f"{waited} s of at most 300 s" for waited in (0, 60, 120, 180, 240)], lines
+    assert endpoint_lines[0].startswith("python -m scripts.teardown: waiting for 1 sagemaker:endpoint in us-east-1 "
+                                        "to go (arn:aws:sagemaker:")
+    assert len(sleeps) >= 29  # polled every 10 s, reported every 60 s
+
+
+def test_an_unexpected_failure_of_one_delete_fails_that_resource_not_the_run(aws, capsys, policy):
+    account = populate(at_now())
+    _raise_on(account.session, "DeleteVolume", RuntimeError("connection pool is closed"))
+    code, report, err = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
+    volume = next(d for d in report["deletions"] if d["kind"] == "ec2:volume")
+    assert code == 1 and "Traceback" not in err
+    assert (volume["outcome"], volume["detail"]) == ("failed", "RuntimeError: connection pool is closed")
+    assert {item["id"] for item in report["left"]} == {volume["id"], next(
+        d["id"] for d in report["deletions"] if d["kind"] == "budgets:budget")}
