@@ -155,8 +155,19 @@ def eks_endpoint(plan: StackPlan) -> None:
     pulumi.export("startup_budget_s", startup_budget(plan).total_s)
 
 
-def main(stacks_dir: Path = STACKS_DIR, now: datetime | None = None) -> None:
+def require_fixed_expiry(plan: StackPlan, provisional_expiry: bool) -> None:
+    """The expiry is decided once, on purpose: `pulumi up` deploys only a stack whose expiresAt the stack file holds
+    (written by `python -m scripts.renew`), so a re-run or a merge never extends an evaluation. A preview, and the
+    offline plan, may assume a renewal now."""
+    if plan.config.expires_at is None and not provisional_expiry and not pulumi.runtime.is_dry_run():
+        raise pulumi.RunError(f"{PROJECT}:expiresAt is not set: run `python -m scripts.renew {plan.stack}` "
+                              f"(now + {plan.config.ttl_hours:g} h, at most 168 h) to decide the expiry once, then "
+                              "`pulumi up` again")
+
+
+def main(stacks_dir: Path = STACKS_DIR, now: datetime | None = None, provisional_expiry: bool = False) -> None:
     plan = stack_plan(stacks_dir, now or datetime.now(UTC))
+    require_fixed_expiry(plan, provisional_expiry)
     expiry = plan.tags[TAG_EXPIRES_AT]
     pulumi.export("plan", {"fit": plan.fit.fits, "layout": plan.fit.layout.describe(),
                            "usd_per_hour": plan.cost.usd_per_hour, "expires_at": expiry})

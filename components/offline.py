@@ -105,7 +105,8 @@ def _run_isolated(stack: str, region: str, config: dict[str, str], stacks_dir: P
     exports: dict = {}
 
     async def run() -> None:
-        program.main(stacks_dir=stacks_dir, now=now)
+        # the offline plan shows a stack without expiresAt as if renewed now (`pulumi up` would refuse it)
+        program.main(stacks_dir=stacks_dir, now=now, provisional_expiry=True)
         # Under mocks the root stack never registers its outputs; read what pulumi.export put on it.
         for name, value in get_root_resource().outputs.items():
             output = pulumi.Output.from_input(value)

@@ -112,7 +112,11 @@ def plan_stack(stack: StackFile, now: datetime) -> StackPlan:
             raise PlanInputError(f"{PROJECT}:expiresAt", iso_utc(expiry),
                                  f"at most {MAX_TTL_HOURS} hours from now", stack.source)
     else:
+        # Not decided yet: the plan assumes a renewal now. `pulumi up` refuses to deploy on it (the expiry would move
+        # with every update); `python -m scripts.renew STACK` writes it into the stack file once.
         expiry = expires_at(now, c.ttl_hours)
+        warnings.append(f"expiresAt is not set: the plan assumes now + {c.ttl_hours:g} h; set it once with "
+                        f"`python -m scripts.renew {stack.name}` before `pulumi up` (a re-run never moves it then)")
     bound = decode_upper_bound(fit)
     peak = max(c.nodes, c.jumpstart.max_capacity if c.jumpstart else 0, (c.eks.max_nodes or 0) if c.eks else 0)
     cost = cost_estimate(itype, c.nodes, c.ttl_hours, bound, peak_count=peak)

@@ -39,7 +39,7 @@ def _fake_program(monkeypatch, main):
 
 
 def test_an_invoke_the_engine_does_not_know_fails_the_run(monkeypatch):
-    def main(stacks_dir, now):
+    def main(stacks_dir, now, provisional_expiry):
         zones = aws.get_availability_zones_output()
         aws.ec2.Vpc("h100-pilot-vpc", cidr_block=zones.names.apply(lambda _: "10.0.0.0/16"))
 
@@ -49,7 +49,7 @@ def test_an_invoke_the_engine_does_not_know_fails_the_run(monkeypatch):
 
 
 def test_an_error_inside_an_apply_fails_the_run(monkeypatch):
-    def main(stacks_dir, now):
+    def main(stacks_dir, now, provisional_expiry):
         aws.ec2.Vpc("h100-pilot-vpc", cidr_block=pulumi.Output.from_input("x").apply(lambda _: {}["missing"]))
 
     _fake_program(monkeypatch, main)
@@ -58,7 +58,7 @@ def test_an_error_inside_an_apply_fails_the_run(monkeypatch):
 
 
 def test_secret_inputs_and_outputs_are_masked(monkeypatch):
-    def main(stacks_dir, now):
+    def main(stacks_dir, now, provisional_expiry):
         aws.secretsmanager.Secret("h100-pilot-secret", description=pulumi.Output.secret("hidden-description"))
         pulumi.export("token", pulumi.Output.secret("hidden-output"))
 
