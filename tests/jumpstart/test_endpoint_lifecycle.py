@@ -11,9 +11,7 @@ import json
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
-from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.sagemaker.models import FakeEndpointConfig
 from moto.sagemakerruntime.models import sagemakerruntime_backends
 
 from scripts._aws import AwsClients
@@ -40,15 +38,8 @@ ANSWER = {"id": "chatcmpl-1", "object": "chat.completion", "model": "nemotron-3-
 
 
 @pytest.fixture(autouse=True)
-def aws(monkeypatch):
-    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setattr(FakeEndpointConfig, "validate_instance_type", lambda self, instance_type: None)
-    with mock_aws():
-        yield
+def aws(moto_session):
+    return moto_session
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def test_unresolved_plans_without_an_endpoint_and_says_to_resolve(tmp_path):
     ({"nodes": 2}, "nemotron-deploy:nodes", "nodes is 1 for target jumpstart"),
     ({"jumpstart": {"minCapacity": 3, "maxCapacity": 2}}, "nemotron-deploy:jumpstart.maxCapacity",
      "at least minCapacity"),
-    ({"jumpstart": {"acceptEula": "yes please"}}, "nemotron-deploy:jumpstart.acceptEula", "valid boolean"),
+    ({"jumpstart": {"acceptEula": "yes please"}}, "nemotron-deploy:jumpstart.acceptEula", "an unquoted YAML boolean"),
     ({"instanceType": "ml.p6-b200.48xlarge"}, "nemotron-deploy:jumpstart.resolved.instanceType",
      "environment is resolved per instance type"),
     ({"jumpstart": {"modelVersion": "2.0.0"}}, "nemotron-deploy:jumpstart.resolved.hubContentVersion",
@@ -136,7 +136,7 @@ def test_unresolved_plans_without_an_endpoint_and_says_to_resolve(tmp_path):
     ({"resolved": {"environment": {"HF_TOKEN": "hf_" + "x" * 34}}},
      "nemotron-deploy:jumpstart.resolved.environment.HF_TOKEN", "no secret in the container environment"),
     ({"resolved": {"artifactS3Uri": "https://bucket/x"}}, "nemotron-deploy:jumpstart.resolved.artifactS3Uri",
-     "pattern"),
+     "an S3 URI such as"),
     ({"jumpstart": {"vpc": {"subnetIds": ["subnet-1"], "securityGroupIds": ["sg-0123456789abcdef0"]}}},
      "nemotron-deploy:jumpstart.vpc.subnetIds", "subnet ids such as"),
 ])

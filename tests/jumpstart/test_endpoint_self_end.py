@@ -12,12 +12,9 @@ import re
 from datetime import UTC, datetime
 from functools import cache
 
-import boto3
 import botocore.session
 import pytest
-from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.sagemaker.models import FakeEndpointConfig
 
 from components.offline import FAKE_ACCOUNT, OfflineRun, run_program
 from planner.policy import check_resources
@@ -162,15 +159,8 @@ def test_the_declared_names_and_enums_are_what_the_scheduler_api_accepts():
 
 
 @pytest.fixture
-def session(monkeypatch):
-    for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setattr(FakeEndpointConfig, "validate_instance_type", lambda self, instance_type: None)
-    with mock_aws():
-        yield boto3.Session(region_name=REGION)
+def session(moto_session):
+    return moto_session
 
 
 def create_as_declared(session, run: OfflineRun) -> dict:
