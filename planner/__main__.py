@@ -12,6 +12,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from planner.cli import run_main
 from planner.errors import PlanInputError
 from planner.estimates import article_break_even
 from planner.fit import DEFAULT_GPU_MEMORY_UTILIZATION, FitRequest, FitResult, plan_fit
@@ -25,6 +26,20 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.exit(2, f"{self.prog}: {message}\n")
+
+
+# The fit request's fields and the flags that set them: a message names the flag the user typed.
+FIT_FLAGS = {"model": "--model", "gpu": "--gpu", "gpus_per_node": "--gpus-per-node", "nodes": "--nodes",
+             "precision": "--precision", "context": "--context", "concurrency": "--concurrency",
+             "kv_cache_dtype": "--kv-cache-dtype", "gpu_memory_utilization": "--gpu-memory-utilization",
+             "tensor_parallel": "--tensor-parallel", "pipeline_parallel": "--pipeline-parallel"}
+
+
+def as_typed(err: PlanInputError) -> PlanInputError:
+    """The error with the flag as typed (`--gpus-per-node`) when it is about a flag, not a file."""
+    if err.source is None and err.field in FIT_FLAGS:
+        return PlanInputError(FIT_FLAGS[err.field], err.value, err.allowed)
+    return err
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             tensor_parallel=args.tensor_parallel, pipeline_parallel=args.pipeline_parallel)
         result = plan_fit(request)
     except PlanInputError as err:
-        print(f"python -m planner: {err}", file=sys.stderr)
+        print(f"python -m planner: {as_typed(err)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
@@ -139,4 +154,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -83,6 +83,7 @@ class InstanceType:
     price_read: str  # date and nature of the price figure
     capex_usd: float | None = None  # purchase price, for hardware one owns
     note: str = ""
+    not_offered_in: tuple[str, ...] = ()  # regions where AWS does not offer it (the planner refuses them)
 
 
 _EC2_PRICE_DATE = "2026-06, us-east-1 on-demand, approximate"
@@ -94,7 +95,8 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
         InstanceType("p5.48xlarge", "ec2", "h100", 8, 192, 2048, "8x 3.8 TB", 8, 32, 55.04, _EC2_PRICE_DATE,
                      note="98.32/h before the June 2025 price cut; the article quotes ~98"),
         InstanceType("p5e.48xlarge", "ec2", "h200", 8, 192, 2048, "8x 3.8 TB", 8, 32, None,
-                     "not offered in us-east-1; price unconfirmed", note="use p5en.48xlarge in us-east-1"),
+                     "not offered in us-east-1; price unconfirmed", note="use p5en.48xlarge in us-east-1",
+                     not_offered_in=("us-east-1",)),
         InstanceType("p5en.48xlarge", "ec2", "h200", 8, 192, 2048, "8x 3.8 TB", 8, 16, 63.30, _EC2_PRICE_DATE),
         InstanceType("p6-b200.48xlarge", "ec2", "b200", 8, 192, 2048, "8x 3.8 TB", 8, 8, 113.93,
                      _EC2_PRICE_DATE + " (third-party figure)"),

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
-from planner.errors import PlanInputError, one_of
+from planner.errors import PlanInputError, PlanInputNote, one_of
 from planner.references import ref
+from planner.yamlfile import YamlFileError, load_yaml_file
 
 PRECISIONS = ("bf16", "fp8", "nvfp4")
 # Bytes per weight: NVFP4 is 4-bit E2M1 plus one FP8 scale per 16 values = 4.5 bits (FACTS.md section 2).
@@ -136,63 +137,155 @@ BUILT_IN_MODELS = {NEMOTRON_3_ULTRA.name: NEMOTRON_3_ULTRA}
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _LayersSpec(_Strict):
-    attention: int = Field(ge=0)
-    mamba: int = Field(default=0, ge=0)
+    attention: StrictInt = Field(ge=0)
+    mamba: StrictInt = Field(default=0, ge=0)
 
 
 class _AttentionYaml(_Strict):
-    num_heads: int = Field(gt=0)
-    num_kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
+    num_heads: StrictInt = Field(gt=0)
+    num_kv_heads: StrictInt = Field(gt=0)
+    head_dim: StrictInt = Field(gt=0)
 
 
 class _MambaYaml(_Strict):
-    num_heads: int = Field(ge=0)
-    head_dim: int = Field(ge=0)
-    state_size: int = Field(ge=0)
-    n_groups: int = Field(ge=0)
-    conv_kernel: int = Field(default=4, ge=1)
+    num_heads: StrictInt = Field(ge=0)
+    head_dim: StrictInt = Field(ge=0)
+    state_size: StrictInt = Field(ge=0)
+    n_groups: StrictInt = Field(ge=0)
+    conv_kernel: StrictInt = Field(default=4, ge=1)
 
 
 class _MoEYaml(_Strict):
-    num_experts: int = Field(gt=0)
-    top_k: int = Field(gt=0)
+    num_experts: StrictInt = Field(gt=0)
+    top_k: StrictInt = Field(gt=0)
 
 
 class ModelSpecYaml(_Strict):
     """The model-spec YAML schema of DESIGN.md."""
 
     name: str = Field(min_length=1)
-    total_params_b: float = Field(gt=0)
-    active_params_b: float = Field(gt=0)
+    total_params_b: StrictFloat = Field(gt=0)
+    active_params_b: StrictFloat = Field(gt=0)
     layers: _LayersSpec
-    hidden_size: int = Field(gt=0)
+    hidden_size: StrictInt = Field(gt=0)
     attention: _AttentionYaml
     mamba: _MambaYaml | None = None
     moe: _MoEYaml | None = None
-    max_context: int = Field(gt=0)
+    max_context: StrictInt = Field(gt=0)
     checkpoints: dict[str, str] = Field(default_factory=dict)
     served_model_name: str | None = None
 
 
-def first_validation_error(exc: ValidationError, prefix: str = "") -> PlanInputError:
-    """Turn pydantic's error list into one PlanInputError about the first problem."""
-    err = exc.errors()[0]
+# What pydantic's error kinds mean to a person writing YAML (its own wording never reaches the user).
+_KIND_WORDS = {
+    "bool_type": "true or false (an unquoted YAML boolean)",
+    "bool_parsing": "true or false (an unquoted YAML boolean)",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number (not .inf or .nan)",
+    "string_type": "text",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "datetime_type": "an ISO 8601 time with a zone, e.g. 2026-12-01T18:00:00Z",
+    "datetime_parsing": "an ISO 8601 time with a zone, e.g. 2026-12-01T18:00:00Z",
+    "datetime_from_date_parsing": "an ISO 8601 time with a zone, e.g. 2026-12-01T18:00:00Z",
+}
+# Patterns the schemas use, as a person reads them.
+PATTERN_WORDS = {
+    r"^vpc-[0-9a-f]{8,17}$": "a VPC id such as vpc-0123456789abcdef0",
+    r"^subnet-[0-9a-f]{8,17}$": "a subnet id such as subnet-0123456789abcdef0",
+    r"^[a-z]{2}-[a-z]+-\d[a-z]$": "an Availability Zone such as us-east-1a",
+    r"^s3://[a-z0-9.\-]{3,63}/.+$": "an S3 URI such as s3://my-bucket/weights/",
+    r"^cr-[0-9a-f]{8,17}$": "a capacity reservation id such as cr-0123456789abcdef0",
+    r"^(\*|\d+\.\d+\.\d+)$": "* or a version such as 1.0.0",
+    r"^1\.\d+$": "a Kubernetes version such as 1.31",
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "a Kubernetes name (lower-case letters, digits and -)",
+    r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$": "an EKS cluster name (letters, digits, - and _)",
+    r"^[a-z][a-z0-9\-]*\.[a-z0-9]+$": "an EC2 instance type such as m7i.large",
+    r"^ml\.": "a SageMaker instance type such as ml.p5.48xlarge",
+}
+MAX_ALLOWED = 200
+
+
+def _allowed_words(err: dict) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _KIND_WORDS:
+        return _KIND_WORDS[kind]
+    if kind == "string_pattern_mismatch":
+        return PATTERN_WORDS.get(ctx.get("pattern", ""), "a value of the documented form (see the README)")
+    if kind == "literal_error":
+        return str(ctx.get("expected", err["msg"])).replace("'", "")
+    if kind == "greater_than_equal":
+        return f"a number greater than or equal to {ctx.get('ge')}"
+    if kind == "greater_than":
+        return f"a number greater than {ctx.get('gt')}"
+    if kind == "less_than_equal":
+        return f"a number less than or equal to {ctx.get('le')}"
+    if kind == "less_than":
+        return f"a number less than {ctx.get('lt')}"
+    if kind in ("string_too_short", "too_short"):
+        return f"at least {ctx.get('min_length')} character(s) or item(s)"
+    if kind in ("string_too_long", "too_long"):
+        return f"at most {ctx.get('max_length')} character(s) or item(s)"
+    message = err["msg"].replace("Input should be ", "").replace("Value error, ", "")
+    return message[:MAX_ALLOWED]
+
+
+def known_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The keys a person may write at `loc` (aliases where the schema has them), or [] when unknown."""
+    for part in loc:
+        if model is None:
+            return []
+        fields = model.model_fields
+        name = next((n for n, f in fields.items() if part in (n, f.alias)), None)
+        if name is None:
+            return []
+        annotation = fields[name].annotation
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = candidates[0] if candidates else None
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def unknown_key_error(field_name: str, key: str, value: object, known: list[str]) -> PlanInputError:
+    """An unknown key, with the closest known key when one is close."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6) or difflib.get_close_matches(
+        key.lower(), [k.lower() for k in known], n=1, cutoff=0.6)
+    if close:
+        suggestion = next((k for k in known if k.lower() == close[0].lower()), close[0])
+        return PlanInputNote(field_name, f"unknown key; did you mean {suggestion}?")
+    listed = one_of(known)
+    if len(listed) > MAX_ALLOWED:
+        listed = listed[:MAX_ALLOWED - 3] + "..."
+    return PlanInputNote(field_name, f"unknown key; allowed: {listed}" if known else "unknown key")
+
+
+def first_validation_error(exc: ValidationError, prefix: str = "",
+                           model: type[BaseModel] | None = None) -> PlanInputError:
+    """Turn pydantic's error list into one PlanInputError about the first problem (unknown keys first)."""
+    errors = exc.errors()
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in err["loc"])
     field_name = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "(document)"
     kind = err["type"]
     if kind == "extra_forbidden":
-        allowed = "a known key (unknown key)"
-    elif kind == "missing":
-        allowed = "a value (required key is missing)"
-        return PlanInputError(field_name, None, allowed)
-    else:
-        allowed = err["msg"].replace("Input should be ", "").replace("Value error, ", "")
-    return PlanInputError(field_name, err.get("input"), allowed)
+        return unknown_key_error(field_name, str(err["loc"][-1]), err.get("input"),
+                                 known_keys(model, tuple(err["loc"][:-1])))
+    if kind == "missing":
+        return PlanInputError(field_name, None, "a value (required key is missing)")
+    return PlanInputError(field_name, err.get("input"), _allowed_words(err))
 
 
 def model_from_spec(data: object, source: str = "model spec") -> ModelProfile:
@@ -202,10 +295,19 @@ def model_from_spec(data: object, source: str = "model spec") -> ModelProfile:
     try:
         spec = ModelSpecYaml.model_validate(data)
     except ValidationError as exc:
-        raise first_validation_error(exc).with_source(source) from None
+        raise first_validation_error(exc, model=ModelSpecYaml).with_source(source) from None
     if spec.active_params_b > spec.total_params_b:
         raise PlanInputError("active_params_b", spec.active_params_b,
                              f"at most total_params_b ({spec.total_params_b})", source)
+    if spec.moe is not None:
+        if spec.moe.top_k > spec.moe.num_experts:
+            raise PlanInputError("moe.top_k", spec.moe.top_k,
+                                 f"at most moe.num_experts ({spec.moe.num_experts}): more experts active than exist",
+                                 source)
+        if spec.moe.top_k < spec.moe.num_experts and spec.active_params_b >= spec.total_params_b:
+            raise PlanInputError("active_params_b", spec.active_params_b,
+                                 f"less than total_params_b ({spec.total_params_b:g}) for an MoE that activates "
+                                 f"{spec.moe.top_k} of {spec.moe.num_experts} experts", source)
     if spec.layers.attention == 0 and spec.layers.mamba == 0:
         raise PlanInputError("layers", "0 attention and 0 mamba", "at least one attention or Mamba layer", source)
     if spec.attention.num_heads % spec.attention.num_kv_heads:
@@ -245,10 +347,7 @@ def load_model(name_or_path: str, field_name: str = "model") -> ModelProfile:
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         raise PlanInputError(field_name, name_or_path,
                              f"{one_of(BUILT_IN_MODELS)} or the path of a model-spec YAML file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "document"
-        raise PlanInputError(where, str(getattr(exc, "problem", exc)), "well-formed YAML", str(path)) from None
+    data = load_yaml_file(path, "a model-spec YAML file")
+    if data is None:
+        raise YamlFileError(str(path), "is empty (or only comments); a model spec is a mapping of its keys")
     return model_from_spec(data, source=str(path))

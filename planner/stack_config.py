@@ -6,19 +6,37 @@ Keys live under the project's namespace (`nemotron-deploy:instanceType`) as Pulu
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from planner.errors import PlanInputError, one_of
+from planner.errors import PlanInputError, PlanInputNote, one_of
 from planner.expiry import EXPIRY_FORMS, parse_expiry
-from planner.models import KV_CACHE_DTYPES, PRECISIONS, first_validation_error
+from planner.models import (
+    KV_CACHE_DTYPES,
+    PATTERN_WORDS,
+    PRECISIONS,
+    first_validation_error,
+    unknown_key_error,
+)
 from planner.references import ref
+from planner.regions import AWS_REGIONS, not_offered_in
+from planner.yamlfile import YamlFileError, load_yaml_file
 
 PROJECT = "nemotron-deploy"
 TARGETS = ("ec2", "jumpstart", "eks")
@@ -28,7 +46,7 @@ MAX_TTL_HOURS = 168  # a week: an evaluation that needs longer renews on purpose
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, populate_by_name=True)
 
 
 class SecretRef(_Strict):
@@ -48,6 +66,11 @@ _S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.*$"
 _ECR_IMAGE = r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/\-]*[:@][\w.:\-]+$"
 _HUB_CONTENT_ARN = r"^arn:aws[\w-]*:sagemaker:[a-z0-9-]+:[\w-]+:hub-content/"
 RESOLVED_SOURCES = ("DescribeHubContent", "example")
+PATTERN_WORDS.update({
+    _S3_URI: "an S3 URI such as s3://my-bucket/prefix/",
+    _ECR_IMAGE: "an ECR image such as 763104351884.dkr.ecr.us-east-1.amazonaws.com/repo:tag",
+    _HUB_CONTENT_ARN: "a SageMaker hub-content ARN (arn:aws:sagemaker:REGION:ACCOUNT:hub-content/...)",
+})
 
 
 class ResolvedHubContent(_Strict):
@@ -67,13 +90,13 @@ class ResolvedHubContent(_Strict):
     artifact_s3_data_type: Literal["S3Prefix", "S3Object"] = Field(default="S3Prefix", alias="artifactS3DataType")
     artifact_compression: Literal["None", "Gzip"] = Field(default="None", alias="artifactCompression")
     eula_uri: str | None = Field(default=None, alias="eulaUri")
-    network_isolation: bool = Field(default=True, alias="networkIsolation")
+    network_isolation: StrictBool = Field(default=True, alias="networkIsolation")
     environment: dict[str, str] = Field(default_factory=dict)
     default_instance_type: str | None = Field(default=None, alias="defaultInstanceType")
     supported_instance_types: tuple[str, ...] = Field(default=(), alias="supportedInstanceTypes")
     # The hub's own recommendations, when it publishes any: the planner never sets a shorter timeout than these.
-    model_data_download_timeout_s: int | None = Field(default=None, alias="modelDataDownloadTimeoutS", ge=1)
-    container_startup_health_check_timeout_s: int | None = Field(
+    model_data_download_timeout_s: StrictInt | None = Field(default=None, alias="modelDataDownloadTimeoutS", ge=1)
+    container_startup_health_check_timeout_s: StrictInt | None = Field(
         default=None, alias="containerStartupHealthCheckTimeoutS", ge=1)
 
     @field_validator("recorded_at")
@@ -111,7 +134,7 @@ class DataCaptureConfig(_Strict):
     """Capture requests and responses to S3 (off unless configured: prompts are user data)."""
 
     destination_s3_uri: str = Field(alias="destinationS3Uri", pattern=_S3_URI)
-    sampling_percentage: int = Field(default=100, alias="samplingPercentage", ge=1, le=100)
+    sampling_percentage: StrictInt = Field(default=100, alias="samplingPercentage", ge=1, le=100)
 
 
 class JumpStartConfig(_Strict):
@@ -122,13 +145,13 @@ class JumpStartConfig(_Strict):
     model_id: str | None = Field(default=None, alias="modelId", min_length=1, max_length=63)
     model_name: str = Field(default=ref("jumpstart-model-name"), alias="modelName", min_length=1, max_length=63)
     model_version: str = Field(default="*", alias="modelVersion", pattern=r"^(\*|\d+\.\d+\.\d+)$")
-    accept_eula: bool = Field(alias="acceptEula")  # required and explicit: no default
+    accept_eula: StrictBool = Field(alias="acceptEula")  # required and explicit: no default
     resolved: ResolvedHubContent | None = None
-    min_capacity: int = Field(default=1, alias="minCapacity", ge=1)
-    max_capacity: int = Field(default=1, alias="maxCapacity", ge=1)
+    min_capacity: StrictInt = Field(default=1, alias="minCapacity", ge=1)
+    max_capacity: StrictInt = Field(default=1, alias="maxCapacity", ge=1)
     # Target tracking on SageMakerVariantInvocationsPerInstance (invocations per instance per minute); derived from
     # the configured concurrency when absent (planner/jumpstart.py).
-    target_invocations_per_instance: int | None = Field(default=None, alias="targetInvocationsPerInstance", ge=1)
+    target_invocations_per_instance: StrictInt | None = Field(default=None, alias="targetInvocationsPerInstance", ge=1)
     vpc: EndpointVpcConfig | None = None
     data_capture: DataCaptureConfig | None = Field(default=None, alias="dataCapture")
 
@@ -158,14 +181,14 @@ class EksConfig(_Strict):
     kubernetes_version: str = Field(default=ref("eks-kubernetes-version"), alias="kubernetesVersion",
                                     pattern=r"^1\.\d+$")
     namespace: str = Field(default="nemotron", max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    min_nodes: int | None = Field(default=None, alias="minNodes", ge=0)
-    max_nodes: int | None = Field(default=None, alias="maxNodes", ge=1)
+    min_nodes: StrictInt | None = Field(default=None, alias="minNodes", ge=0)
+    max_nodes: StrictInt | None = Field(default=None, alias="maxNodes", ge=1)
     public_access_cidrs: tuple[str, ...] = Field(default=(), alias="publicAccessCidrs")
     control_plane_subnet_ids: tuple[str, ...] = Field(
         default=(), alias="controlPlaneSubnetIds", max_length=16)
     system_instance_type: str = Field(default="m7i.large", alias="systemInstanceType",
                                       pattern=r"^[a-z][a-z0-9\-]*\.[a-z0-9]+$")
-    install_addons: bool = Field(default=True, alias="installAddons")
+    install_addons: StrictBool = Field(default=True, alias="installAddons")
 
     @field_validator("public_access_cidrs")
     @classmethod
@@ -186,20 +209,20 @@ class StackConfig(_Strict):
 
     target: Literal["ec2", "jumpstart", "eks"]
     owner: str = Field(min_length=1, max_length=128)
-    ttl_hours: float = Field(default=8.0, alias="ttlHours", gt=0, le=MAX_TTL_HOURS)
+    ttl_hours: StrictFloat = Field(default=8.0, alias="ttlHours", gt=0, le=MAX_TTL_HOURS)
     expires_at: datetime | None = Field(default=None, alias="expiresAt")
     model: str = "nemotron-3-ultra"
     instance_type: str = Field(alias="instanceType")
-    nodes: int = Field(default=1, ge=1, le=16)
+    nodes: StrictInt = Field(default=1, ge=1, le=16)
     precision: Literal["bf16", "fp8", "nvfp4"]
-    context_tokens: int = Field(default=131_072, alias="contextTokens", ge=1)
-    concurrency: int = Field(default=8, ge=1)
+    context_tokens: StrictInt = Field(default=131_072, alias="contextTokens", ge=1)
+    concurrency: StrictInt = Field(default=8, ge=1)
     kv_cache_dtype: Literal["fp8", "bf16"] = Field(default="fp8", alias="kvCacheDtype")
-    gpu_memory_utilization: float = Field(default=0.90, alias="gpuMemoryUtilization", ge=0.1, le=0.98)
-    tensor_parallel: int | None = Field(default=None, alias="tensorParallel", ge=1)
-    pipeline_parallel: int | None = Field(default=None, alias="pipelineParallel", ge=1)
+    gpu_memory_utilization: StrictFloat = Field(default=0.90, alias="gpuMemoryUtilization", ge=0.1, le=0.98)
+    tensor_parallel: StrictInt | None = Field(default=None, alias="tensorParallel", ge=1)
+    pipeline_parallel: StrictInt | None = Field(default=None, alias="pipelineParallel", ge=1)
     engine: Literal["vllm", "nim", "jumpstart"] | None = None
-    mtp_tokens: int = Field(default=3, alias="mtpTokens", ge=0, le=8)
+    mtp_tokens: StrictInt = Field(default=3, alias="mtpTokens", ge=0, le=8)
     vllm_extra_args: tuple[str, ...] = Field(default=(), alias="vllmExtraArgs")
     allowed_cidrs: tuple[str, ...] = Field(default=(), alias="allowedCidrs")
     availability_zone: str | None = Field(default=None, alias="availabilityZone", pattern=r"^[a-z]{2}-[a-z]+-\d[a-z]$")
@@ -207,13 +230,13 @@ class StackConfig(_Strict):
     weights_s3_uri: str | None = Field(default=None, alias="weightsS3Uri", pattern=r"^s3://[a-z0-9.\-]{3,63}/.+$")
     capacity_reservation_id: str | None = Field(default=None, alias="capacityReservationId",
                                                 pattern=r"^cr-[0-9a-f]{8,17}$")
-    capacity_block: bool = Field(default=False, alias="capacityBlock")
+    capacity_block: StrictBool = Field(default=False, alias="capacityBlock")
     api_key: SecretRef | None = Field(default=None, alias="apiKey")
     hf_token: SecretRef | None = Field(default=None, alias="hfToken")
     ngc_api_key: SecretRef | None = Field(default=None, alias="ngcApiKey")
     jumpstart: JumpStartConfig | None = None
     eks: EksConfig | None = None
-    auto_deploy: bool = Field(default=False, alias="autoDeploy")  # GitOps: `pulumi up` on merge to main
+    auto_deploy: StrictBool = Field(default=False, alias="autoDeploy")  # GitOps: `pulumi up` on merge to main
     # Who the stack's AWS Budget alerts (planner/budget.py); default: the owner, when the owner is an email address
     alert_emails: tuple[str, ...] = Field(default=(), alias="alertEmails")
 
@@ -330,15 +353,27 @@ class StackFile(_Strict):
     aws_profile: str | None = None
 
 
-def parse_stack(name: str, raw: object, source: str) -> StackFile:
-    """Validate the `config:` mapping of a stack file. Raises PlanInputError naming the key."""
+SECRET_KEYS = ("apiKey", "hfToken", "ngcApiKey")
+
+
+def parse_stack(name: str, raw: object, source: str, regions: tuple[str, ...] = AWS_REGIONS) -> StackFile:
+    """Validate the `config:` mapping of a stack file. Raises PlanInputError naming the key.
+
+    `regions` is the list of AWS regions a stack may name (planner/regions.py keeps botocore's EC2 list).
+    """
     if not isinstance(raw, dict):
         raise PlanInputError("config", type(raw).__name__, f"a mapping of {PROJECT}:<key> and aws:<key>", source)
     ours: dict = {}
     region = profile = None
+    known = [f.alias or n for n, f in StackConfig.model_fields.items()]
     for key, value in raw.items():
         namespace, _, short = str(key).partition(":")
         if namespace == PROJECT and short:
+            if short in SECRET_KEYS and not isinstance(value, dict):
+                raise PlanInputNote(str(key), f"a plaintext secret (not shown) in the stack file; remove it and run "
+                                              f"`pulumi config set --secret {short} VALUE`", source)
+            if short not in known:
+                raise unknown_key_error(str(key), short, value, known).with_source(source)
             ours[short] = value
         elif namespace == "aws" and short in AWS_KEYS:
             if short == "region":
@@ -346,12 +381,16 @@ def parse_stack(name: str, raw: object, source: str) -> StackFile:
             else:
                 profile = value
         else:
-            raise PlanInputError(str(key), value, f"{PROJECT}:<key> or aws:{{{','.join(AWS_KEYS)}}} (unknown key)",
-                                 source)
+            raise PlanInputNote(str(key), f"unknown key; allowed: {PROJECT}:<key> or aws:{{{','.join(AWS_KEYS)}}}",
+                                source)
+    if region is not None and (not isinstance(region, str) or region not in regions):
+        close = difflib.get_close_matches(str(region), regions, n=3)
+        hint = f"did you mean {one_of(close)}?" if close else "an AWS region such as us-east-1"
+        raise PlanInputError("aws:region", region, f"an AWS region with EC2 ({hint})", source)
     try:
         config = StackConfig.model_validate(ours)
     except ValidationError as exc:
-        err = first_validation_error(exc, prefix=f"{PROJECT}:")
+        err = first_validation_error(exc, prefix=f"{PROJECT}:", model=StackConfig)
         if err.field == f"{PROJECT}:" or err.field.endswith(":"):
             # model-level validator: its message already starts with the key
             message = exc.errors()[0]["msg"].removeprefix("Value error, ")
@@ -360,9 +399,19 @@ def parse_stack(name: str, raw: object, source: str) -> StackFile:
         raise err.with_source(source) from None
     if region is None:
         raise PlanInputError("aws:region", None, "an AWS region, e.g. us-east-1 (required)", source)
-    if not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", str(region)):
-        raise PlanInputError("aws:region", region, "an AWS region name such as us-east-1", source)
+    _check_region_placement(config, region, source)
     return StackFile(name=name, source=source, config=config, region=region, aws_profile=profile)
+
+
+def _check_region_placement(config: StackConfig, region: str, source: str) -> None:
+    """The Availability Zone belongs to the region; the instance type is offered there when the catalogue knows."""
+    zone = config.availability_zone
+    if zone is not None and zone[:-1] != region:
+        raise PlanInputError(f"{PROJECT}:availabilityZone", zone,
+                             f"a zone of aws:region {region}, e.g. {region}a", source)
+    missing = not_offered_in(config.instance_type, region)
+    if missing:
+        raise PlanInputError(f"{PROJECT}:instanceType", config.instance_type, missing, source)
 
 
 def _value_at(config: dict, dotted_key: str) -> object:
@@ -385,12 +434,14 @@ def stack_names(stacks_dir: Path) -> list[str]:
 def load_stack(stacks_dir: Path, name: str) -> StackFile:
     """Read and validate stacks/Pulumi.<name>.yaml."""
     path = stack_path(stacks_dir, name)
-    if not path.is_file():
+    if not stacks_dir.is_dir():
+        raise YamlFileError(str(stacks_dir), "no such directory; --stacks-dir names the folder of Pulumi.<stack>.yaml "
+                                             "files")
+    if not path.exists():
         raise PlanInputError("stack", name, one_of(stack_names(stacks_dir)) or f"a file {path}")
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise PlanInputError("(document)", str(getattr(exc, "problem", exc)), "well-formed YAML", str(path)) from None
+    document = load_yaml_file(path, "a Pulumi stack file")
+    if document is None:
+        raise YamlFileError(str(path), "is empty (or only comments); a stack file holds a config: mapping")
     if not isinstance(document, dict) or set(document) - {"config", "encryptionsalt", "secretsprovider",
                                                           "encryptedkey"}:
         raise PlanInputError("(document)", sorted(document) if isinstance(document, dict) else document,

@@ -55,6 +55,7 @@ from planner.benchmark import (
     redact,
     summarize_level,
 )
+from planner.cli import run_main
 from planner.errors import PlanInputError
 from planner.plan import StackPlan, plan_stack
 from planner.stack_config import load_stack
@@ -467,4 +468,4 @@ def main(argv: list[str] | None = None, sagemaker_client=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.__main__ import OneLineParser
+from planner.cli import run_main
 from planner.reference_checks import (
     AWS_KINDS,
     GITHUB_API,
@@ -476,4 +477,4 @@ def main(argv: list[str] | None = None, http: httpx.Client | None = None, aws: A
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

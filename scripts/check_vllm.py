@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from planner.cli import run_main
+
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_DIR = REPO / ".venv-vllm" / "vllm-source"
 STACKS_DIR = REPO / "stacks"
@@ -630,4 +632,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

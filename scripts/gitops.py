@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from planner.__main__ import OneLineParser
+from planner.cli import run_main
 from planner.errors import PlanInputError
 from planner.stack_config import load_stack, stack_names
 
@@ -118,4 +119,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -38,6 +38,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from planner.__main__ import OneLineParser
+from planner.cli import run_main
 from planner.errors import PlanInputError, one_of
 from planner.estimates import iso_utc
 from planner.fit import FitRequest, plan_fit
@@ -579,4 +580,4 @@ def main(argv: list[str] | None = None, clients: AwsClients | None = None, now: 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from components.offline import declared_resources
 from planner.__main__ import OneLineParser
+from planner.cli import run_main
 from planner.errors import PlanInputError
 from planner.kubernetes import missing_required_secrets, missing_secret_message
 from planner.plan import StackPlan, plan_stack
@@ -119,7 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m scripts.plan: --now: {args.now!r} is not valid; allowed: an ISO 8601 time with a zone, "
               "e.g. 2026-12-01T18:00:00Z", file=sys.stderr)
         return 2
+    if not args.stacks_dir.is_dir():
+        print(f"python -m scripts.plan: --stacks-dir: {str(args.stacks_dir)!r} is not a directory; allowed: the "
+              "folder of Pulumi.<stack>.yaml files (default stacks/)", file=sys.stderr)
+        return 2
     names = args.stacks or stack_names(args.stacks_dir)
+    if not names:
+        print(f"python -m scripts.plan: --stacks-dir: {str(args.stacks_dir)!r} holds no Pulumi.<stack>.yaml file",
+              file=sys.stderr)
+        return 2
     entries, status = [], 0
     for name in names:
         try:
@@ -146,4 +155,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.__main__ import OneLineParser
+from planner.cli import run_main
 from planner.errors import PlanInputError
 from planner.estimates import iso_utc
 from planner.hardware import INSTANCE_TYPES
@@ -422,4 +423,4 @@ def main(argv: list[str] | None = None, clients: AwsClients | None = None) -> in
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -25,6 +25,7 @@ import yaml
 from ruamel.yaml import YAML
 
 from planner.__main__ import OneLineParser
+from planner.cli import run_main
 from planner.errors import PlanInputError
 from planner.estimates import expires_at, iso_utc
 from planner.stack_config import MAX_TTL_HOURS, PROJECT, load_stack, parse_stack
@@ -120,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ansible-like"))
 from spark_cluster import lab, workflows  # noqa: E402
 from spark_cluster.inventory import load_inventory  # noqa: E402
 
+from planner.cli import run_main
+
 LAB_NAME = "bench"
 LAB_INDEX = 230  # management addresses 198.18.230.0/24
 
@@ -93,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -42,6 +42,7 @@ from rich.table import Table
 
 from planner.__main__ import OneLineParser
 from planner.budget import BUDGET_NAME_PREFIX
+from planner.cli import run_main
 from planner.errors import PlanInputError, one_of
 from planner.plan import TAG_EXPIRES_AT
 from planner.reaper import (
@@ -1338,4 +1339,4 @@ def main(argv: list[str] | None = None, session: boto3.Session | None = None,
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -6,17 +6,18 @@ one line and exit status 2 before any host is contacted.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from planner.errors import PlanInputError, one_of
+from planner.errors import PlanInputError, PlanInputNote, one_of
+from planner.yamlfile import YamlFileError, load_yaml_file
 
 NETWORK_BACKENDS = ("netplan", "nmcli", "ip")
+NETPLAN_DIR = "/etc/netplan/"
 INVENTORY_DIR = Path(__file__).resolve().parent.parent / "inventory"
 DEFAULT_INVENTORY = INVENTORY_DIR / "spark.yaml"
 INVENTORY_ENV = "NEMOTRON_SPARK_INVENTORY"
@@ -120,15 +121,29 @@ def inventory_path(given: str | None) -> Path:
 def load_inventory(path: str | Path) -> Inventory:
     """Read and validate an inventory file; PlanInputError (field, value, allowed) on any problem."""
     source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise PlanInputError("inventory", source, "a readable YAML file", source) from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PlanInputError("inventory", source, f"valid YAML ({exc.__class__.__name__})", source) from exc
-    return parse_inventory(data, source)
+    data = load_yaml_file(path, "a Spark inventory YAML file")
+    if data is None:
+        raise YamlFileError(source, "is empty (or only comments); an inventory holds user, mtu and nodes")
+    inventory = parse_inventory(data, source)
+    _check_local_files(inventory, source)
+    return inventory
+
+
+def _check_local_files(inventory: Inventory, source: str) -> None:
+    """The SSH files named in the inventory, on this machine, before any connection.
+
+    ssh_key must exist; known_hosts may not exist yet (`fab spark.ssh` collects it, and a fresh machine has no
+    ~/.ssh), but it is never a directory.
+    """
+    if inventory.ssh_key is not None:
+        key = Path(inventory.ssh_key).expanduser()
+        if not key.is_file():
+            raise PlanInputError("ssh_key", inventory.ssh_key, "an existing private key file (no such file here)",
+                                 source)
+    known = Path(inventory.known_hosts).expanduser()
+    if known.is_dir():
+        raise PlanInputError("known_hosts", inventory.known_hosts, "a known_hosts file, not a directory", source)
+
 
 
 def parse_inventory(data: object, source: str = "inventory") -> Inventory:
@@ -152,6 +167,11 @@ def parse_inventory(data: object, source: str = "inventory") -> Inventory:
     for key in ("netplan_file", "env_file"):
         if key in kwargs and not kwargs[key].startswith("/"):
             raise PlanInputError(key, kwargs[key], "an absolute path", source)
+    netplan = kwargs.get("netplan_file")
+    if netplan is not None and (not netplan.startswith(NETPLAN_DIR) or "/" in netplan[len(NETPLAN_DIR):]
+                                or not netplan.endswith(".yaml") or ".." in netplan):
+        raise PlanInputError("netplan_file", netplan, f"a file {NETPLAN_DIR}NAME.yaml (netplan reads only that folder)",
+                             source)
     return Inventory(
         source=source, user=user, nodes=nodes,
         mtu=_integer(top, "mtu", MTU_MIN, MTU_MAX, source, required=True),
@@ -205,6 +225,16 @@ def _check_cluster(nodes: tuple[Node, ...], source: str) -> None:
             if value in seen:
                 raise PlanInputError(f"nodes[{i}].{attr}", value, f"a value not used by nodes[{seen[value]}]", source)
             seen[value] = i
+    for i, node in enumerate(nodes):
+        try:
+            management = ipaddress.ip_address(node.host)
+        except ValueError:
+            continue  # a host name: its address is not known here
+        for j, link in enumerate(nodes[0].links):
+            if management in link.network:
+                raise PlanInputError(f"nodes[{i}].host", node.host,
+                                     f"a management address outside the link subnet {link.network} of link {j} "
+                                     "(SSH would ride the link being configured)", source)
     count = len(nodes[0].links)
     addresses: dict[str, str] = {}
     for i, node in enumerate(nodes):
@@ -270,7 +300,11 @@ def _mapping(raw: object, where: str, allowed: tuple[str, ...], source: str) -> 
     for key in raw:
         if key not in allowed:
             field_name = key if where == "(top level)" else f"{where}.{key}"
-            raise PlanInputError(field_name, raw[key], f"a known key instead of {key!r}: {one_of(allowed)}", source)
+            # the value is not shown: an unknown key is often a secret put where it does not belong
+            close = [k for k in allowed if str(key).startswith(k) or k.startswith(str(key))] or \
+                difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise PlanInputNote(str(field_name), f"unknown key; {hint}allowed: {one_of(allowed)}", source)
     return raw
 
 

@@ -27,6 +27,24 @@ def load(inventory: str | None) -> Inventory:
         raise Exit(code=2) from exc
 
 
+def seconds(value: object, flag: str, default: float, whole: bool = False) -> float:
+    """A duration flag as typed (`--wait-s 30`; None: not given, the default): a number >= 0, else one line, exit 2.
+
+    The task's parameter defaults to None so that Fabric's parser passes the text through instead of failing on it.
+    """
+    if value is None:
+        return default
+    try:
+        number = int(value) if whole else float(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number != number or number in (float("inf"), float("-inf")) or number < 0:
+        kind = "a whole number of seconds" if whole else "a number of seconds"
+        print(f"spark: {flag}: {str(value)!r} is not valid; allowed: {kind}, 0 or more", file=sys.stderr)
+        raise Exit(code=2)
+    return number
+
+
 def finish(report: TaskReport, as_json: bool) -> None:
     print_report(report, as_json)
     if not report.ok:
@@ -53,19 +71,21 @@ spark.add_task(ssh)
 
 
 @task(help={**COMMON_HELP, "verify-only": "change nothing; check the env file and that every node is in the cluster",
-            "wait-s": "seconds to wait for every node to join (bounded)",
-            "grace-s": "seconds between SIGTERM and SIGKILL when a running Ray must restart"})
-def ray(c, inventory=None, dry_run=False, verify_only=False, wait_s=60, grace_s=10, json=False):
+            "wait-s": "seconds to wait for every node to join (bounded; default 60)",
+            "grace-s": "seconds between SIGTERM and SIGKILL when a running Ray must restart (default 10)"})
+def ray(c, inventory=None, dry_run=False, verify_only=False, wait_s=None, grace_s=None, json=False):
     """Ray head on the first node, workers on the others, on the link addresses, env file on every node."""
-    finish(workflows.ray_workflow(load(inventory), dry_run=dry_run, verify_only=verify_only, wait_s=int(wait_s),
-                                  grace_s=float(grace_s)), json)
+    wait, grace = int(seconds(wait_s, "--wait-s", 60, whole=True)), seconds(grace_s, "--grace-s", 10)
+    finish(workflows.ray_workflow(load(inventory), dry_run=dry_run, verify_only=verify_only, wait_s=wait,
+                                  grace_s=grace), json)
 
 
 @task(help={"inventory": INVENTORY_HELP, "dry-run": "list what would be stopped; stop nothing",
-            "grace-s": "seconds between SIGTERM and SIGKILL", "json": COMMON_HELP["json"]})
-def down(c, inventory=None, dry_run=False, grace_s=10, json=False):
+            "grace-s": "seconds between SIGTERM and SIGKILL (default 10)", "json": COMMON_HELP["json"]})
+def down(c, inventory=None, dry_run=False, grace_s=None, json=False):
     """Stop what the toolkit started (vLLM, Ray) by the pids of its recorded sessions; never by name."""
-    finish(workflows.down_workflow(load(inventory), dry_run=dry_run, grace_s=float(grace_s)), json)
+    grace = seconds(grace_s, "--grace-s", 10)
+    finish(workflows.down_workflow(load(inventory), dry_run=dry_run, grace_s=grace), json)
 
 
 spark.add_task(ray)
@@ -87,13 +107,14 @@ def nccl(c, inventory=None, dry_run=False, verify_only=False, skip_bench=False, 
                                    skip_bench=skip_bench), json)
 
 
-@task(help={**COMMON_HELP, "wait-s": "seconds to wait for the API to answer with the key (0: do not wait)",
-            "grace-s": "seconds between SIGTERM and SIGKILL when a running vLLM must restart"})
-def vllm(c, inventory=None, dry_run=False, wait_s=0, grace_s=10, json=False):
+@task(help={**COMMON_HELP, "wait-s": "seconds to wait for the API to answer with the key (default 0: do not wait)",
+            "grace-s": "seconds between SIGTERM and SIGKILL when a running vLLM must restart (default 10)"})
+def vllm(c, inventory=None, dry_run=False, wait_s=None, grace_s=None, json=False):
     """Multi-node vLLM serve with the planner's layout for this cluster size; API key from a file on the head."""
+    wait, grace = int(seconds(wait_s, "--wait-s", 0, whole=True)), seconds(grace_s, "--grace-s", 10)
     inv = load(inventory)
     try:
-        report = workflows.vllm_workflow(inv, dry_run=dry_run, wait_s=int(wait_s), grace_s=float(grace_s))
+        report = workflows.vllm_workflow(inv, dry_run=dry_run, wait_s=wait, grace_s=grace)
     except PlanInputError as exc:
         print(f"spark.vllm: {exc}", file=sys.stderr)
         raise Exit(code=2) from exc

@@ -154,7 +154,7 @@ BASE = {"aws:region": "us-east-1", "nemotron-deploy:target": "eks", "nemotron-de
      "would open the API to the world"),
     ({"eks": {"controlPlaneSubnetIds": ["sn-1"]}}, "nemotron-deploy:eks.controlPlaneSubnetIds", ["sn-1"],
      "subnet ids such as"),
-    ({"eks": {"namespace": "Bad_NS"}}, "nemotron-deploy:eks.namespace", "Bad_NS", "match pattern"),
+    ({"eks": {"namespace": "Bad_NS"}}, "nemotron-deploy:eks.namespace", "Bad_NS", "a Kubernetes name"),
     ({"allowedCidrs": ["10.0.0.0/16"]}, "nemotron-deploy:allowedCidrs", ["10.0.0.0/16"], "not used by target eks"),
     ({"weightsS3Uri": "s3://bucket/prefix"}, "nemotron-deploy:weightsS3Uri", "s3://bucket/prefix",
      "not used by target eks"),

@@ -26,21 +26,21 @@ def with_flag(flag, value):
 
 
 FIT_CASES = [
-    ("unknown gpu", with_flag("--gpu", "a100"), "gpu: 'a100' is not valid; allowed: h100, h200, b200, gb200, gb10"),
+    ("unknown gpu", with_flag("--gpu", "a100"), "--gpu: 'a100' is not valid; allowed: h100, h200, b200, gb200, gb10"),
     ("unknown precision", with_flag("--precision", "int4"),
-     "precision: 'int4' is not valid; allowed: bf16, fp8, nvfp4"),
+     "--precision: 'int4' is not valid; allowed: bf16, fp8, nvfp4"),
     ("unknown model", with_flag("--model", "llama-9000"),
-     "model: 'llama-9000' is not valid; allowed: nemotron-3-ultra"),
-    ("zero nodes", with_flag("--nodes", "0"), "nodes: 0 is not valid; allowed: a whole number >= 1"),
-    ("negative context", with_flag("--context", "-5"), "context: -5 is not valid"),
-    ("zero concurrency", with_flag("--concurrency", "0"), "concurrency: 0 is not valid"),
-    ("negative gpus", with_flag("--gpus-per-node", "-8"), "gpus_per_node: -8 is not valid"),
+     "--model: 'llama-9000' is not valid; allowed: nemotron-3-ultra"),
+    ("zero nodes", with_flag("--nodes", "0"), "--nodes: 0 is not valid; allowed: a whole number >= 1"),
+    ("negative context", with_flag("--context", "-5"), "--context: -5 is not valid"),
+    ("zero concurrency", with_flag("--concurrency", "0"), "--concurrency: 0 is not valid"),
+    ("negative gpus", with_flag("--gpus-per-node", "-8"), "--gpus-per-node: -8 is not valid"),
     ("context over model max", with_flag("--context", "2000000"), "at most the model's max context 1000000"),
     ("tp does not divide heads", with_flag("--tensor-parallel", "6"),
-     "tensor_parallel: 6 is not valid; allowed: a divisor of the model's 64 attention heads"),
+     "--tensor-parallel: 6 is not valid; allowed: a divisor of the model's 64 attention heads"),
     ("not a number", with_flag("--nodes", "two"), "argument --nodes: invalid int value: 'two'"),
-    ("unknown kv dtype", with_flag("--kv-cache-dtype", "int8"), "kv_cache_dtype: 'int8' is not valid"),
-    ("utilization out of range", with_flag("--gpu-memory-utilization", "1.5"), "gpu_memory_utilization: 1.5"),
+    ("unknown kv dtype", with_flag("--kv-cache-dtype", "int8"), "--kv-cache-dtype: 'int8' is not valid"),
+    ("utilization out of range", with_flag("--gpu-memory-utilization", "1.5"), "--gpu-memory-utilization: 1.5"),
 ]
 
 
@@ -98,9 +98,10 @@ NS = "nemotron-deploy:"
 
 STACK_CASES = [
     # case, keys to set (None removes), the field the message names, what it says is allowed
-    ("unknown key", {NS + "instancetype": "p5.48xlarge"}, NS + "instancetype: 'p5.48xlarge'", "unknown key"),
+    ("unknown key", {NS + "instancetype": "p5.48xlarge"}, NS + "instancetype: unknown key",
+     "did you mean instanceType?"),
     ("unknown namespace", {"gcp:region": "us-east1"}, "gcp:region", "unknown key"),
-    ("bad precision", {NS + "precision": "fp16"}, NS + "precision: 'fp16'", "'bf16', 'fp8' or 'nvfp4'"),
+    ("bad precision", {NS + "precision": "fp16"}, NS + "precision: 'fp16'", "bf16, fp8 or nvfp4"),
     ("unknown instance type", {NS + "instanceType": "p4d.24xlarge"}, NS + "instanceType",
      "p5.48xlarge, p5e.48xlarge"),
     ("sagemaker type on ec2", {NS + "instanceType": "ml.p5.48xlarge"}, NS + "instanceType: 'ml.p5.48xlarge'",
@@ -109,7 +110,7 @@ STACK_CASES = [
     ("negative concurrency", {NS + "concurrency": -4}, NS + "concurrency: -4", "greater than or equal to 1"),
     ("ttl too long", {NS + "ttlHours": 1000}, NS + "ttlHours: 1000", "less than or equal to 168"),
     ("world-open cidr", {NS + "allowedCidrs": ["0.0.0.0/0"]}, NS + "allowedCidrs", "open the API to the world"),
-    ("plaintext secret", {NS + "apiKey": "sk-plain"}, NS + "apiKey", "valid dictionary"),
+    ("plaintext secret", {NS + "apiKey": "sk-plain"}, NS + "apiKey", "pulumi config set --secret apiKey"),
     ("tp does not divide heads", {NS + "tensorParallel": 3}, NS + "tensorParallel: 3", "64 attention heads"),
     ("wrong engine", {NS + "engine": "nim"}, NS + "engine: 'nim'", "vllm"),
     ("missing owner", {NS + "owner": None}, NS + "owner", "required key is missing"),
@@ -153,4 +154,4 @@ def test_real_cli_prints_no_traceback():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr == ("python -m planner: gpu: 'mi300x' is not valid; allowed: h100, h200, b200, gb200, gb10\n")
+    assert proc.stderr == ("python -m planner: --gpu: 'mi300x' is not valid; allowed: h100, h200, b200, gb200, gb10\n")

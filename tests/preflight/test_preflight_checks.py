@@ -185,11 +185,14 @@ def test_instance_type_not_offered_in_the_configured_zone(stacks, capsys):
 
 
 def test_instance_type_not_offered_in_the_region(stacks, capsys):
+    # The catalogue knows p5e.48xlarge is not offered in us-east-1: the planner refuses the stack before any AWS call.
     account = Account().p_quota(192)
     publish_dlami()
-    code, checks = account.checks(stacks, stacks("p5e", instanceType="p5e.48xlarge"), capsys)
-    assert code == 1
-    assert checks["instance-offering"]["detail"] == "p5e.48xlarge is not offered in any availability zone of us-east-1"
+    name = stacks("p5e", instanceType="p5e.48xlarge")
+    account.stub.activate()
+    assert main([name, "--json", "--stacks-dir", str(stacks.dir)], clients=account.clients) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "p5e.48xlarge is not; use p5en.48xlarge in us-east-1" in err, err
 
 
 def test_reservation_with_too_few_instances(stacks, capsys):
