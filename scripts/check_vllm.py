@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from planner.cli import run_main
-
 REPO = Path(__file__).resolve().parent.parent
 SOURCE_DIR = REPO / ".venv-vllm" / "vllm-source"
 STACKS_DIR = REPO / "stacks"
@@ -632,4 +630,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    _project_path()  # run as a script, not a module: the repository is not on sys.path yet
+    from planner.cli import run_main
+
     sys.exit(run_main(main))
