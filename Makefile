@@ -1,5 +1,5 @@
 # The two commands a newcomer types: `make plan` (offline plan of every stack) and `make test`.
-# Each installs what it needs: the virtualenv at .venv/ from requirements.txt (DESIGN.md contract) and, for the
+# Each installs what it needs: the virtualenv at .venv/ from requirements.txt (the README's contract) and, for the
 # tests, the Debian packages the lab needs (root only; see scripts/install_lab_deps.sh).
 SHELL := /bin/bash
 PYTHON ?= python3

@@ -1,6 +1,6 @@
 """The Pulumi program: read the stack config, plan it with the planner, hand the plan to the components.
 
-It holds no logic of its own (DESIGN.md): a plan that does not fit or a bad key stops `pulumi up` before any
+It holds no logic of its own: a plan that does not fit or a bad key stops `pulumi up` before any
 resource is declared. The offline engine (components/offline.py) calls `main` under mocks with the same code path.
 """
 

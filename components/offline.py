@@ -1,7 +1,8 @@
 """The offline engine: run the Pulumi program of a stack under mocks and list every resource it declares.
 
 `make plan`, `python -m scripts.plan --json` and the component tests all go through `run_program`, so what they show
-is what `pulumi up` would declare, without a Pulumi CLI, provider plugins or a cloud account (FACTS.md section 6).
+is what `pulumi up` would declare, without a Pulumi CLI, provider plugins or a cloud account
+(docs/sources.md#pulumi-offline).
 
 Each stack runs in a fresh context (the Pulumi runtime keeps its settings, root stack and config in context
 variables), with preview off so every apply runs. Invokes the program makes are answered with plausible fake data;

@@ -34,7 +34,8 @@ from planner.user_data import LOAD_GB_S, S3_STAGE_GB_S, WARMUP_S, S3Location, St
 HUB_NAME = "SageMakerPublicHub"
 HUB_CONTENT_TYPE = "Model"
 VARIANT_NAME = "AllTraffic"
-# CreateEndpointConfig accepts both startup timeouts in 60..3600 s and VolumeSizeInGB in 1..512 (FACTS.md section 3).
+# CreateEndpointConfig accepts both startup timeouts in 60..3600 s and VolumeSizeInGB in 1..512
+# (docs/sources.md#aws-limits).
 TIMEOUT_MIN_S, TIMEOUT_MAX_S = 60, 3600
 VOLUME_MIN_GB, VOLUME_MAX_GB = 1, 512
 # A timeout, not a promise: the stated rates' estimate times this margin.

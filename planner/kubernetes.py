@@ -661,7 +661,7 @@ def _vllm_env(plan: StackPlan, leader: bool) -> list[dict]:
     serving = _vllm(plan)
     env = _plain_env({"HF_HOME": HF_HOME, "HOME": VLLM_HOME, "USER": "vllm"} | serving.env)
     if multi_node(plan):
-        # Ray, Gloo and NCCL bind to the pod's own interface and address (FACTS.md section 5: workers that never
+        # Ray, Gloo and NCCL bind to the pod's own interface and address (docs/sources.md#dgx-spark: workers that never
         # join picked the wrong one); EFA through libfabric when the image carries aws-ofi-nccl.
         env += [{"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
         env += _plain_env({"GLOO_SOCKET_IFNAME": "eth0", "TP_SOCKET_IFNAME": "eth0", "NCCL_SOCKET_IFNAME": "eth0",

@@ -1,4 +1,4 @@
-"""Model profiles: the built-in Nemotron 3 Ultra and any model described by a model-spec YAML (DESIGN.md)."""
+"""Model profiles: the built-in Nemotron 3 Ultra and any model described by a model-spec YAML (see README)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from planner.references import ref
 from planner.yamlfile import YamlFileError, load_yaml_file
 
 PRECISIONS = ("bf16", "fp8", "nvfp4")
-# Bytes per weight: NVFP4 is 4-bit E2M1 plus one FP8 scale per 16 values = 4.5 bits (FACTS.md section 2).
+# Bytes per weight: NVFP4 is 4-bit E2M1 plus one FP8 scale per 16 values = 4.5 bits (docs/sources.md#memory-arithmetic).
 BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "nvfp4": 0.5625}
 KV_CACHE_DTYPES = {"fp8": 1, "bf16": 2}
 SSM_CACHE_BYTES = 4  # --mamba-ssm-cache-dtype float32, as NVIDIA recommends
@@ -165,7 +165,7 @@ class _MoEYaml(_Strict):
 
 
 class ModelSpecYaml(_Strict):
-    """The model-spec YAML schema of DESIGN.md."""
+    """The model-spec YAML schema (README)."""
 
     name: str = Field(min_length=1)
     total_params_b: StrictFloat = Field(gt=0)

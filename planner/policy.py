@@ -1,4 +1,4 @@
-"""Policy rules: find what breaks DESIGN.md's security and tagging rules in the resources a Pulumi program declares.
+"""Policy rules: find what breaks the README's security and tagging rules in the resources a Pulumi program declares.
 
 Pure: a resource is a mapping `{"type": "<pulumi type token>", "name": str, "inputs": {camelCase inputs}}`, exactly as
 the Pulumi mocks receive it. Each rule is a small function `check(resource_type, inputs) -> list[str]` of messages,

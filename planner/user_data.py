@@ -12,7 +12,7 @@ the plan) and its systemd units:
 - `nemotron-prepare`: RAID0 of the instance-store NVMe for the model cache (unless the DLAMI already mounted it).
   After a reboot the array is found or assembled from its superblocks under whatever name it comes back; an array
   is created (and formatted) only over disks without a superblock. Then the node's IP and interface for
-  Ray/NCCL/Gloo (FACTS.md section 5), and the stack's secret from Secrets Manager into /etc/nemotron/vllm.env
+  Ray/NCCL/Gloo (docs/sources.md#dgx-spark), and the stack's secret from Secrets Manager into /etc/nemotron/vllm.env
   (mode 600; only HF_TOKEN also into hf.env, for the download). User data holds the secret's ARN, never a value.
 - `nemotron-stage`: the image pull and the weights, in parallel: from the S3 mirror when configured (many
   concurrent requests), else from Hugging Face, into a Hugging Face cache on the NVMe so the planner's argv works
@@ -90,7 +90,8 @@ class StartupBudget:
 
 
 def startup_budget(plan: StackPlan) -> StartupBudget:
-    """The boot-to-healthy budget of a plan: weights size over stated bandwidths, capped at the TTL (FACTS.md 8)."""
+    """The boot-to-healthy budget of a plan: weights size over stated bandwidths, capped at the TTL
+    (docs/sources.md#startup)."""
     weights_gb = plan.fit.weights_gib * GIB / 1e9
     from_s3 = plan.config.weights_s3_uri is not None
     stage_rate = S3_STAGE_GB_S if from_s3 else HF_STAGE_GB_S

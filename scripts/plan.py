@@ -39,7 +39,7 @@ SELF_END = {"ec2": "the servers terminate themselves then", "eks": "the GPU node
 
 
 def plan_entry(plan: StackPlan) -> dict:
-    """One stack's JSON entry (DESIGN.md contract: stack, target, fit, serving, cost, resources, violations)."""
+    """One stack's JSON entry (the plan JSON contract: stack, target, fit, serving, cost, resources, violations)."""
     entry = plan.to_json()
     entry["resources"] = []
     if plan.fit.fits:  # a plan that does not fit stops the program before it declares anything

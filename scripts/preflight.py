@@ -39,7 +39,7 @@ PROG = "python -m scripts.preflight"
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
-# On-Demand vCPU quotas (service code ec2) by instance family letter. FACTS.md section 3.
+# On-Demand vCPU quotas (service code ec2) by instance family letter. docs/sources.md#aws-limits.
 ON_DEMAND_QUOTAS = {"p": ("L-417A185B", "Running On-Demand P instances")}
 ENDPOINT_QUOTA_NAME = "{instance_type} for endpoint usage"
 DENIED = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException")

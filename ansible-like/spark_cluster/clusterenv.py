@@ -1,4 +1,4 @@
-"""The cluster environment file every node sources before NCCL, MPI, Ray or vLLM start (FACTS.md section 5).
+"""The cluster environment file every node sources before NCCL, MPI, Ray or vLLM start (docs/sources.md#dgx-spark).
 
 An `export` in one shell never reaches the other nodes, so each node gets a file naming its own link interface and
 address; Ray and vLLM are started with it, and mpirun forwards it to the remote ranks. Pure: rendering and the plan.

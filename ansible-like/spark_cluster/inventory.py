@@ -1,4 +1,4 @@
-"""The Spark inventory: the YAML a user writes (DESIGN.md contract), validated into frozen dataclasses.
+"""The Spark inventory: the YAML a user writes (README.md contract), validated into frozen dataclasses.
 
 Bad input raises the planner's PlanInputError naming the field, the value and what is allowed; the tasks turn it into
 one line and exit status 2 before any host is contacted.

@@ -1,5 +1,6 @@
 """nccl-tests `all_gather_perf` across the nodes through mpirun, with sizes that cannot freeze a node, and the verdict
-on its bus bandwidth (FACTS.md section 5). Pure: the command, the parser and the judgement; GPUs only on real Sparks.
+on its bus bandwidth (docs/sources.md#dgx-spark).
+Pure: the command, the parser and the judgement; GPUs only on real Sparks.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A Ray cluster over the link addresses: head on the first node, workers on the others (FACTS.md section 5).
+"""A Ray cluster over the link addresses: head on the first node, workers on the others (docs/sources.md#dgx-spark).
 
 Pure: the `ray start` commands (each a recorded session, see session.py), the plan (start what does not run, restart
 what runs with other settings, and every worker when the head restarts), the script the head runs to list the

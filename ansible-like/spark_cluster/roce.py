@@ -1,6 +1,7 @@
 """RoCE on the QSFP links: which RDMA device backs each link interface (`ibdev2netdev`), its RoCE v2 GID index
 (`show_gids`, looked up, never hard-coded), and `ib_write_bw` between node pairs per link half, judged against the
-175 Gb/s per-port gate (FACTS.md section 5). Pure: parsers, commands and verdicts; the lab has no RDMA devices, so
+175 Gb/s per-port gate (docs/sources.md#dgx-spark).
+Pure: parsers, commands and verdicts; the lab has no RDMA devices, so
 these are tested on recorded outputs and run for real only on DGX Sparks.
 """
 

@@ -19,7 +19,7 @@ NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 API_KEY = "sk-test-" + "k3y" * 12
 HF_TOKEN = "hf_" + "T0ken" * 8
 SECRETS = {"apiKey": API_KEY, "hfToken": HF_TOKEN}
-# EFA network cards per instance type (FACTS.md section 3): p5 32, p5en 16, p6-b200 8.
+# EFA network cards per instance type (docs/sources.md#aws-limits): p5 32, p5en 16, p6-b200 8.
 EC2_STACKS = {"h100-pilot": 32, "h100-bf16": 32, "h200-pilot": 16, "b200-nvfp4": 8}
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"

@@ -36,7 +36,7 @@ from tests.eks.cases import (
     validate,
 )
 
-EFA_CARDS = {"eks-nim": 16, "eks-vllm": 32}  # p5en.48xlarge, p5.48xlarge (FACTS.md section 3)
+EFA_CARDS = {"eks-nim": 16, "eks-vllm": 32}  # p5en.48xlarge, p5.48xlarge (docs/sources.md#aws-limits)
 
 
 @pytest.fixture(params=EKS_STACKS)

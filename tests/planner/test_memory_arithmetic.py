@@ -1,4 +1,4 @@
-"""KV cache and Mamba state against values computed by hand from the published configs (FACTS.md section 1)."""
+"""KV cache and Mamba state against values computed by hand from published configs (docs/sources.md#sister-models)."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""`python -m scripts.plan --json` and `python -m planner fit --json` keep the contracts of DESIGN.md."""
+"""`python -m scripts.plan --json` and `python -m planner fit --json` keep their JSON contracts."""
 
 import json
 from datetime import UTC, datetime
