@@ -16,3 +16,7 @@ from spark_cluster.tasks import spark  # noqa: E402
 
 ns = Collection()
 ns.add_collection(spark)
+
+from spark_cluster.cli import guard_parse_errors  # noqa: E402
+
+guard_parse_errors(ns)

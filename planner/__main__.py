@@ -12,21 +12,13 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from planner.cli import run_main
+from planner.cli import OneLineParser, PipeConsole, number, run_main, whole
 from planner.errors import PlanInputError
 from planner.estimates import article_break_even
 from planner.fit import DEFAULT_GPU_MEMORY_UTILIZATION, FitRequest, FitResult, plan_fit
 from planner.hardware import gpu as lookup_gpu
 from planner.models import load_model
 from planner.serving import ARTICLE_FLAG_REVIEW, VLLM_CHECKED
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports bad flags in one line (no usage dump) and exits 2."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: {message}\n")
-
 
 # The fit request's fields and the flags that set them: a message names the flag the user typed.
 FIT_FLAGS = {"model": "--model", "gpu": "--gpu", "gpus_per_node": "--gpus-per-node", "nodes": "--nodes",
@@ -48,15 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="can this model be served on these GPUs?")
     fit.add_argument("--model", default="nemotron-3-ultra", help="built-in model name or a model-spec YAML file")
     fit.add_argument("--gpu", required=True, help="h100, h200, b200, gb200 or gb10")
-    fit.add_argument("--gpus-per-node", type=int, required=True)
-    fit.add_argument("--nodes", type=int, default=1)
+    fit.add_argument("--gpus-per-node", type=whole, required=True)
+    fit.add_argument("--nodes", type=whole, default=1)
     fit.add_argument("--precision", required=True, help="bf16, fp8 or nvfp4")
-    fit.add_argument("--context", type=int, required=True, help="max tokens per sequence (max-model-len)")
-    fit.add_argument("--concurrency", type=int, required=True, help="sequences served at once (max-num-seqs)")
+    fit.add_argument("--context", type=whole, required=True, help="max tokens per sequence (max-model-len)")
+    fit.add_argument("--concurrency", type=whole, required=True, help="sequences served at once (max-num-seqs)")
     fit.add_argument("--kv-cache-dtype", default="fp8")
-    fit.add_argument("--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION)
-    fit.add_argument("--tensor-parallel", type=int)
-    fit.add_argument("--pipeline-parallel", type=int)
+    fit.add_argument("--gpu-memory-utilization", type=number, default=DEFAULT_GPU_MEMORY_UTILIZATION)
+    fit.add_argument("--tensor-parallel", type=whole)
+    fit.add_argument("--pipeline-parallel", type=whole)
     fit.add_argument("--json", action="store_true", help="one JSON object on stdout")
     article = sub.add_parser("article", help="the article's 8x H100 BF16 vLLM command, checked")
     article.add_argument("--json", action="store_true")
@@ -113,7 +105,7 @@ def print_checkpoints(model_name: str, console: Console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False, width=120)
+    console = PipeConsole(highlight=False, width=120)
     try:
         if args.command == "article":
             asked, nvfp4, fp8 = article_check()

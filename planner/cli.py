@@ -1,12 +1,24 @@
-"""What every entry point shares when it prints: a closed pipe (`... --json | head`) ends quietly."""
+"""What every entry point shares: one-line argparse errors, number flags shown as typed, and a closed pipe
+(`... --json | head`) that ends quietly."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
 
+from rich.console import Console
+
 CLOSED_PIPE_STATUS = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader went away
+
+
+class PipeConsole(Console):
+    """rich's Console, but a closed pipe ends like any other print: run_main exits 141, not rich's exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
 
 
 def run_main(main: Callable[[], int | None]) -> int:
@@ -20,3 +32,45 @@ def run_main(main: Callable[[], int | None]) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return CLOSED_PIPE_STATUS
     return status or 0
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad flags in one line (no usage dump) and exits 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        # argparse says "argument --timeout: ..."; the flag alone reads as every other message does.
+        if message.startswith("argument "):
+            message = message[len("argument "):]
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+class Number(float):
+    """A number flag: computes as a float, shows as the user typed it (`-1`, `nan`, not `-1.0`, `.nan`)."""
+
+    typed: str
+
+
+class Whole(int):
+    """A whole-number flag: computes as an int, shows as the user typed it (`007`)."""
+
+    typed: str
+
+
+def number(text: str) -> Number:
+    """argparse type for a number flag; the text is kept for messages (planner.errors.shown)."""
+    try:
+        value = Number(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not valid; allowed: a number") from None
+    value.typed = text.strip()
+    return value
+
+
+def whole(text: str) -> Whole:
+    """argparse type for a whole-number flag; the text is kept for messages (planner.errors.shown)."""
+    try:
+        value = Whole(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not valid; allowed: a whole number") from None
+    value.typed = text.strip()
+    return value

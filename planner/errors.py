@@ -36,8 +36,11 @@ MAX_SHOWN = 80
 
 
 def shown(value: object) -> str:
-    """A value as the user typed it, short: text quoted, times in ISO 8601, long values cut."""
-    if isinstance(value, datetime | date):
+    """A value as the user typed it, short: text quoted, times in ISO 8601, number flags as typed, long values cut."""
+    typed = getattr(value, "typed", None)  # planner.cli.number / whole
+    if isinstance(typed, str):
+        text = typed
+    elif isinstance(value, datetime | date):
         text = value.isoformat()
     elif isinstance(value, float) and value != value:
         text = ".nan"

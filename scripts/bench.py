@@ -31,7 +31,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from planner.__main__ import OneLineParser
 from planner.benchmark import (
     REASONING_CHECK_MESSAGES,
     TOOL_CHECK_MESSAGES,
@@ -55,7 +54,7 @@ from planner.benchmark import (
     redact,
     summarize_level,
 )
-from planner.cli import run_main
+from planner.cli import OneLineParser, PipeConsole, number, run_main, whole
 from planner.errors import PlanInputError
 from planner.plan import StackPlan, plan_stack
 from planner.stack_config import load_stack
@@ -297,9 +296,9 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
     parser.add_argument("--concurrency", default="1,4,16", help="comma-separated concurrency levels (default 1,4,16)")
     parser.add_argument("--prompts", default="builtin", help="'builtin' or a file: one prompt per line, or .jsonl")
-    parser.add_argument("--requests-per-level", type=int, default=16, help="requests sent at each level (default 16)")
-    parser.add_argument("--max-tokens", type=int, default=256, help="max_tokens per request (default 256)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds one request may take (default 120)")
+    parser.add_argument("--requests-per-level", type=whole, default=16, help="requests sent at each level (default 16)")
+    parser.add_argument("--max-tokens", type=whole, default=256, help="max_tokens per request (default 256)")
+    parser.add_argument("--timeout", type=number, default=120.0, help="seconds one request may take (default 120)")
     parser.add_argument("--no-checks", action="store_true", help="skip the reasoning and tool-call parser checks")
     parser.add_argument("--record", type=Path, help="run-record file (default bench-runs/<time>-<label>.json)")
     parser.add_argument("--json", action="store_true", help="the run record as one JSON object on stdout")
@@ -434,7 +433,7 @@ def main(argv: list[str] | None = None, sagemaker_client=None) -> int:
         target = SageMakerTarget(args.sagemaker_endpoint, client, args.timeout, widest)
     endpoint = target.describe()
     started_at = datetime.now(UTC)
-    err_console = Console(stderr=True, highlight=False)
+    err_console = PipeConsole(stderr=True, highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True, disable=not err_console.is_terminal) as progress:
         outcome = asyncio.run(run_benchmark(target, args, conversations, levels, progress))
@@ -462,7 +461,7 @@ def main(argv: list[str] | None = None, sagemaker_client=None) -> int:
     if args.json:
         print(text)
     else:
-        print_report(record, Console(highlight=False, width=160), path)
+        print_report(record, PipeConsole(highlight=False, width=160), path)
     failed = any(lv.error_count for lv in record.levels) or any(not c.passed for c in record.checks)
     return 1 if failed or path is None else 0
 

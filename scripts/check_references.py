@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.__main__ import OneLineParser
-from planner.cli import run_main
+from planner.cli import PipeConsole, run_main
 from planner.reference_checks import (
     AWS_KINDS,
     GITHUB_API,
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None, http: httpx.Client | None = None, aws: A
         aws, no_aws_reason = aws_clients_from_environment()
     client = http or httpx.Client(headers={"User-Agent": USER_AGENT}, trust_env=True)
     web = Web(client, Budget(args.timeout))
-    console = Console(highlight=False, width=160)
+    console = PipeConsole(highlight=False, width=160)
     try:
         if args.json or not console.is_terminal:
             rows = check_all(references, web, aws, env, no_aws_reason)

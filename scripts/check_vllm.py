@@ -174,14 +174,13 @@ def plan_cases(label: str, name: str, raw: dict, source: str, variant: bool) -> 
 
 
 def stack_cases(stacks_dir: Path = STACKS_DIR) -> Iterator[Case]:
-    import yaml
-
     from planner.stack_config import stack_names, stack_path
+    from planner.yamlfile import load_yaml_file
 
     names = stack_names(stacks_dir)
     for name in names:
         path = stack_path(stacks_dir, name)
-        raw = (yaml.safe_load(path.read_text()) or {}).get("config", {})
+        raw = (load_yaml_file(path, "a Pulumi stack file") or {}).get("config", {})
         yield from plan_cases(name, name, raw, str(path), variant=False)
     for base, variant, overrides in VARIANTS:
         label = f"{base}+{variant}"
@@ -189,7 +188,7 @@ def stack_cases(stacks_dir: Path = STACKS_DIR) -> Iterator[Case]:
             yield Case(label, skip=f"no stack {base} in {stacks_dir}")
             continue
         path = stack_path(stacks_dir, base)
-        raw = dict((yaml.safe_load(path.read_text()) or {}).get("config", {}))
+        raw = dict((load_yaml_file(path, "a Pulumi stack file") or {}).get("config", {}))
         raw |= {f"nemotron-deploy:{key}": value for key, value in overrides.items()}
         yield from plan_cases(label, base, raw, str(path), variant=True)
 

@@ -12,8 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from planner.__main__ import OneLineParser
-from planner.cli import run_main
+from planner.cli import OneLineParser, run_main
 from planner.errors import PlanInputError
 from planner.stack_config import load_stack, stack_names
 

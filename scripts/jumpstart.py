@@ -18,6 +18,7 @@ bad input (one line naming the key or flag). Deleting an endpoint is scripts.tea
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 import json
@@ -29,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 from pydantic import ValidationError
 from rich.console import Console
@@ -37,8 +37,7 @@ from rich.table import Table
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from planner.__main__ import OneLineParser
-from planner.cli import run_main
+from planner.cli import OneLineParser, PipeConsole, number, run_main, whole
 from planner.errors import PlanInputError, one_of
 from planner.estimates import iso_utc
 from planner.fit import FitRequest, plan_fit
@@ -59,6 +58,7 @@ from planner.jumpstart import (
 )
 from planner.models import first_validation_error, load_model
 from planner.stack_config import PROJECT, ResolvedHubContent, StackFile, load_stack, parse_stack, stack_path
+from planner.yamlfile import parse_yaml_text
 from scripts._aws import AwsClients, session_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -215,7 +215,7 @@ def write_resolved(path: Path, stack_name: str, section: dict, command: str, mod
     round_trip.dump(document, buffer)
     text = buffer.getvalue()
     # Read back with the planner's own loader: what it accepts is what the program will plan.
-    parse_stack(stack_name, yaml.safe_load(text)["config"], str(path))
+    parse_stack(stack_name, parse_yaml_text(text, str(path))["config"], str(path))
     return text
 
 
@@ -526,10 +526,10 @@ def build_parser() -> OneLineParser:
     sm.add_argument("stack")
     sm.add_argument("--endpoint", help="endpoint name (default nemotron-<stack>)")
     sm.add_argument("--prompt", default="In one sentence: what is a hybrid Mamba-Transformer model?")
-    sm.add_argument("--max-tokens", type=int, default=128)
+    sm.add_argument("--max-tokens", type=whole, default=128)
     sm.add_argument("--stream", action="store_true", help="use InvokeEndpointWithResponseStream")
-    sm.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait this long for InService")
-    sm.add_argument("--timeout", type=float, default=300.0, help="seconds for the request itself")
+    sm.add_argument("--wait", type=number, default=0.0, metavar="SECONDS", help="wait this long for InService")
+    sm.add_argument("--timeout", type=number, default=300.0, help="seconds for the request itself")
     sm.add_argument("--json", action="store_true")
     sm.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
     return parser
@@ -543,12 +543,22 @@ def _load(args) -> StackFile:
     return stack
 
 
+def check_smoke_flags(args: argparse.Namespace) -> None:
+    """One flag per message, with its value as typed."""
+    if not 1 <= args.max_tokens <= 66000:
+        raise UsageError(str(PlanInputError("--max-tokens", args.max_tokens, "a whole number from 1 to 66000")))
+    if not 0 < args.timeout <= 3600:
+        raise UsageError(str(PlanInputError("--timeout", args.timeout, "seconds, more than 0 and at most 3600")))
+    if not 0 <= args.wait <= 7200:
+        raise UsageError(str(PlanInputError("--wait", args.wait, "seconds from 0 to 7200")))
+
+
 def main(argv: list[str] | None = None, clients: AwsClients | None = None, now: datetime | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False, width=160)
+    console = PipeConsole(highlight=False, width=160)
     try:
-        if args.command == "smoke" and (args.max_tokens < 1 or args.timeout <= 0 or args.wait < 0):
-            raise UsageError("--max-tokens/--timeout/--wait: must be positive (max-tokens >= 1, wait >= 0)")
+        if args.command == "smoke":
+            check_smoke_flags(args)
         stack = _load(args)
         if clients is None and not (args.command == "resolve" and args.from_file):
             try:

@@ -21,8 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from components.offline import declared_resources
-from planner.__main__ import OneLineParser
-from planner.cli import run_main
+from planner.cli import OneLineParser, PipeConsole, run_main
 from planner.errors import PlanInputError
 from planner.kubernetes import missing_required_secrets, missing_secret_message
 from planner.plan import StackPlan, plan_stack
@@ -148,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"stacks": entries}, indent=2))
     else:
-        console = Console(highlight=False, width=160)
+        console = PipeConsole(highlight=False, width=160)
         for entry in entries:
             print_entry(entry, console)
     return status

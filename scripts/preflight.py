@@ -22,8 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 from rich.console import Console
 from rich.table import Table
 
-from planner.__main__ import OneLineParser
-from planner.cli import run_main
+from planner.cli import OneLineParser, PipeConsole, run_main
 from planner.errors import PlanInputError
 from planner.estimates import iso_utc
 from planner.hardware import INSTANCE_TYPES
@@ -408,7 +407,7 @@ def main(argv: list[str] | None = None, clients: AwsClients | None = None) -> in
         except ProfileNotFound as err:
             print(f"{PROG}: aws:profile / AWS_PROFILE: {err}; allowed: a profile in ~/.aws/config", file=sys.stderr)
             return 2
-    console = Console(highlight=False, width=160)
+    console = PipeConsole(highlight=False, width=160)
     if args.json or not console.is_terminal:
         results = preflight(plan, clients)
     else:

@@ -21,14 +21,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
 from ruamel.yaml import YAML
 
-from planner.__main__ import OneLineParser
-from planner.cli import run_main
+from planner.cli import OneLineParser, number, run_main
 from planner.errors import PlanInputError
 from planner.estimates import expires_at, iso_utc
 from planner.stack_config import MAX_TTL_HOURS, PROJECT, load_stack, parse_stack
+from planner.yamlfile import parse_yaml_text
 
 REPO = Path(__file__).resolve().parent.parent
 PROG = "python -m scripts.renew"
@@ -53,7 +52,7 @@ def new_text(path: Path, stack: str, expiry: datetime) -> str:
     buffer = io.StringIO()
     round_trip.dump(document, buffer)
     text = buffer.getvalue()
-    parse_stack(stack, yaml.safe_load(text)["config"], str(path))
+    parse_stack(stack, parse_yaml_text(text, str(path))["config"], str(path))
     return text
 
 
@@ -89,7 +88,7 @@ def apply(stack: str, pulumi: str | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("stack")
-    parser.add_argument("--hours", type=float,
+    parser.add_argument("--hours", type=number,
                         help=f"from now (default: the stack's ttlHours; at most {MAX_TTL_HOURS})")
     parser.add_argument("--apply", action="store_true", help="run `pulumi up` for the stack afterwards")
     parser.add_argument("--stacks-dir", type=Path, default=REPO / "stacks")

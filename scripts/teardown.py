@@ -40,9 +40,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from planner.__main__ import OneLineParser
 from planner.budget import BUDGET_NAME_PREFIX
-from planner.cli import run_main
+from planner.cli import OneLineParser, PipeConsole, number, run_main
 from planner.errors import PlanInputError, one_of
 from planner.plan import TAG_EXPIRES_AT
 from planner.reaper import (
@@ -1149,7 +1148,7 @@ def build_parser() -> OneLineParser:
                                                                        "stack's, or the AWS config's)")
     parser.add_argument("--yes", action="store_true", help="act (default: dry run, list only)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    parser.add_argument("--wait-timeout", type=float, default=900.0,
+    parser.add_argument("--wait-timeout", type=number, default=900.0,
                         help="seconds to wait for each kind of deletion to finish (default 900)")
     parser.add_argument("--now", help="judge expiry as of this ISO 8601 time with a zone (default: now)")
     parser.add_argument("--stacks-dir", type=Path, default=STACKS_DIR)
@@ -1334,7 +1333,7 @@ def main(argv: list[str] | None = None, session: boto3.Session | None = None,
     if args.json:
         print(json.dumps(document, indent=2))
     else:
-        print_report(document, Console(highlight=False, width=200))
+        print_report(document, PipeConsole(highlight=False, width=200))
     return exit_code
 
 

@@ -155,7 +155,7 @@ BAD_FLAGS = [
     (["--url", "URL", "--region", "us-east-1"], "--region"),
     (["--concurrency", "1"], "one of the arguments --url --sagemaker-endpoint is required"),
     (["--url", "URL", "--sagemaker-endpoint", "e"], "not allowed with argument"),
-    (["--url", "URL", "--requests-per-level", "many"], "--requests-per-level: invalid int value"),
+    (["--url", "URL", "--requests-per-level", "many"], "--requests-per-level: 'many' is not valid"),
 ]
 
 

@@ -165,7 +165,7 @@ def test_an_unusable_document_is_a_failure(stacks, capsys):
     (["resolve", "nope"], "stack: 'nope' is not valid"),
     (["resolve", "h100-pilot"], "nemotron-deploy:target: 'ec2' is not valid; allowed: jumpstart"),
     (["resolve", "jumpstart", "--from-file", "/nonexistent.json"], "--from-file: '/nonexistent.json' is not valid"),
-    (["smoke", "jumpstart", "--max-tokens", "0"], "--max-tokens/--timeout/--wait: must be positive"),
+    (["smoke", "jumpstart", "--max-tokens", "0"], "--max-tokens: 0 is not valid; allowed: a whole number"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message, capsys):
     for name in ("jumpstart", "h100-pilot"):

@@ -38,7 +38,7 @@ FIT_CASES = [
     ("context over model max", with_flag("--context", "2000000"), "at most the model's max context 1000000"),
     ("tp does not divide heads", with_flag("--tensor-parallel", "6"),
      "--tensor-parallel: 6 is not valid; allowed: a divisor of the model's 64 attention heads"),
-    ("not a number", with_flag("--nodes", "two"), "argument --nodes: invalid int value: 'two'"),
+    ("not a number", with_flag("--nodes", "two"), "--nodes: 'two' is not valid; allowed: a whole number"),
     ("unknown kv dtype", with_flag("--kv-cache-dtype", "int8"), "--kv-cache-dtype: 'int8' is not valid"),
     ("utilization out of range", with_flag("--gpu-memory-utilization", "1.5"), "--gpu-memory-utilization: 1.5"),
 ]
