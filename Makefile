@@ -1,11 +1,13 @@
 # The two commands a newcomer types: `make plan` (offline plan of every stack) and `make test`.
-# Each installs what it needs: the virtualenv at .venv/ from requirements.txt (the README's contract) and, for the
-# tests, the Debian packages the lab needs (root only; see scripts/install_lab_deps.sh).
+# Each installs what it needs: `make plan` the virtualenv at .venv/ from requirements.txt (the plan and the Pulumi
+# program, about 35 s on 2 cores) and this project, editable; `make test` adds requirements-dev.txt (the tests, moto,
+# Ray for the lab) and the Debian packages the lab needs (root only; see scripts/install_lab_deps.sh).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements.stamp
+DEV_STAMP := $(VENV)/.requirements-dev.stamp
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements.stamp
 
@@ -34,16 +36,16 @@ check-vllm: $(VLLM_STAMP)
 $(VLLM_STAMP): requirements-vllm.txt requirements-vllm-source.txt scripts/install_vllm_venv.sh
 	PYTHON=$(PYTHON) VLLM_VENV=$(VLLM_VENV) bash scripts/install_vllm_venv.sh
 
-test: $(STAMP) lab-deps lint $(CHECKOV_STAMP)
+test: $(DEV_STAMP) lab-deps lint $(CHECKOV_STAMP)
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 
 lab-deps:
 	bash scripts/install_lab_deps.sh
 
-bench: $(STAMP) lab-deps
+bench: $(DEV_STAMP) lab-deps
 	$(PY) -m scripts.spark_link_bench --serial
 
 venv: $(STAMP)
@@ -57,9 +59,17 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
-$(STAMP): requirements.txt
+# pip, less its notes about find-links folders a machine's pip config names but does not have
+PIP_QUIET = 2> >(grep -v "^WARNING: Location 'file:" >&2)
+
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt $(PIP_QUIET)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e . $(PIP_QUIET)
+	touch $@
+
+$(DEV_STAMP): requirements-dev.txt $(STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt $(PIP_QUIET)
 	touch $@
 
 clean:

@@ -6,14 +6,9 @@ this pack runs them inside `pulumi preview/up` on the engine's resource properti
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for `planner`
-
-from planner.policy import REQUIRED_TAG_KEYS, Rule, rules_for  # noqa: E402
+from planner.policy import REQUIRED_TAG_KEYS, Rule, rules_for
 
 PACK_NAME = "nemotron-deploy"
 

@@ -81,6 +81,9 @@ with zipfile.ZipFile(wheel) as archive:
 print(f"    {count} files of {wheel.name} in {target}")
 EOF
 
+step "this project, editable, without dependencies (what it imports comes with vLLM: pydantic, PyYAML, rich, ...)"
+pip_ install --no-deps -e .
+
 step "smoke checks"
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as md

@@ -12,12 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ansible-like"))
-
-from spark_cluster import lab  # noqa: E402
+from spark_cluster import lab
 
 from planner.cli import run_main
 

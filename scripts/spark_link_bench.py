@@ -16,13 +16,9 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ansible-like"))
-
-from spark_cluster import lab, workflows  # noqa: E402
-from spark_cluster.inventory import load_inventory  # noqa: E402
+from spark_cluster import lab, workflows
+from spark_cluster.inventory import load_inventory
 
 from planner.cli import run_main
 

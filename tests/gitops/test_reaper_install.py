@@ -21,7 +21,8 @@ allowed_roots = sys.argv[1].split(",")
 def norm(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
-closure, todo = set(), [norm(n) for n in allowed_roots]
+# this project itself (installed editable by `make venv`; the reaper runs it from its checkout) is always there
+closure, todo = set(), [norm(n) for n in allowed_roots] + ["nemotron-deploy"]
 while todo:
     name = todo.pop()
     if name in closure:
