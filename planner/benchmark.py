@@ -353,7 +353,8 @@ class CostComparison:
     note: str = ""
 
     def to_json(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        # 6 significant digits, not a fixed number of decimals: a fraction of 0.0004 keeps its relative precision
+        return {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
 def compare_cost(concurrency: int, usd_per_hour: float | None, measured_tokens_per_s: float,
