@@ -17,7 +17,6 @@ from planner.errors import PlanInputError
 from planner.estimates import ThroughputBound, decode_upper_bound, iso_utc
 from planner.fit import FitResult
 
-PERCENTILES = (50, 90, 99)
 MAX_CONCURRENCY = 1024
 RECORD_KIND = "nemotron-deploy.bench"
 

@@ -11,8 +11,6 @@ from planner.fit import FitResult
 from planner.hardware import InstanceType
 from planner.models import BYTES_PER_PARAM, ModelProfile
 
-HOURS_PER_MONTH = 730.0
-
 
 @dataclass(frozen=True)
 class ThroughputBound:
@@ -149,8 +147,3 @@ ARTICLE_BREAK_EVEN = (
 def article_break_even() -> list[BreakEven]:
     """The article's break-even arithmetic reproduced: capex / monthly cloud equivalent (no running cost)."""
     return [break_even(name, capex, rent) for name, capex, rent in ARTICLE_BREAK_EVEN]
-
-
-def rent_per_month(usd_per_hour: float, utilization: float = 1.0) -> float:
-    """Monthly rent of a server kept up `utilization` of the time."""
-    return usd_per_hour * HOURS_PER_MONTH * utilization

@@ -75,10 +75,6 @@ def tensor_parallel_problem(model: ModelProfile, tp: int) -> str | None:
     return None
 
 
-def valid_tensor_parallel_sizes(model: ModelProfile, upto: int = 64) -> list[int]:
-    return [tp for tp in range(1, upto + 1) if tensor_parallel_problem(model, tp) is None]
-
-
 @dataclass(frozen=True)
 class Layout:
     """How the model is split over the GPUs: tensor parallel inside a stage, pipeline stages, data-parallel replicas."""

@@ -129,8 +129,3 @@ def instance_type(name: str, platform: str | None = None, field: str = "instance
     if name not in allowed:
         raise PlanInputError(field, name, one_of(allowed))
     return INSTANCE_TYPES[name]
-
-
-def instance_types_for(platform: str) -> list[InstanceType]:
-    """All instance types of one platform, in catalogue order."""
-    return [i for i in INSTANCE_TYPES.values() if i.platform == platform]

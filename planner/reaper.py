@@ -106,7 +106,6 @@ BILLING_STATES = {
 # Hourly charges of what a stack's network leaves running once the servers are gone, without data processing
 # ($0.045/GB through a NAT gateway, $0.01/GB through an interface endpoint). Approximate constants, us-east-1
 # on-demand, read 2026-06; other regions cost up to about a third more.
-NETWORK_PRICE_READ = "2026-06, us-east-1, approximate, without data processing"
 NAT_GATEWAY_USD_PER_HOUR = 0.045
 INTERFACE_ENDPOINT_USD_PER_HOUR_PER_AZ = 0.01  # gateway endpoints (S3, DynamoDB) are free
 PUBLIC_IPV4_USD_PER_HOUR = 0.005

@@ -22,7 +22,6 @@ from spark_cluster.step import Step
 
 USER_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")  # what ssh offers by default, in this order
 SECTIONS = ("user-key", "host-keys", "authorized-keys", "known-hosts")
-KNOWN_HOSTS = "~/.ssh/known_hosts"
 
 
 def facts_command() -> str:

@@ -3,7 +3,7 @@
 import pytest
 
 from planner.errors import PlanInputError
-from planner.fit import choose_layout, valid_tensor_parallel_sizes
+from planner.fit import choose_layout, tensor_parallel_problem
 from planner.models import NEMOTRON_3_ULTRA as ULTRA
 
 LAYOUTS = [
@@ -26,7 +26,7 @@ def test_automatic_layout(gpus_per_node, nodes, expected):
 
 
 def test_tp_must_divide_the_heads():
-    assert valid_tensor_parallel_sizes(ULTRA, 16) == [1, 2, 4, 8, 16]
+    assert [tp for tp in range(1, 17) if tensor_parallel_problem(ULTRA, tp) is None] == [1, 2, 4, 8, 16]
     with pytest.raises(PlanInputError, match="tensor_parallel: 3 .* divisor of the model's 64 attention heads"):
         choose_layout(ULTRA, 1, 3, tensor_parallel=3)
 
