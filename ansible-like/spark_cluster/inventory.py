@@ -225,6 +225,12 @@ def _check_cluster(nodes: tuple[Node, ...], source: str) -> None:
             if value in seen:
                 raise PlanInputError(f"nodes[{i}].{attr}", value, f"a value not used by nodes[{seen[value]}]", source)
             seen[value] = i
+    _check_management(nodes, source)
+    _check_links(nodes, source)
+
+
+def _check_management(nodes: tuple[Node, ...], source: str) -> None:
+    """No management address inside a link subnet (SSH would ride the link being configured)."""
     for i, node in enumerate(nodes):
         try:
             management = ipaddress.ip_address(node.host)
@@ -235,6 +241,10 @@ def _check_cluster(nodes: tuple[Node, ...], source: str) -> None:
                 raise PlanInputError(f"nodes[{i}].host", node.host,
                                      f"a management address outside the link subnet {link.network} of link {j} "
                                      "(SSH would ride the link being configured)", source)
+
+
+def _check_links(nodes: tuple[Node, ...], source: str) -> None:
+    """As many links as nodes[0], link i of every node on one subnet, no address twice."""
     count = len(nodes[0].links)
     addresses: dict[str, str] = {}
     for i, node in enumerate(nodes):

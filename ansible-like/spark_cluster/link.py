@@ -187,7 +187,6 @@ def plan_link(inventory: Inventory, node: Node, facts: LinkFacts) -> LinkPlan:
 
     Empty when the node already matches: a second run changes nothing.
     """
-    mtu, backend = inventory.mtu, inventory.network_backend
     problems = []
     present = []
     for link in node.links:
@@ -197,7 +196,16 @@ def plan_link(inventory: Inventory, node: Node, facts: LinkFacts) -> LinkPlan:
             problems.append(f"interface {link.interface} not found on {node.name} (present: {known})")
         else:
             present.append((link, state))
+    steps = _backend_steps(inventory, node, facts, present)
+    for link, state in present:
+        steps += _stray_steps(node, link, state)
+    return LinkPlan(tuple(steps), tuple(problems))
 
+
+def _backend_steps(inventory: Inventory, node: Node, facts: LinkFacts,
+                   present: list[tuple[Link, InterfaceState]]) -> list[Step]:
+    """The steps of the inventory's network backend for the link interfaces present."""
+    mtu, backend = inventory.mtu, inventory.network_backend
     steps: list[Step] = []
     if backend == "ip":
         for link, state in present:
@@ -218,9 +226,7 @@ def plan_link(inventory: Inventory, node: Node, facts: LinkFacts) -> LinkPlan:
             steps += _nm_steps(link, mtu, facts.nm_profiles.get(link.interface), bool(_runtime_steps(link, mtu, state)))
     else:  # the inventory validates this; a new backend must be added here
         raise ValueError(f"unknown network backend {backend!r}")
-    for link, state in present:
-        steps += _stray_steps(node, link, state)
-    return LinkPlan(tuple(steps), tuple(problems))
+    return steps
 
 
 # ---- checks ------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Multi-node vLLM on the Spark cluster's Ray: the planner decides the layout and renders the argv; this module
-only turns that into a recorded background session on the head node.
+"""Multi-node vLLM on the Spark cluster's Ray: the planner decides the layout and renders the argv (the SparkPlan of
+planner/targets/spark.py, computed once from the inventory); this module only turns that into a recorded background
+session on the head node.
 
 The API key never appears in argv, the report or a log: the launch shell exports VLLM_API_KEY from a mode-600 file
 on the head (`$(cat FILE)` is expanded by that shell), and the check feeds it to curl through stdin.
@@ -15,41 +16,29 @@ import hashlib
 import shlex
 from dataclasses import dataclass
 
-from planner.errors import PlanInputError
-from planner.fit import FitRequest, FitResult, plan_fit
-from planner.hardware import gpu, instance_type
-from planner.models import load_model
-from planner.serving import API_KEY_GUARD, ServingOptions, VllmCommand, render_vllm
+from planner.fit import FitResult
+from planner.serving import API_KEY_GUARD, VllmCommand
+from planner.targets.spark import SparkPlan, plan_spark
 from spark_cluster import raycluster, session
 from spark_cluster.inventory import MAX_NODES, Inventory
 from spark_cluster.step import Step, shell_path, write_file_command
 
 SESSION = "vllm"
-SPARK = "dgx-spark"  # the planner's catalogue entry: one GB10 per node
-PRECISION = "nvfp4"  # Blackwell's native 4-bit: the only precision whose weights fit a few Sparks
 KEY_FACT_MARKER = "### api-key-file"
 
 
-def fit_for(inventory: Inventory, nodes: int | None = None) -> FitResult:
-    spark = instance_type(SPARK, "spark")
+def spark_plan(inventory: Inventory) -> SparkPlan:
+    """The planner's plan of this cluster; PlanInputError naming `nodes` when it does not fit."""
     settings = inventory.vllm
-    request = FitRequest(model=load_model(settings.model, "vllm.model"), gpu=gpu(spark.gpu),
-                         gpus_per_node=spark.gpus, nodes=nodes or len(inventory.nodes), precision=PRECISION,
-                         context=settings.context_tokens, concurrency=settings.concurrency)
-    return plan_fit(request, with_alternatives=False)
+    return plan_spark(settings.model, len(inventory.nodes), settings.context_tokens, settings.concurrency,
+                      settings.port, MAX_NODES, inventory.source)
 
 
 def serving_command(inventory: Inventory) -> tuple[FitResult, VllmCommand]:
-    """The planner's fit and vLLM command for this cluster; PlanInputError naming `nodes` when it does not fit."""
-    fit = fit_for(inventory)
-    if not fit.fits:
-        sizes = [n for n in range(1, MAX_NODES + 1) if fit_for(inventory, n).fits]
-        allowed = (f"{sizes[0]} to {sizes[-1]} DGX Sparks" if sizes else f"no cluster of up to {MAX_NODES} Sparks")
-        why = next((r for r in fit.reasons if "does not fit" in r), fit.reasons[-1])
-        raise PlanInputError("nodes", len(inventory.nodes),
-                             f"{allowed} for {inventory.vllm.model} at {PRECISION} ({len(inventory.nodes)} node(s): "
-                             f"{why})", inventory.source)
-    return fit, render_vllm(fit, ServingOptions(port=inventory.vllm.port))
+    """The planner's fit and vLLM command for this cluster (its SparkPlan); PlanInputError naming `nodes` when it
+    does not fit."""
+    plan = spark_plan(inventory)
+    return plan.fit, plan.serving
 
 
 def argv_for(inventory: Inventory, command: VllmCommand) -> list[str]:

@@ -1,33 +1,19 @@
-"""Fixtures for the Spark tests: the lab needs root and `ip netns`; without them the lab tests skip, saying why."""
+"""Fixtures for the Spark tests: the lab needs root, `ip netns` and sshd; without them the lab tests skip, saying why,
+or fail where NEMOTRON_REQUIRE_LAB=1 (CI) says the lab must run (sparklab.skip_or_fail)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import shutil
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers module next to this file
+# make_lab: the lab fixture (it skips, or fails where NEMOTRON_REQUIRE_LAB=1)
+from tests.spark.sparklab import make_lab, skip_or_fail  # noqa: F401
 
-from sparklab import Lab, lab, lab_unavailable  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def make_lab():
-    """Build labs for a test module (tear down leftovers of a crashed run of the same name first); all are
-    torn down at the end of the module, by pid, and none may be left behind."""
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(reason)
-    made = []
-
-    def build(name: str, count: int, index: int, **kwargs) -> Lab:
-        lab.down(name)
-        layout = lab.up(count, name, index, **kwargs)
-        made.append(name)
-        return Lab(layout)
-
-    yield build
-    for name in made:
-        lab.down(name)
-        assert not [ns for ns in lab.namespaces() if ns.startswith(f"{name}-")], f"lab {name} left namespaces"
+@pytest.fixture
+def netplan() -> None:
+    """`netplan generate` for the tests that validate the rendered file with it (a lab dependency: skips, or fails
+    where the lab is required)."""
+    if shutil.which("netplan") is None:
+        skip_or_fail("netplan not installed: run scripts/install_lab_deps.sh")

@@ -1,4 +1,4 @@
-"""Helpers for the Spark tests: imports from ansible-like/, the lab, and running `fab` as a user would."""
+"""Helpers for the Spark tests: a valid inventory, the lab, and running `fab` as a user would."""
 
 from __future__ import annotations
 
@@ -8,18 +8,32 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
+import pytest
 import yaml
+from spark_cluster import lab
 
 REPO = Path(__file__).resolve().parents[2]
-for path in (REPO, REPO / "ansible-like"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
-from spark_cluster import lab  # noqa: E402
+# A minimal valid inventory: two nodes, two links each (the shape of the shipped ones, on other addresses)
+GOOD = {
+    "user": "nvidia", "mtu": 9000,
+    "nodes": [
+        {"name": "spark-1", "host": "10.0.0.1",
+         "links": [{"interface": "enp1s0f0np0", "address": "192.168.100.10/24"},
+                   {"interface": "enP2p1s0f0np0", "address": "192.168.101.10/24"}]},
+        {"name": "spark-2", "host": "10.0.0.2",
+         "links": [{"interface": "enp1s0f0np0", "address": "192.168.100.11/24"},
+                   {"interface": "enP2p1s0f0np0", "address": "192.168.101.11/24"}]},
+    ],
+}
 
 DATA = Path(__file__).resolve().parent / "data"
 FAB = Path(sys.prefix) / "bin" / "fab"
+
+
+REQUIRE_LAB = "NEMOTRON_REQUIRE_LAB"  # CI sets it to 1 (.ci/run): a lab that cannot run fails instead of skipping
 
 
 def lab_unavailable() -> str | None:
@@ -30,7 +44,52 @@ def lab_unavailable() -> str | None:
         return "`ip` (iproute2) is not installed: run scripts/install_lab_deps.sh"
     if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
         return "`ip netns` is not available on this machine"
+    if not Path(lab.SSHD).exists():
+        return f"{lab.SSHD} (openssh-server) is not installed: run scripts/install_lab_deps.sh"
+    missing = [tool for tool in ("ssh", "ssh-keygen") if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} (openssh-client) not installed: run scripts/install_lab_deps.sh"
     return None
+
+
+def lab_required() -> bool:
+    """Whether this run must not skip the lab: NEMOTRON_REQUIRE_LAB set to anything but empty or 0 (CI sets 1)."""
+    return os.environ.get(REQUIRE_LAB, "").strip() not in ("", "0")
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test the lab (or a tool it needs) cannot run here, saying why; where the lab is required
+    (NEMOTRON_REQUIRE_LAB=1, as in CI) fail instead, naming the same reason, so a green run means it ran."""
+    if lab_required():
+        pytest.fail(f"{REQUIRE_LAB}=1 and the Spark lab cannot run here: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_lab() -> None:
+    """Skip (or, where the lab is required, fail) unless the lab can run here."""
+    reason = lab_unavailable()
+    if reason:
+        skip_or_fail(reason)
+
+
+@pytest.fixture(scope="module")
+def make_lab():
+    """Build labs for a test module (tear down leftovers of a crashed run of the same name first); all are
+    torn down at the end of the module, by pid, and none may be left behind. Skips (or fails: require_lab) where
+    the lab cannot run."""
+    require_lab()
+    made = []
+
+    def build(name: str, count: int, index: int, **kwargs) -> Lab:
+        lab.down(name)
+        layout = lab.up(count, name, index, **kwargs)
+        made.append(name)
+        return Lab(layout)
+
+    yield build
+    for name in made:
+        lab.down(name)
+        assert not [ns for ns in lab.namespaces() if ns.startswith(f"{name}-")], f"lab {name} left namespaces"
 
 
 def data(name: str) -> str:

@@ -8,21 +8,9 @@ import subprocess
 import pytest
 import yaml
 from spark_cluster.inventory import DEFAULT_INVENTORY, INVENTORY_DIR, load_inventory, parse_inventory
-from sparklab import FAB, REPO, fab
 
 from planner.errors import PlanInputError
-
-GOOD = {
-    "user": "nvidia", "mtu": 9000,
-    "nodes": [
-        {"name": "spark-1", "host": "10.0.0.1",
-         "links": [{"interface": "enp1s0f0np0", "address": "192.168.100.10/24"},
-                   {"interface": "enP2p1s0f0np0", "address": "192.168.101.10/24"}]},
-        {"name": "spark-2", "host": "10.0.0.2",
-         "links": [{"interface": "enp1s0f0np0", "address": "192.168.100.11/24"},
-                   {"interface": "enP2p1s0f0np0", "address": "192.168.101.11/24"}]},
-    ],
-}
+from tests.spark.sparklab import FAB, GOOD, REPO, fab
 
 
 def test_shipped_inventories_load_with_the_documented_defaults():

@@ -9,7 +9,8 @@ import time
 
 import pytest
 from spark_cluster import lab as labmod
-from sparklab import FAB, REPO, by_node, fab
+
+from tests.spark.sparklab import FAB, REPO, by_node, fab
 
 pytestmark = pytest.mark.lab
 

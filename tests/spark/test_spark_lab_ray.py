@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sparklab import FAB, REPO, by_node, fab
+
+from tests.spark.sparklab import FAB, REPO, by_node, fab
 
 pytestmark = pytest.mark.lab
 

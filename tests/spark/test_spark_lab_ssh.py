@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sparklab import by_node, fab
+
+from tests.spark.sparklab import by_node, fab
 
 pytestmark = pytest.mark.lab
 

@@ -5,7 +5,8 @@ the real tools (tests/spark/data); the parsers read what the real scripts collec
 from __future__ import annotations
 
 import pytest
-from sparklab import by_node, fab, install_tool_stubs, remove_tool_stubs, tool_calls
+
+from tests.spark.sparklab import by_node, fab, install_tool_stubs, remove_tool_stubs, tool_calls
 
 pytestmark = pytest.mark.lab
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -15,7 +14,8 @@ from hypothesis import strategies as st
 from spark_cluster import link
 from spark_cluster.inventory import parse_inventory
 from spark_cluster.link import InterfaceState, LinkFacts, NmProfile, plan_link
-from test_spark_inventory import GOOD
+
+from tests.spark.sparklab import GOOD
 
 
 def inventory(backend="ip", mtu=9000, nodes=None):
@@ -110,7 +110,7 @@ def test_rendered_netplan_is_what_nvidia_documents_plus_the_mtu():
         "enP2p1s0f0np0": {"dhcp4": False, "dhcp6": False, "addresses": ["192.168.101.10/24"], "mtu": 9000}}}}
 
 
-@pytest.mark.skipif(shutil.which("netplan") is None, reason="netplan not installed: run scripts/install_lab_deps.sh")
+@pytest.mark.usefixtures("netplan")
 def test_netplan_generate_accepts_the_rendered_file(tmp_path):
     node = inventory("netplan").head
     (tmp_path / "etc/netplan").mkdir(parents=True)
@@ -126,7 +126,7 @@ def test_netplan_generate_accepts_the_rendered_file(tmp_path):
     assert subprocess.run(["netplan", "generate", "--root-dir", str(tmp_path)], capture_output=True).returncode != 0
 
 
-@pytest.mark.skipif(shutil.which("netplan") is None, reason="netplan not installed: run scripts/install_lab_deps.sh")
+@pytest.mark.usefixtures("netplan")
 def test_the_validation_step_rejects_a_file_netplan_would_refuse():
     node = inventory("netplan").head
     good = link.netplan_validate_command("/etc/netplan/40-cx7.yaml", link.render_netplan(node, 9000))

@@ -9,8 +9,8 @@ import paramiko
 import pytest
 from spark_cluster import clusterenv, nccl, raycluster, remote, roce, session, sshtrust, step
 from spark_cluster.inventory import parse_inventory
-from sparklab import data
-from test_spark_inventory import GOOD
+
+from tests.spark.sparklab import GOOD, data
 
 INV = parse_inventory(GOOD)
 

@@ -6,9 +6,9 @@ import pytest
 import yaml
 from spark_cluster import vllm_serve
 from spark_cluster.inventory import parse_inventory
-from sparklab import fab
 
 from planner.errors import PlanInputError
+from tests.spark.sparklab import fab
 
 
 def cluster(size: int):
