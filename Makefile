@@ -28,8 +28,8 @@ VLLM_STAMP := $(VLLM_VENV)/.requirements.stamp
 
 check-vllm: $(VLLM_STAMP)
 	@status=0; \
-	$(VLLM_VENV)/bin/python scripts/check_vllm.py || status=1; \
-	$(VLLM_VENV)/bin/python scripts/check_vllm.py --installed || status=1; \
+	$(VLLM_VENV)/bin/python -m scripts.check_vllm || status=1; \
+	$(VLLM_VENV)/bin/python -m scripts.check_vllm --installed || status=1; \
 	$(VLLM_VENV)/bin/python -m pytest tests_vllm -p no:cacheprovider || status=1; \
 	exit $$status
 

@@ -1,5 +1,5 @@
 """Benchmark arithmetic for a live endpoint: streamed answers into timings, latency percentiles, parser checks,
-$ per 1M output tokens against the planner's upper bound, and the run record. Pure: scripts/bench.py does the
+$ per 1M output tokens against the planner's upper bound, and the run record. Pure: scripts/bench/ does the
 network and feeds this module timed lines."""
 
 from __future__ import annotations
@@ -511,3 +511,28 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[redacted]")
     return text
+
+
+# ---- the run record's plan side ---------------------------------------------------------------------------------
+
+def base_url(url: str) -> str:
+    """The server root: `https://h:8000/v1/` and `https://h:8000` both give `https://h:8000`."""
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def plan_summary(plan) -> dict:
+    """What a run record keeps of the stack's plan (a planner.plan.StackPlan): its price and throughput bound."""
+    return {"stack": plan.stack, "instance_type": plan.instance.name, "nodes": plan.config.nodes,
+            "usd_per_hour": plan.cost.usd_per_hour, "configured_concurrency": plan.config.concurrency,
+            "throughput_upper_bound": plan.throughput.to_json(),
+            "usd_per_million_output_tokens_at_bound": plan.cost.to_json()["usd_per_million_output_tokens"]}
+
+
+def cost_comparisons(plan, levels: Sequence[LevelResult]) -> list[CostComparison]:
+    """Each level's measured throughput priced and set against the plan's bound at that concurrency (none without
+    a plan)."""
+    if plan is None:
+        return []
+    return [compare_cost(lv.concurrency, plan.cost.usd_per_hour, lv.total_tokens_per_s,
+                         bound_at_concurrency(plan.fit, lv.concurrency)) for lv in levels]

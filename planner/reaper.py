@@ -1,5 +1,5 @@
 """The reaper's decisions: which found cloud resources are expired toolkit resources, in what order they go, and
-what that saves per hour. Pure: scripts/teardown.py gathers the facts with boto3 and acts on the plan.
+what that saves per hour. Pure: scripts/teardown/ gathers the facts with boto3 and acts on the plan.
 
 A resource is the toolkit's only when it carries all three tags `nemotron-deploy:stack`, `nemotron-deploy:owner`
 and `nemotron-deploy:expires-at` with non-empty values and an expiry in a form planner/expiry.py accepts (the
@@ -21,7 +21,7 @@ from typing import Any
 from planner.estimates import iso_utc
 from planner.expiry import EXPIRY_FORMS, parse_expiry
 from planner.hardware import INSTANCE_TYPES
-from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
+from planner.tags import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
 
 TOOLKIT_TAGS = (TAG_STACK, TAG_OWNER, TAG_EXPIRES_AT)
 

@@ -1,7 +1,7 @@
 """What an online answer means for a registry entry: version comparison, the reading of each source's answer and the
 report rows of `make check-references`.
 
-Pure: the network side (scripts/check_references.py) fetches, and hands the status codes and parsed bodies here.
+Pure: the network side (scripts/check_references/) fetches, and hands the status codes and parsed bodies here.
 """
 
 from __future__ import annotations

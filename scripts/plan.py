@@ -23,10 +23,10 @@ from rich.table import Table
 from components.offline import declared_resources
 from planner.cli import OneLineParser, PipeConsole, run_main
 from planner.errors import PlanInputError
-from planner.kubernetes import missing_required_secrets, missing_secret_message
 from planner.plan import StackPlan, plan_stack
 from planner.policy import check_resources
 from planner.stack_config import load_stack, stack_names
+from planner.targets.eks import missing_required_secrets, missing_secret_message
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS_DIR = REPO / "stacks"

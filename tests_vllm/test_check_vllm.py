@@ -6,16 +6,14 @@ Runs with .venv-vllm (make check-vllm), against the same vLLM sources as the che
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from scripts import check_vllm
 
-from scripts import check_vllm  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(not (check_vllm.SOURCE_DIR / "vllm").is_dir(),
                                 reason=f"no {check_vllm.SOURCE_DIR}: run `make check-vllm`")

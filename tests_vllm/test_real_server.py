@@ -23,13 +23,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from planner.plan import plan_stack
+from planner.serving import API_KEY_GUARD, VllmCommand
+from planner.stack_config import load_stack, stack_names
+from tests_vllm.tiny_model import build_tiny_model
 
-from planner.plan import plan_stack  # noqa: E402
-from planner.serving import API_KEY_GUARD, VllmCommand  # noqa: E402
-from planner.stack_config import load_stack, stack_names  # noqa: E402
-from tests_vllm.tiny_model import build_tiny_model  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 VLLM = Path(sys.executable).parent / "vllm"
 START_TIMEOUT_S = float(os.environ.get("CHECK_VLLM_START_TIMEOUT", "300"))  # a cold start here takes 20-60 s

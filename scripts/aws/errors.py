@@ -1,45 +1,40 @@
-"""AWS sessions for the scripts: one boto3 session per stack (its profile and region), clients made on first use.
-
-boto3 itself honours AWS_PROFILE (when the stack names no aws:profile), the credential chain and AWS_ENDPOINT_URL
-(a local moto server, for instance). Tests hand in ready clients (moto, or botocore Stubbers) through `overrides`.
-"""
+"""Naming what went wrong in an AWS call (one line, never an HTML page), telling a missing resource from a refused
+call, and saying which credential chain was tried when none was found."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+# An answer with one of these codes says the resource is not there (already deleted, or never was).
+NOT_FOUND_CODES = frozenset({
+    "InvalidInstanceID.NotFound", "InvalidNetworkInterfaceID.NotFound", "InvalidVolume.NotFound",
+    "InvalidGroup.NotFound", "InvalidLaunchTemplateId.NotFound", "InvalidLaunchTemplateId.Malformed",
+    "InvalidPlacementGroup.Unknown", "ResourceNotFoundException", "LoadBalancerNotFound", "ObjectNotFoundException",
+    "InvalidVpcID.NotFound", "InvalidSubnetID.NotFound", "InvalidRouteTableID.NotFound",
+    "InvalidInternetGatewayID.NotFound", "NatGatewayNotFound", "InvalidNatGatewayID.NotFound",
+    "InvalidAllocationID.NotFound", "InvalidVpcEndpointId.NotFound", "InvalidVpcEndpoint.NotFound", "NoSuchEntity",
+    "NotFoundException", "ResourceNotFound",
+})
 
-def session_for(region: str, profile: str | None = None) -> boto3.Session:
-    """A session in the stack's region, with the stack's aws:profile when it names one (else AWS_PROFILE / default).
 
-    Raises botocore.exceptions.ProfileNotFound when the profile is not configured.
-    """
-    return boto3.Session(profile_name=profile or None, region_name=region)
+def error_code(err: BaseException) -> str:
+    """The AWS error code of a ClientError ("" for anything else)."""
+    return str(err.response.get("Error", {}).get("Code", "")) if isinstance(err, ClientError) else ""
 
 
-class AwsClients:
-    """Clients of one session, created when first asked for; `overrides` maps a service name to a client to use."""
-
-    def __init__(self, session: boto3.Session, overrides: Mapping[str, Any] | None = None):
-        self.session = session
-        name_html_error_pages(session)  # every script's clients: an HTML error page is one line, never a table cell
-        self._clients: dict[str, Any] = dict(overrides or {})
-
-    @property
-    def region(self) -> str | None:
-        return self.session.region_name
-
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = self.session.client(service)
-        return self._clients[service]
+def is_not_found(err: BaseException) -> bool:
+    """Whether an error says the resource is not there. SageMaker says so as a ValidationException ("Could not find
+    endpoint ...", "... does not exist")."""
+    if not isinstance(err, ClientError):
+        return False
+    code, message = error_code(err), str(err.response.get("Error", {}).get("Message", ""))
+    return code in NOT_FOUND_CODES or (
+        code == "ValidationException" and ("could not find" in message.lower() or "does not exist" in message))
 
 
 # ---- error naming: one line a person reads, never an HTML page -------------------------------------------------

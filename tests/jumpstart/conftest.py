@@ -5,7 +5,8 @@ from __future__ import annotations
 import boto3
 import pytest
 from moto import mock_aws
-from moto.sagemaker.models import FakeEndpointConfig
+
+from tests.library_internals import allow_every_sagemaker_instance_type
 
 
 @pytest.fixture
@@ -17,6 +18,6 @@ def moto_session(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setattr(FakeEndpointConfig, "validate_instance_type", lambda self, instance_type: None)
+    allow_every_sagemaker_instance_type(monkeypatch)
     with mock_aws():
         yield boto3.Session(region_name="us-east-1")

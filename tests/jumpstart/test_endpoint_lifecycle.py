@@ -10,11 +10,11 @@ import json
 
 import boto3
 import pytest
+import requests
 from botocore.stub import ANY, Stubber
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.sagemakerruntime.models import sagemakerruntime_backends
 
-from scripts._aws import AwsClients
+from scripts.aws import AwsClients
 from scripts.jumpstart import (
     EndpointNotReady,
     endpoint_state,
@@ -24,13 +24,12 @@ from scripts.jumpstart import (
     wait_in_service,
 )
 from scripts.teardown import main as teardown_main
-from tests.bench.test_bench_sagemaker import PayloadStream, stream_of_tokens
-from tests.jumpstart.stacks import NOW, STACKS_DIR, plan_of
+from tests.bench.sagemaker_stream import PayloadStream, stream_of_tokens
+from tests.jumpstart.endpoint import PLAN, SPEC, deploy
+from tests.jumpstart.stacks import NOW, STACKS_DIR
 from tests.teardown.aws_fakes import fake_session
 
 REGION = "us-east-1"
-PLAN = plan_of(STACKS_DIR, "jumpstart")
-SPEC = PLAN.jumpstart
 ANSWER = {"id": "chatcmpl-1", "object": "chat.completion", "model": "nemotron-3-ultra",
           "choices": [{"index": 0, "message": {"role": "assistant", "content": "A model mixing Mamba and attention."},
                        "finish_reason": "stop"}],
@@ -47,34 +46,15 @@ def session():
     return boto3.Session(region_name=REGION)
 
 
-def deploy(session, name: str = SPEC.endpoint_name) -> dict:
-    """What the component declares, as the SageMaker API calls Pulumi makes (moto validates the request shapes)."""
-    sm = session.client("sagemaker")
-    tags = [{"Key": k, "Value": v} for k, v in PLAN.tags.items()]
-    role = session.client("iam").create_role(RoleName="js-role", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
-    sm.create_model(ModelName=f"{name}-model", ExecutionRoleArn=role, EnableNetworkIsolation=SPEC.network_isolation,
-                    PrimaryContainer={"Image": SPEC.image.uri, "Mode": "SingleModel", "Environment": SPEC.environment,
-                                      "ModelDataSource": {"S3DataSource": {
-                                          "S3Uri": SPEC.artifact_s3_uri, "S3DataType": SPEC.artifact_s3_data_type,
-                                          "CompressionType": SPEC.artifact_compression,
-                                          "ModelAccessConfig": {"AcceptEula": True}}}}, Tags=tags)
-    sm.create_endpoint_config(EndpointConfigName=f"{name}-config", Tags=tags, ProductionVariants=[{
-        "VariantName": SPEC.variant_name, "ModelName": f"{name}-model", "InstanceType": SPEC.instance_type,
-        "InitialInstanceCount": SPEC.initial_instance_count, "InitialVariantWeight": 1.0,
-        "ModelDataDownloadTimeoutInSeconds": SPEC.timeouts.download_s,
-        "ContainerStartupHealthCheckTimeoutInSeconds": SPEC.timeouts.startup_health_check_s}])
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config", Tags=tags)
-    return {"sagemaker": sm, "runtime": session.client("sagemaker-runtime"),
-            "autoscaling": session.client("application-autoscaling")}
-
-
 def queue_answer(body: dict | str) -> None:
-    """moto answers InvokeEndpoint from a queue (else the literal "body")."""
+    """moto answers InvokeEndpoint from a queue (else the literal "body"), filled through moto's own API."""
     text = body if isinstance(body, str) else json.dumps(body)
-    sagemakerruntime_backends[DEFAULT_ACCOUNT_ID][REGION].results_queue.append(
-        (text, "application/json", SPEC.variant_name, ""))
+    result = {"Body": text, "ContentType": "application/json", "InvokedProductionVariant": SPEC.variant_name,
+              "CustomAttributes": ""}
+    response = requests.post("http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+                             json={"account_id": DEFAULT_ACCOUNT_ID, "region": REGION, "results": [result]},
+                             timeout=5)
+    response.raise_for_status()
 
 
 def test_created_endpoint_is_in_service_with_the_planned_variant(session):

@@ -9,7 +9,8 @@ import pytest
 
 from planner.errors import PlanInputError
 from planner.hardware import GIB, INSTANCE_TYPES
-from planner.jumpstart import (
+from planner.stack_config import ResolvedHubContent
+from planner.targets.jumpstart import (
     TIMEOUT_MAX_S,
     TIMEOUT_MIN_S,
     endpoint_name_for,
@@ -17,7 +18,6 @@ from planner.jumpstart import (
     endpoint_volume,
     partition_of,
 )
-from planner.stack_config import ResolvedHubContent
 from tests.jumpstart.stacks import EULA_URL, STACKS_DIR, plan_of, real_resolved, shipped_document, write_variant
 
 SHIPPED_RESOLVED = ResolvedHubContent.model_validate(shipped_document()["config"]["nemotron-deploy:jumpstart"]

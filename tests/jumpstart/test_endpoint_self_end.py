@@ -19,8 +19,8 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from components.offline import FAKE_ACCOUNT, OfflineRun, run_program
 from planner.policy import check_resources
 from scripts.plan import plan_entry
+from tests.jumpstart.endpoint import deploy
 from tests.jumpstart.stacks import NOW, STACKS_DIR, plan_of, write_variant
-from tests.jumpstart.test_endpoint_lifecycle import deploy
 
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 SCHEDULE_GROUP = "aws:scheduler/scheduleGroup:ScheduleGroup"

@@ -16,10 +16,10 @@ from botocore.stub import Stubber
 
 from planner.fit import FitRequest, plan_fit
 from planner.hardware import GPUS
-from planner.jumpstart import choose_hub_model, precision_of_hub_id
 from planner.models import NEMOTRON_3_ULTRA
 from planner.stack_config import load_stack
-from scripts._aws import AwsClients
+from planner.targets.jumpstart import choose_hub_model, precision_of_hub_id
+from scripts.aws import AwsClients
 from scripts.jumpstart import main
 from tests.jumpstart.stacks import SHIPPED_STACKS_DIR, hub_response
 

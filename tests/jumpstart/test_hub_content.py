@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from planner.errors import PlanInputError
-from planner.jumpstart import HubContentError, check_environment, eula_url, instance_family, resolved_from_hub
 from planner.stack_config import ResolvedHubContent
+from planner.targets.jumpstart import HubContentError, check_environment, eula_url, instance_family, resolved_from_hub
 from tests.jumpstart.stacks import (
     EULA_URL,
     IMAGE,

@@ -14,7 +14,7 @@ import yaml
 from botocore.stub import Stubber
 
 from planner.stack_config import load_stack
-from scripts._aws import AwsClients
+from scripts.aws import AwsClients
 from scripts.jumpstart import main
 from tests.jumpstart.stacks import (
     HUB_RESPONSE,

@@ -14,11 +14,11 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
-from moto.ssm.models import Parameter, ssm_backends
 
-from planner.user_data import DLAMI_SSM_PARAMETERS
-from scripts._aws import AwsClients
+from planner.targets.ec2 import DLAMI_SSM_PARAMETERS
+from scripts.aws import AwsClients
 from scripts.preflight import FAIL, PASS, SKIP, main
+from tests.library_internals import publish_public_ssm_parameter
 
 REGION = "us-east-1"
 X86_DLAMI = DLAMI_SSM_PARAMETERS["x86_64"]
@@ -55,12 +55,8 @@ def stacks(tmp_path):
 
 
 def publish_dlami(parameter: str = X86_DLAMI) -> None:
-    """AWS publishes /aws/service/* parameters; moto refuses put_parameter on them, so seed its backend."""
-    backend = ssm_backends[DEFAULT_ACCOUNT_ID][REGION]
-    backend._parameters[parameter].append(Parameter(
-        account_id=DEFAULT_ACCOUNT_ID, name=parameter, value="ami-0abcdef1234567890", parameter_type="String",
-        description=None, allowed_pattern=None, keyid=None, last_modified_date=datetime.now(UTC), version=1,
-        data_type="aws:ec2:image"))
+    """AWS publishes /aws/service/* parameters; moto refuses put_parameter on them (tests/library_internals.py)."""
+    publish_public_ssm_parameter(parameter, "ami-0abcdef1234567890", "aws:ec2:image", DEFAULT_ACCOUNT_ID, REGION)
 
 
 def quota(code: str, value: float, service: str = "ec2", name: str = "Running On-Demand P instances") -> dict:

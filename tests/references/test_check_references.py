@@ -21,7 +21,7 @@ from botocore.stub import Stubber
 from planner import reference_checks as rc
 from planner.references import REFERENCES, Reference
 from scripts import check_references as cr
-from scripts._aws import AwsClients
+from scripts.aws import AwsClients
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDED = Path(__file__).parent / "recorded"

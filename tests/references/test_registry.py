@@ -16,10 +16,8 @@ import pytest
 import yaml
 
 from planner import references
-from planner.kubernetes import cluster_addons
 from planner.plan import plan_stack
 from planner.stack_config import load_stack
-from planner.user_data import boot_image
 from scripts.plan import main as plan_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,7 +68,7 @@ def test_helm_charts_and_the_kubernetes_version_are_registered(rendered, tmp_pat
     (tmp_path / "Pulumi.two.yaml").write_text(yaml.safe_dump(document))
     two = plan_stack(load_stack(tmp_path, "two"), NOW)
     charts = {(r["chart"], r["version"]) for r in releases}
-    charts |= {(h.chart.rsplit("/", 1)[-1], h.version) for h in cluster_addons(two)}
+    charts |= {(h.chart.rsplit("/", 1)[-1], h.version) for h in two.eks.addons}
     registered = {(r.name, r.version) for r in references.REFERENCES if r.kind == "helm-chart"}
     assert charts == registered
     versions = {r["inputs"]["version"] for e in rendered["stacks"] for r in e["resources"]
@@ -79,7 +77,7 @@ def test_helm_charts_and_the_kubernetes_version_are_registered(rendered, tmp_pat
 
 
 def test_ami_parameters_are_registered():
-    parameters = {boot_image(plan_stack(load_stack(REPO / "stacks", name), NOW)).ssm_parameter
+    parameters = {plan_stack(load_stack(REPO / "stacks", name), NOW).ec2.boot_image.ssm_parameter
                   for name in ("h100-pilot", "h200-pilot", "b200-nvfp4", "h100-bf16")}
     assert parameters <= references.registered("ssm-parameter")
 

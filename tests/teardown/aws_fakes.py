@@ -17,7 +17,7 @@ import boto3
 from botocore import xform_name
 from botocore.awsrequest import AWSResponse
 
-from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
+from planner.tags import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
 
 ROLE = "arn:aws:iam::123456789012:role/test"
 REGION = "us-east-1"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from moto import mock_aws
-from moto.sagemaker.models import FakeEndpointConfig
 
 from scripts.teardown import RetryPolicy
+from tests.library_internals import allow_every_sagemaker_instance_type
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def aws_env(monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
     # moto 5.2 refuses ml.p5* endpoint configs; the reaper must see the instance types the toolkit uses
-    monkeypatch.setattr(FakeEndpointConfig, "validate_instance_type", lambda self, instance_type: None)
+    allow_every_sagemaker_instance_type(monkeypatch)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
 from planner.reaper import (
     EXPIRED,
     FOREIGN,
@@ -21,6 +20,7 @@ from planner.reaper import (
     plan_reap,
     usd_per_hour,
 )
+from planner.tags import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 PAST, FUTURE = "2026-06-01T11:00:00Z", "2026-06-01T20:00:00Z"

@@ -1,4 +1,4 @@
-"""scripts/teardown.py against moto: only expired toolkit resources go, in dependency order; nothing foreign is
+"""scripts/teardown/ against moto: only expired toolkit resources go, in dependency order; nothing foreign is
 touched; a second run finds nothing; retries and waits are bounded; listing calls grow with pages, not resources."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.parsers import ResponseParserError
 
-from planner.plan import TAG_EXPIRES_AT
+from planner.tags import TAG_EXPIRES_AT
 from scripts import teardown
+from scripts.aws import AwsClients
 from tests.teardown.aws_fakes import (
     REGION,
     CallCounter,
@@ -372,7 +373,7 @@ def _listing_calls(scale, page_size):
     n = _fill(session, at_now(), scale)
     Paging(session)
     counter = CallCounter(session)
-    inventory = teardown.gather(teardown.RegionalClients(session), [REGION], page_size=page_size)
+    inventory = teardown.gather(AwsClients(session), [REGION], page_size=page_size)
     assert inventory.listing_errors == []
     assert len(inventory.resources) == sum(n.values())
     return counter.listing_calls(), dict(counter.calls), n
@@ -426,7 +427,7 @@ def test_aws_endpoint_url_is_honoured(aws_env, capsys, monkeypatch, policy):
         host, port = server.get_host_and_port()
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
         account = populate(at_now())  # the same client chain the CLI uses, so it lands on the server
-        assert teardown.RegionalClients(account.session)("ec2", REGION).meta.endpoint_url == f"http://{host}:{port}"
+        assert AwsClients(account.session)("ec2", REGION).meta.endpoint_url == f"http://{host}:{port}"
         code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
         assert code == 0 and report["left"] == []
         assert not set(account.doomed) & set(existing(account))
