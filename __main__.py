@@ -1,5 +1,8 @@
 """The Pulumi program: read the stack config, plan it with the planner, hand the plan to the components.
 
+Each target's decisions come with the plan (`plan.ec2`, `plan.eks`, `plan.jumpstart`, from planner/targets/): the
+program reads them and never derives them again.
+
 It holds no logic of its own: a plan that does not fit or a bad key stops `pulumi up` before any
 resource is declared. The offline engine (components/offline.py) calls `main` under mocks with the same code path.
 """
@@ -10,19 +13,19 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.budget import StackBudget
-from components.eks_cluster import ClusterAddons, EksCluster
-from components.gpu_node_pool import GpuNodePool
-from components.gpu_servers import GpuServerGroup
-from components.jumpstart import JumpStartEndpoint
-from components.model_workload import ModelWorkload
-from components.network import PrivateNetwork
-from components.secrets import EndpointSecret
+from components.budget import StackBudget, StackBudgetArgs
+from components.eks_cluster import ClusterAddons, ClusterAddonsArgs, EksCluster, EksClusterArgs
+from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from components.gpu_servers import GpuServerGroup, GpuServerGroupArgs
+from components.jumpstart import JumpStartEndpoint, JumpStartEndpointArgs
+from components.model_workload import ModelWorkload, ModelWorkloadArgs
+from components.network import PrivateNetwork, PrivateNetworkArgs
+from components.secrets import EndpointSecret, EndpointSecretArgs
 from planner.errors import PlanInputError
-from planner.kubernetes import cluster_addons, eks_settings, missing_secret_message, names, required_secret_keys
-from planner.plan import TAG_EXPIRES_AT, StackPlan, plan_stack
+from planner.plan import StackPlan, plan_stack
 from planner.stack_config import PROJECT, load_stack
-from planner.user_data import internet_egress_reasons, secret_env_names, startup_budget
+from planner.tags import TAG_EXPIRES_AT
+from planner.targets.eks import missing_secret_message, required_secret_keys
 
 STACKS_DIR = Path(__file__).resolve().parent / "stacks"
 # Secret stack-config keys and the variables they fill on the servers.
@@ -54,23 +57,22 @@ def stack_plan(stacks_dir: Path, now: datetime) -> StackPlan:
 
 def ec2_endpoint(plan: StackPlan) -> None:
     """The EC2 target: secret, network (existing or a new private one), GPU servers; exports how to reach them."""
-    config, region = pulumi.Config(PROJECT), plan.region
-    env_names = secret_env_names(plan)
-    secret = EndpointSecret(f"{plan.stack}-serving", {
-        "env_names": env_names, "tags": plan.tags,
-        "values": {env: value for env, key in SECRET_CONFIG.items()
-                   if env in env_names and (value := secret_config(config, key)) is not None}})
+    config, region, ec2 = pulumi.Config(PROJECT), plan.region, plan.ec2
+    env_names = ec2.secret_env_names
+    secret = EndpointSecret(f"{plan.stack}-serving", EndpointSecretArgs(
+        env_names=env_names, tags=plan.tags,
+        values={env: value for env, key in SECRET_CONFIG.items()
+                if env in env_names and (value := secret_config(config, key)) is not None}))
     if plan.config.network is None:
-        network = PrivateNetwork(f"{plan.stack}-network", {
-            "region": region, "availability_zone": plan.config.availability_zone,
-            "instance_type": plan.instance.name, "internet_egress": bool(internet_egress_reasons(plan)),
-            "tags": plan.tags})
+        network = PrivateNetwork(f"{plan.stack}-network", PrivateNetworkArgs(
+            region=region, availability_zone=plan.config.availability_zone, instance_type=plan.instance.name,
+            internet_egress=bool(ec2.internet_egress_reasons), tags=plan.tags))
         vpc_id, subnet_id, ready_first = network.vpc_id, network.subnet_id, [secret, network]
     else:
         vpc_id, subnet_id, ready_first = plan.config.network.vpc_id, plan.config.network.subnet_id, [secret]
     # Servers boot once the secret has its value and the endpoints and NAT exist: their boot script needs them.
-    servers = GpuServerGroup(f"{plan.stack}-servers", {
-        "plan": plan, "vpc_id": vpc_id, "subnet_id": subnet_id, "secret_arn": secret.arn, "tags": plan.tags},
+    servers = GpuServerGroup(f"{plan.stack}-servers", GpuServerGroupArgs(
+        plan=plan, vpc_id=vpc_id, subnet_id=subnet_id, secret_arn=secret.arn, tags=plan.tags),
         opts=pulumi.ResourceOptions(depends_on=ready_first))
 
     port = plan.serving.port
@@ -83,7 +85,7 @@ def ec2_endpoint(plan: StackPlan) -> None:
         "--parameters portNumber={2},localPortNumber={2}", region, head_id, port))
     pulumi.export("local_endpoint_url", f"http://localhost:{port}/v1")
     pulumi.export("api_key_secret_arn", secret.arn)
-    pulumi.export("startup_budget_s", startup_budget(plan).total_s)
+    pulumi.export("startup_budget_s", ec2.startup.total_s)
 
 
 def jumpstart_endpoint(plan: StackPlan) -> None:
@@ -102,7 +104,7 @@ def jumpstart_endpoint(plan: StackPlan) -> None:
     if not spec.accept_eula:
         pulumi.log.warn(f"{plan.stack}: acceptEula is false; SageMaker will refuse the model until it is true "
                         f"(read {spec.eula_url or 'the EULA'} first)")
-    endpoint = JumpStartEndpoint(f"{plan.stack}-jumpstart", {"endpoint": spec, "tags": plan.tags})
+    endpoint = JumpStartEndpoint(f"{plan.stack}-jumpstart", JumpStartEndpointArgs(endpoint=spec, tags=plan.tags))
     pulumi.export("jumpstart_resolved", True)
     pulumi.export("endpoint_name", endpoint.endpoint_name)
     pulumi.export("endpoint_arn", endpoint.endpoint_arn)
@@ -116,34 +118,33 @@ def jumpstart_endpoint(plan: StackPlan) -> None:
 
 def eks_endpoint(plan: StackPlan) -> None:
     """The EKS target: network (existing or new), cluster (existing or new), GPU node pool, add-ons, model server."""
-    config = pulumi.Config(PROJECT)
+    config, eks = pulumi.Config(PROJECT), plan.eks
     for key in required_secret_keys(plan.config):  # e.g. NIM's NGC key: stop before the network and cluster start
         if pulumi.runtime.get_config(f"{PROJECT}:{key}") is None:
             raise pulumi.RunError(missing_secret_message(plan.stack, key))
     if plan.config.network is None:
-        network = PrivateNetwork(f"{plan.stack}-network", {
-            "region": plan.region, "availability_zone": plan.config.availability_zone,
-            "instance_type": plan.instance.name, "internet_egress": True, "tags": plan.tags})
+        network = PrivateNetwork(f"{plan.stack}-network", PrivateNetworkArgs(
+            region=plan.region, availability_zone=plan.config.availability_zone, instance_type=plan.instance.name,
+            internet_egress=True, tags=plan.tags))
         vpc_id, subnet_id, zone = network.vpc_id, network.subnet_id, network.availability_zone
     else:
         vpc_id, subnet_id, zone = plan.config.network.vpc_id, plan.config.network.subnet_id, None
-    eks = eks_settings(plan.config)
-    cluster = EksCluster(f"{plan.stack}-eks", {
-        "plan": plan, "vpc_id": vpc_id, "node_subnet_id": subnet_id, "node_zone": zone,
-        "control_plane_subnet_ids": list(eks.control_plane_subnet_ids) or None, "tags": plan.tags})
-    pool = GpuNodePool(f"{plan.stack}-gpu", {
-        "plan": plan, "cluster_name": cluster.name, "cluster_security_group_id": cluster.security_group_id,
-        "subnet_id": subnet_id, "tags": plan.tags})
+    cluster = EksCluster(f"{plan.stack}-eks", EksClusterArgs(
+        plan=plan, vpc_id=vpc_id, node_subnet_id=subnet_id, node_zone=zone,
+        control_plane_subnet_ids=list(eks.settings.control_plane_subnet_ids) or None, tags=plan.tags))
+    pool = GpuNodePool(f"{plan.stack}-gpu", GpuNodePoolArgs(
+        plan=plan, cluster_name=cluster.name, cluster_security_group_id=cluster.security_group_id,
+        subnet_id=subnet_id, tags=plan.tags))
     kubernetes = k8s.Provider(f"{plan.stack}-kubernetes", kubeconfig=cluster.kubeconfig,
                               opts=pulumi.ResourceOptions(depends_on=[cluster]))
-    addons = ClusterAddons(f"{plan.stack}-addons", {"releases": cluster_addons(plan)},
+    addons = ClusterAddons(f"{plan.stack}-addons", ClusterAddonsArgs(releases=eks.addons),
                            opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[cluster]))
-    workload = ModelWorkload(f"{plan.stack}-workload", {
-        "plan": plan, "api_key": secret_config(config, "apiKey"), "ngc_api_key": secret_config(config, "ngcApiKey"),
-        "hf_token": secret_config(config, "hfToken")},
+    workload = ModelWorkload(f"{plan.stack}-workload", ModelWorkloadArgs(
+        plan=plan, api_key=secret_config(config, "apiKey"), ngc_api_key=secret_config(config, "ngcApiKey"),
+        hf_token=secret_config(config, "hfToken")),
         opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[addons, pool]))
 
-    n, port = names(plan), plan.serving.port
+    n, port = eks.names, plan.serving.port
     pulumi.export("cluster_name", cluster.name)
     pulumi.export("node_group_name", pool.node_group_name)
     pulumi.export("kubeconfig_command", pulumi.Output.format(
@@ -152,7 +153,7 @@ def eks_endpoint(plan: StackPlan) -> None:
     pulumi.export("port_forward", f"kubectl -n {n.namespace} port-forward svc/{n.app} {port}:{port}")
     pulumi.export("local_endpoint_url", f"http://localhost:{port}/v1")
     pulumi.export("api_key", workload.api_key)
-    pulumi.export("startup_budget_s", startup_budget(plan).total_s)
+    pulumi.export("startup_budget_s", eks.startup.total_s)
 
 
 def require_fixed_expiry(plan: StackPlan, provisional_expiry: bool) -> None:
@@ -173,7 +174,7 @@ def main(stacks_dir: Path = STACKS_DIR, now: datetime | None = None, provisional
                            "usd_per_hour": plan.cost.usd_per_hour, "expires_at": expiry})
     pulumi.export("usd_per_hour", plan.cost.usd_per_hour)
     pulumi.export("expires_at", expiry)
-    StackBudget(f"{plan.stack}-cost", {"plan": plan})  # every cloud target: ec2, jumpstart, eks
+    StackBudget(f"{plan.stack}-cost", StackBudgetArgs(plan=plan))  # every cloud target: ec2, jumpstart, eks
     if plan.target == "ec2":
         ec2_endpoint(plan)
     elif plan.target == "jumpstart":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypedDict
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -11,7 +11,8 @@ from planner.budget import plan_budget
 from planner.plan import StackPlan
 
 
-class StackBudgetArgs(TypedDict):
+@dataclass(frozen=True)
+class StackBudgetArgs:
     """`plan`: the stack's plan; the limit, period, cost filter and alerts are what planner/budget.py decides."""
 
     plan: StackPlan
@@ -32,7 +33,7 @@ class StackBudget(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: StackBudgetArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:StackBudget", name, None, opts)
-        plan = args["plan"]
+        plan = args.plan
         decided = plan_budget(plan)
         notifications = [{"comparison_operator": "GREATER_THAN", "threshold": alert.threshold_percent,
                           "threshold_type": "PERCENTAGE", "notification_type": alert.notification_type,

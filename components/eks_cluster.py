@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import TypedDict
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.gpu_servers import IMDSV2_ONLY
-from planner.kubernetes import (
+from planner.plan import StackPlan
+from planner.references import managed_policy_arn
+from planner.targets.eks import (
     CLUSTER_POLICIES,
     CONTROL_PLANE_LOG_TYPES,
     EBS_CSI_POLICY,
@@ -20,14 +22,10 @@ from planner.kubernetes import (
     NODE_INSTANCE_METADATA_TAGS,
     NODE_POLICIES,
     NODE_ROOT_DEVICE,
+    EksPlan,
     HelmRelease,
-    cluster_name,
-    eks_settings,
     kubeconfig,
-    system_node_pool,
 )
-from planner.plan import StackPlan
-from planner.references import managed_policy_arn
 
 CONTROL_PLANE_SUBNET_CIDR = "10.64.32.0/20"  # inside PrivateNetwork's 10.64.0.0/16, clear of its subnets
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
@@ -35,7 +33,8 @@ EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
 VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
 
 
-class EksClusterArgs(TypedDict):
+@dataclass(frozen=True)
+class EksClusterArgs:
     """`control_plane_subnet_ids`: two or more subnets in different zones, or None to add one next to the nodes'
     subnet (a created network); `node_zone` is that subnet's zone. Both ignored for an existing cluster."""
 
@@ -66,10 +65,10 @@ class EksCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:EksCluster", name, None, opts)
-        plan = args["plan"]
-        if plan.target != "eks":
-            raise ValueError(f"{plan.stack}: EksCluster serves eks plans, not {plan.target}")
-        eks = eks_settings(plan.config)
+        plan, decided = args.plan, args.plan.eks
+        if decided is None:
+            raise ValueError(f"{plan.stack}: EksCluster serves fitted eks plans, not {plan.target}")
+        eks = decided.settings
         if eks.cluster_name is not None:
             found = aws.eks.get_cluster_output(name=eks.cluster_name, opts=pulumi.InvokeOutputOptions(parent=self))
             self.name = found.name
@@ -77,25 +76,25 @@ class EksCluster(pulumi.ComponentResource):
             self.certificate_authority = found.certificate_authorities.apply(lambda cas: cas[0].data)
             self.security_group_id = found.vpc_config.cluster_security_group_id
         else:
-            self._create(name, plan, args)
+            self._create(name, plan, decided, args)
         self.kubeconfig = pulumi.Output.all(self.name, self.endpoint, self.certificate_authority).apply(
             lambda values: kubeconfig(values[0], values[1], values[2], plan.region))
         self.register_outputs({"name": self.name, "endpoint": self.endpoint,
                                "security_group_id": self.security_group_id})
 
-    def _create(self, name: str, plan: StackPlan, args: EksClusterArgs) -> None:
-        eks, tags = eks_settings(plan.config), dict(args["tags"])
+    def _create(self, name: str, plan: StackPlan, decided: EksPlan, args: EksClusterArgs) -> None:
+        eks, tags = decided.settings, dict(args.tags)
         child = pulumi.ResourceOptions(parent=self)
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
-        cluster_id = cluster_name(plan)
+        cluster_id = decided.cluster_name
 
-        subnet_ids: list[pulumi.Input[str]] = list(args["control_plane_subnet_ids"] or [])
+        subnet_ids: list[pulumi.Input[str]] = list(args.control_plane_subnet_ids or [])
         if not subnet_ids:
-            zone = _second_zone(args["node_zone"], eks.system_instance_type, self)
-            extra = aws.ec2.Subnet(f"{name}-control-plane-subnet", vpc_id=args["vpc_id"],
+            zone = _second_zone(args.node_zone, eks.system_instance_type, self)
+            extra = aws.ec2.Subnet(f"{name}-control-plane-subnet", vpc_id=args.vpc_id,
                                    cidr_block=CONTROL_PLANE_SUBNET_CIDR, availability_zone=zone,
                                    map_public_ip_on_launch=False, tags=tags, opts=child)
-            subnet_ids = [args["node_subnet_id"], extra.id]
+            subnet_ids = [args.node_subnet_id, extra.id]
 
         role = aws.iam.Role(
             f"{name}-role", description=f"nemotron-deploy {plan.stack}: EKS control plane", tags=tags, opts=child,
@@ -116,7 +115,7 @@ class EksCluster(pulumi.ComponentResource):
             tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[logs, *attachments]))
 
         system_role = eks_node_role(f"{name}-system-nodes", plan, tags, partition, self)
-        pool = system_node_pool(plan)
+        pool = decided.system_pool
         launch = {"metadata_options": dict(IMDSV2_ONLY) | {"instance_metadata_tags": NODE_INSTANCE_METADATA_TAGS},
                   "block_device_mappings": [{"device_name": NODE_ROOT_DEVICE, "ebs": {
                       "volume_size": pool.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
@@ -129,7 +128,7 @@ class EksCluster(pulumi.ComponentResource):
         # As for the GPU nodes: a renewed expiry does not roll the nodes (components.gpu_node_pool).
         system_nodes = aws.eks.NodeGroup(
             f"{name}-system-nodes", cluster_name=cluster.name, node_role_arn=system_role.arn,
-            subnet_ids=[args["node_subnet_id"]], instance_types=[pool.instance_type], ami_type=pool.ami_type,
+            subnet_ids=[args.node_subnet_id], instance_types=[pool.instance_type], ami_type=pool.ami_type,
             capacity_type=pool.capacity_type, labels=pool.labels,
             scaling_config={"min_size": pool.min_size, "max_size": pool.max_size, "desired_size": pool.desired_size},
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
@@ -161,7 +160,7 @@ class EksCluster(pulumi.ComponentResource):
 
 
 class EksNodeRole:
-    """A node role with exactly the managed policies a node needs (planner.kubernetes.NODE_POLICIES)."""
+    """A node role with exactly the managed policies a node needs (planner.targets.eks.NODE_POLICIES)."""
 
     def __init__(self, role: aws.iam.Role, attachments: list[aws.iam.RolePolicyAttachment]):
         self.role = role
@@ -181,8 +180,9 @@ def eks_node_role(name: str, plan: StackPlan, tags: Mapping[str, str], partition
     return EksNodeRole(role, attachments)
 
 
-class ClusterAddonsArgs(TypedDict):
-    """The planner's pinned releases (planner.kubernetes.cluster_addons)."""
+@dataclass(frozen=True)
+class ClusterAddonsArgs:
+    """The planner's pinned releases (`plan.eks.addons`, planner/targets/eks.py)."""
 
     releases: Sequence[HelmRelease]
 
@@ -193,7 +193,7 @@ class ClusterAddons(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterAddonsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:ClusterAddons", name, None, opts)
-        for release in args["releases"]:
+        for release in args.releases:
             extra = {"repository_opts": {"repo": release.repository}} if release.repository else {}
             k8s.helm.v3.Release(
                 f"{name}-{release.name}", name=release.name, chart=release.chart, version=release.version,

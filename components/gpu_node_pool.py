@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import TypedDict
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from components.eks_cluster import eks_node_role
 from components.gpu_servers import gpu_launch_settings
-from planner.kubernetes import NODE_INSTANCE_METADATA_TAGS, NODE_ROOT_DEVICE, gpu_node_pool
-from planner.plan import TAG_EXPIRES_AT, StackPlan
+from planner.plan import StackPlan
+from planner.tags import TAG_EXPIRES_AT
+from planner.targets.eks import NODE_INSTANCE_METADATA_TAGS, NODE_ROOT_DEVICE
 
 EXPIRY_ACTION = "nemotron-deploy-expiry"
 
 
-class GpuNodePoolArgs(TypedDict):
+@dataclass(frozen=True)
+class GpuNodePoolArgs:
     """The plan decides the shape; the cluster gives its name and security group; the nodes go in one subnet (one
     zone: the placement group and EFA need it)."""
 
@@ -44,16 +46,18 @@ class GpuNodePool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:GpuNodePool", name, None, opts)
-        plan = args["plan"]
-        pool = gpu_node_pool(plan)  # raises for anything but a fitted eks plan
+        plan = args.plan
+        if plan.eks is None:
+            raise ValueError(f"{plan.stack}: GpuNodePool serves fitted eks plans, not {plan.target}")
+        pool = plan.eks.gpu_pool
         if pool.efa_cards < 1:
             raise ValueError(f"{plan.stack}: {plan.instance.name} has no EFA network card")
         child = pulumi.ResourceOptions(parent=self)
-        tags = dict(args["tags"])
+        tags = dict(args.tags)
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
         role = eks_node_role(name, plan, tags, partition, self)
 
-        launch = gpu_launch_settings(plan, [args["cluster_security_group_id"]], root_device=NODE_ROOT_DEVICE,
+        launch = gpu_launch_settings(plan, [args.cluster_security_group_id], root_device=NODE_ROOT_DEVICE,
                                      root_volume_gib=pool.root_volume_gib)
         # The EC2 servers' settings enable instance tags in IMDS; EKS nodes carry tag keys with "/" (see the constant).
         launch["metadata_options"] |= {"instance_metadata_tags": NODE_INSTANCE_METADATA_TAGS}
@@ -70,8 +74,8 @@ class GpuNodePool(pulumi.ComponentResource):
         # restart the model. The group keeps its version and is replaced (old one first: its GPUs are the capacity)
         # only when what a node is changes: the template's settings other than tags.
         group = aws.eks.NodeGroup(
-            f"{name}-nodes", cluster_name=args["cluster_name"], node_role_arn=role.arn,
-            subnet_ids=[args["subnet_id"]], instance_types=[pool.instance_type], ami_type=pool.ami_type,
+            f"{name}-nodes", cluster_name=args.cluster_name, node_role_arn=role.arn,
+            subnet_ids=[args.subnet_id], instance_types=[pool.instance_type], ami_type=pool.ami_type,
             capacity_type=pool.capacity_type, labels=pool.labels, taints=[dict(t) for t in pool.taints],
             scaling_config={"min_size": pool.min_size, "max_size": pool.max_size, "desired_size": pool.desired_size},
             update_config={"max_unavailable": 1},

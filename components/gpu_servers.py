@@ -6,7 +6,7 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Mapping
-from typing import TypedDict
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -15,14 +15,17 @@ from components.network import ANY_IPV4
 from planner.plan import StackPlan
 from planner.references import managed_policy_arn
 from planner.serving import VllmCommand
-from planner.user_data import boot_image, node_role, render_user_data, weights_location
+from planner.startup import S3Location
+from planner.targets.ec2 import render_user_data
 
 SSM_CORE_POLICY = "AmazonSSMManagedInstanceCore"
 
 
-class GpuServerGroupArgs(TypedDict):
-    """The plan decides the shape (instance type, node count, EFA cards, capacity target, allowed CIDRs); the rest
-    are ids from the network and the secret."""
+@dataclass(frozen=True)
+class GpuServerGroupArgs:
+    """The plan decides the shape (instance type, node count, EFA cards, capacity target, allowed CIDRs) and its EC2
+    plan (`plan.ec2`) the boot image, node roles, startup budget and weights mirror; the rest are ids from the network
+    and the secret."""
 
     plan: StackPlan
     vpc_id: pulumi.Input[str]
@@ -46,20 +49,20 @@ class GpuServerGroup(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GpuServerGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:GpuServerGroup", name, None, opts)
-        plan = args["plan"]
-        if plan.target != "ec2" or not isinstance(plan.serving, VllmCommand):
+        plan, ec2 = args.plan, args.plan.ec2
+        if ec2 is None or not isinstance(plan.serving, VllmCommand):
             raise ValueError(f"{plan.stack}: GpuServerGroup serves fitted ec2 plans with vLLM, not {plan.target}")
         if plan.instance.efa_cards < 1:
             raise ValueError(f"{plan.stack}: {plan.instance.name} has no EFA network card")
         child = pulumi.ResourceOptions(parent=self)
-        tags, config, port = dict(args["tags"]), plan.config, plan.serving.port
+        tags, config, port = dict(args.tags), plan.config, plan.serving.port
 
         placement = None
         if not config.capacity_block:  # a Capacity Block is already placed together; a group can only fail it
             placement = aws.ec2.PlacementGroup(f"{name}-placement", strategy="cluster", tags=tags, opts=child)
 
         group = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=args["vpc_id"], tags=tags, opts=child,
+            f"{name}-sg", vpc_id=args.vpc_id, tags=tags, opts=child,
             description="nemotron-deploy: vLLM API from allowed CIDRs only; all traffic between members")
         aws.vpc.SecurityGroupIngressRule(
             f"{name}-members-in", security_group_id=group.id, ip_protocol="-1", referenced_security_group_id=group.id,
@@ -86,14 +89,14 @@ class GpuServerGroup(pulumi.ComponentResource):
             f"{name}-ssm-core", role=role.name, opts=child,
             policy_arn=pulumi.Output.from_input(partition).apply(lambda p: managed_policy_arn(SSM_CORE_POLICY, p)))
         aws.iam.RolePolicy(f"{name}-access", role=role.id, opts=child,
-                           policy=_access_policy(plan, partition, args["secret_arn"]))
+                           policy=_access_policy(ec2.weights, partition, args.secret_arn))
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)
 
-        image = boot_image(plan)
+        image = ec2.boot_image
         ami = aws.ssm.get_parameter_output(name=image.ssm_parameter,
                                            opts=pulumi.InvokeOutputOptions(parent=self)).insecure_value
         shared = gpu_launch_settings(plan, [group.id], root_device=image.root_device,
-                                     root_volume_gib=image.root_volume_gib, subnet_id=args["subnet_id"],
+                                     root_volume_gib=image.root_volume_gib, subnet_id=args.subnet_id,
                                      secondary_device_index=0)
         metadata = shared["metadata_options"]
         launch = {
@@ -120,12 +123,12 @@ class GpuServerGroup(pulumi.ComponentResource):
         server_opts = pulumi.ResourceOptions(parent=self, ignore_changes=["launchTemplate"], replacement_trigger=shape)
         servers: list[aws.ec2.Instance] = []
         for index in range(config.nodes):
-            if node_role(plan, index) == "worker":
-                user_data = pulumi.Output.all(args["secret_arn"], servers[0].private_ip).apply(
-                    lambda values, i=index: render_user_data(plan, i, values[0], head_ip=values[1]))
+            if ec2.roles[index] == "worker":
+                user_data = pulumi.Output.all(args.secret_arn, servers[0].private_ip).apply(
+                    lambda values, i=index: render_user_data(plan, ec2, i, values[0], head_ip=values[1]))
             else:
-                user_data = pulumi.Output.from_input(args["secret_arn"]).apply(
-                    lambda arn, i=index: render_user_data(plan, i, arn))
+                user_data = pulumi.Output.from_input(args.secret_arn).apply(
+                    lambda arn, i=index: render_user_data(plan, ec2, i, arn))
             servers.append(aws.ec2.Instance(
                 f"{name}-node-{index}", opts=server_opts,
                 launch_template={"id": template.id, "version": template.latest_version.apply(str)},
@@ -182,11 +185,11 @@ def gpu_launch_settings(plan: StackPlan, security_group_ids: list[pulumi.Input[s
     return settings
 
 
-def _access_policy(plan: StackPlan, partition: pulumi.Input[str], secret_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+def _access_policy(mirror: S3Location | None, partition: pulumi.Input[str],
+                   secret_arn: pulumi.Input[str]) -> pulumi.Output[str]:
     """Read exactly the stack's secret and, with a weights mirror, exactly its prefix; no wildcard action."""
     statements: list[dict] = [{"Sid": "StackSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
                                "Resource": secret_arn}]
-    mirror = weights_location(plan)
     if mirror is not None:
         bucket = pulumi.Output.concat("arn:", partition, f":s3:::{mirror.bucket}")
         statements += [

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TypedDict
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from planner.jumpstart import SELF_END_RETRY_ATTEMPTS, SELF_END_RETRY_MAX_AGE_S, EndpointSelfEnd, JumpStartEndpointPlan
+from planner.targets.jumpstart import (
+    SELF_END_RETRY_ATTEMPTS,
+    SELF_END_RETRY_MAX_AGE_S,
+    EndpointSelfEnd,
+    JumpStartEndpointPlan,
+)
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 SCHEDULER_SERVICE = "scheduler.amazonaws.com"
@@ -24,8 +29,9 @@ VPC_ACTIONS = ("ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermissi
                "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups")
 
 
-class JumpStartEndpointArgs(TypedDict):
-    """`endpoint`: the planner's decisions (planner/jumpstart.py plan_endpoint); `tags`: the stack's tags."""
+@dataclass(frozen=True)
+class JumpStartEndpointArgs:
+    """`endpoint`: the planner's decisions (`plan.jumpstart`, planner/targets/jumpstart.py); `tags`: its tags."""
 
     endpoint: JumpStartEndpointPlan
     tags: Mapping[str, str]
@@ -49,7 +55,7 @@ class JumpStartEndpoint(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: JumpStartEndpointArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:JumpStartEndpoint", name, None, opts)
-        spec, tags = args["endpoint"], dict(args["tags"])
+        spec, tags = args.endpoint, dict(args.tags)
         if spec.min_capacity > spec.max_capacity:
             raise ValueError(f"{spec.stack}: minCapacity {spec.min_capacity} > maxCapacity {spec.max_capacity}")
         child = pulumi.ResourceOptions(parent=self)

@@ -1,31 +1,25 @@
-"""The model server on Kubernetes: the planner's manifests (planner.kubernetes) declared through pulumi_kubernetes."""
+"""The model server on Kubernetes: the planner's manifests (planner/targets/eks.py) declared through
+pulumi_kubernetes."""
 
 from __future__ import annotations
 
 import math
-from typing import TypedDict
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.secrets import GENERATED_KEY_LENGTH
-from planner.kubernetes import (
-    API_KEY_SECRET_KEY,
-    HF_SECRET_KEY,
-    NGC_SECRET_KEY,
-    docker_config_json,
-    names,
-    render_manifests,
-    workload_sizing,
-)
 from planner.plan import StackPlan
+from planner.targets.eks import API_KEY_SECRET_KEY, HF_SECRET_KEY, NGC_SECRET_KEY, docker_config_json, render_manifests
 
 ROLLOUT_MARGIN_MIN = 30  # a GPU node joining the cluster and pulling a ~20 GiB image
 SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
-class ModelWorkloadArgs(TypedDict):
+@dataclass(frozen=True)
+class ModelWorkloadArgs:
     """Secrets as Pulumi secrets (config get_secret): the API key is generated when None; NIM needs the NGC key;
     the HF token is optional (vLLM)."""
 
@@ -48,22 +42,22 @@ class ModelWorkload(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelWorkloadArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:ModelWorkload", name, None, opts)
-        plan = args["plan"]
-        if plan.engine == "nim" and args["ngc_api_key"] is None:
+        plan = args.plan
+        if plan.engine == "nim" and args.ngc_api_key is None:
             raise ValueError(f"{plan.stack}: engine nim needs ngcApiKey (pulumi config set --secret ngcApiKey ...)")
         child = pulumi.ResourceOptions(parent=self)
-        manifests = render_manifests(plan, hf_token=args["hf_token"] is not None)
-        n = names(plan)
+        manifests = render_manifests(plan, plan.eks, hf_token=args.hf_token is not None)  # raises without an EksPlan
+        n = plan.eks.names
 
-        api_key = args["api_key"]
+        api_key = args.api_key
         if api_key is None:
             api_key = random.RandomPassword(f"{name}-api-key", length=GENERATED_KEY_LENGTH, special=False,
                                             opts=child).result
         values: dict[str, pulumi.Input[str]] = {API_KEY_SECRET_KEY: api_key}
-        if args["ngc_api_key"] is not None:
-            values[NGC_SECRET_KEY] = args["ngc_api_key"]
-        if args["hf_token"] is not None and plan.engine == "vllm":
-            values[HF_SECRET_KEY] = args["hf_token"]
+        if args.ngc_api_key is not None:
+            values[NGC_SECRET_KEY] = args.ngc_api_key
+        if args.hf_token is not None and plan.engine == "vllm":
+            values[HF_SECRET_KEY] = args.hf_token
 
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata=manifests.namespace["metadata"], opts=child)
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
@@ -79,7 +73,7 @@ class ModelWorkload(pulumi.ComponentResource):
             ready.append(k8s.core.v1.Secret(
                 f"{name}-pull-secret", metadata=manifests.pull_secret["metadata"],
                 type=manifests.pull_secret["type"],
-                string_data={".dockerconfigjson": pulumi.Output.secret(args["ngc_api_key"]).apply(docker_config_json)},
+                string_data={".dockerconfigjson": pulumi.Output.secret(args.ngc_api_key).apply(docker_config_json)},
                 opts=in_namespace))
         if manifests.auth_proxy_config is not None:
             ready.append(_declare(f"{name}-auth-proxy", manifests.auth_proxy_config, in_namespace))
@@ -90,7 +84,7 @@ class ModelWorkload(pulumi.ComponentResource):
             ready.append(_declare(f"{name}-model-cache", _skip_await(manifests.model_cache),
                                   pulumi.ResourceOptions(parent=self, depends_on=[namespace, storage])))
         # `pulumi up` returns once the model serves: node start and image pull, then the startup budget.
-        wait = f"{ROLLOUT_MARGIN_MIN + math.ceil(workload_sizing(plan).probe.allowed_s / 60)}m"
+        wait = f"{ROLLOUT_MARGIN_MIN + math.ceil(plan.eks.sizing.probe.allowed_s / 60)}m"
         server = _declare(f"{name}-server", manifests.workload, pulumi.ResourceOptions(
             parent=self, depends_on=ready, custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)))
         # A Service is ready when it has endpoints, i.e. when the model is: no second wait on it.

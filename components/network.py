@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypedDict
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -16,9 +16,10 @@ ANY_IPV4 = "0.0.0.0/0"  # routes and egress only; never an ingress source
 INTERFACE_ENDPOINTS = ("ssm", "ssmmessages", "ec2messages", "secretsmanager")
 
 
-class PrivateNetworkArgs(TypedDict):
+@dataclass(frozen=True)
+class PrivateNetworkArgs:
     """`availability_zone`: the stack's zone, or None for the first zone that offers `instance_type`;
-    `internet_egress`: add a NAT gateway (the planner's internet_egress_reasons are not empty)."""
+    `internet_egress`: add a NAT gateway (`plan.ec2.internet_egress_reasons` is not empty)."""
 
     region: str
     availability_zone: str | None
@@ -42,8 +43,8 @@ class PrivateNetwork(pulumi.ComponentResource):
     def __init__(self, name: str, args: PrivateNetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:PrivateNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        tags, region = dict(args["tags"]), args["region"]
-        zone = args["availability_zone"] or _first_zone_offering(args["instance_type"], self)
+        tags, region = dict(args.tags), args.region
+        zone = args.availability_zone or _first_zone_offering(args.instance_type, self)
 
         vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_support=True, enable_dns_hostnames=True,
                           tags=tags, opts=child)
@@ -53,7 +54,7 @@ class PrivateNetwork(pulumi.ComponentResource):
                                  availability_zone=zone, map_public_ip_on_launch=False, tags=tags, opts=child)
 
         routes = []
-        if args["internet_egress"]:
+        if args.internet_egress:
             gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags, opts=child)
             public = aws.ec2.Subnet(f"{name}-public-subnet", vpc_id=vpc.id, cidr_block=PUBLIC_SUBNET_CIDR,
                                     availability_zone=zone, map_public_ip_on_launch=False, tags=tags, opts=child)

@@ -28,9 +28,9 @@ from pulumi.runtime import rpc
 from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 
-from planner.kubernetes import required_secret_keys
 from planner.references import ref
 from planner.stack_config import PROJECT, load_stack
+from planner.targets.eks import required_secret_keys
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAM = REPO / "__main__.py"
@@ -88,6 +88,14 @@ def _field_of(key: str) -> str:
     return {"apiKey": "api_key", "hfToken": "hf_token", "ngcApiKey": "ngc_api_key"}[key]
 
 
+def _forget_pending_outputs() -> None:
+    """The one reach into the Pulumi SDK's private state: the runtime tracks every Output still pending in
+    SETTINGS.outputs and awaits them when a program ends. set_mocks keeps that set, and a failed run's outputs belong to
+    its closed event loop, so the next run would wait on them ("Event loop is closed"). The SDK has no public reset
+    for it (reset_options rebuilds the settings but needs engine addresses the offline engine does not have)."""
+    SETTINGS.outputs = set()
+
+
 def _run_isolated(stack: str, region: str, config: dict[str, str], stacks_dir: Path,
                   now: datetime | None) -> OfflineRun:
     errors = _ErrorLog()
@@ -100,7 +108,7 @@ def _run_isolated(stack: str, region: str, config: dict[str, str], stacks_dir: P
     loop.set_exception_handler(_drop_unretrieved_exceptions)
     asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=logger)
-    SETTINGS.outputs = set()
+    _forget_pending_outputs()
     pulumi.runtime.set_all_config(config)
     program = _program_module()
     exports: dict = {}

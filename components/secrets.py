@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import TypedDict
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -13,8 +13,9 @@ import pulumi_random as random
 GENERATED_KEY_LENGTH = 48
 
 
-class EndpointSecretArgs(TypedDict):
-    """`env_names`: the variables the secret holds (the planner's secret_env_names); `values`: the configured Pulumi
+@dataclass(frozen=True)
+class EndpointSecretArgs:
+    """`env_names`: the variables the secret holds (`plan.ec2.secret_env_names`); `values`: the configured Pulumi
     secrets by variable name; a variable without a configured value gets a generated random value."""
 
     env_names: Sequence[str]
@@ -34,21 +35,21 @@ class EndpointSecret(pulumi.ComponentResource):
     def __init__(self, name: str, args: EndpointSecretArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:EndpointSecret", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        unknown = set(args["values"]) - set(args["env_names"])
+        unknown = set(args.values) - set(args.env_names)
         if unknown:
             raise ValueError(f"values for {sorted(unknown)}: not among the secret's variables "
-                             f"{list(args['env_names'])}")
+                             f"{list(args.env_names)}")
         values: dict[str, pulumi.Input[str]] = {}
-        for env in args["env_names"]:
-            if env in args["values"]:
-                values[env] = args["values"][env]
+        for env in args.env_names:
+            if env in args.values:
+                values[env] = args.values[env]
             else:
                 values[env] = random.RandomPassword(
                     f"{name}-{env.lower().replace('_', '-')}", length=GENERATED_KEY_LENGTH, special=False,
                     opts=child).result
         secret = aws.secretsmanager.Secret(
-            f"{name}-secret", description=f"nemotron-deploy: {', '.join(args['env_names'])} for the endpoint",
-            recovery_window_in_days=0, tags=dict(args["tags"]), opts=child)
+            f"{name}-secret", description=f"nemotron-deploy: {', '.join(args.env_names)} for the endpoint",
+            recovery_window_in_days=0, tags=dict(args.tags), opts=child)
         aws.secretsmanager.SecretVersion(
             f"{name}-secret-version", secret_id=secret.id,
             secret_string=pulumi.Output.secret(pulumi.Output.all(**values).apply(json.dumps)), opts=child)

@@ -1,6 +1,6 @@
 """A stack's AWS Budget, decided from its plan: the limit, the period, the cost filter and who gets the alerts.
 
-Pure: components/budget.py declares what `plan_budget` decides, and scripts/teardown.py finds the toolkit's budgets
+Pure: components/budget.py declares what `plan_budget` decides, and scripts/teardown/ finds the toolkit's budgets
 by BUDGET_NAME_PREFIX before their tags decide.
 
 Why MONTHLY: a cost budget resets DAILY, MONTHLY, QUARTERLY or ANNUALLY. An evaluation lives at most
@@ -13,16 +13,12 @@ even when nobody reaps it.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
+from planner.core import CorePlan
 from planner.hardware import INSTANCE_TYPES
-from planner.stack_config import PROJECT, TARGET_PLATFORM, StackConfig
-
-if TYPE_CHECKING:
-    from planner.plan import StackPlan
+from planner.stack_config import EMAIL_ADDRESS, PROJECT, TARGET_PLATFORM, StackConfig
 
 BUDGET_NAME_PREFIX = f"{PROJECT}-"
 TIME_UNIT = "MONTHLY"
@@ -32,9 +28,6 @@ TIME_UNIT = "MONTHLY"
 COST_ALLOCATION_TAG = f"user:{PROJECT}:stack"
 # (percent of the limit, ACTUAL or FORECASTED): half spent, most spent, on course to overspend
 ALERTS = ((50, "ACTUAL"), (80, "ACTUAL"), (100, "FORECASTED"))
-MAX_EMAIL_SUBSCRIBERS = 10  # AWS Budgets: at most 10 email subscribers per notification
-EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                           r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
 
 
 @dataclass(frozen=True)
@@ -108,7 +101,7 @@ def period_end(expires_at: datetime) -> str:
     return next_month.strftime("%Y-%m-%d_%H:%M")
 
 
-def plan_budget(plan: StackPlan) -> BudgetPlan:
+def plan_budget(plan: CorePlan) -> BudgetPlan:
     """The budget of one stack's plan."""
     limit, basis = budget_limit(plan.config, plan.cost.max_spend_usd)
     emails = alert_emails(plan.config)

@@ -1,77 +1,38 @@
-"""A stack's plan: config -> fit, layout, serving command, cost, expiry and tags. Computed once, passed down."""
+"""A stack's plan: config -> the core plan (fit, layout, serving command, cost, expiry, tags), then the plan of the
+stack's target (planner/targets/). Computed once, passed down: the only module that dispatches to the targets.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from planner.budget import budget_warnings
+from planner.core import CorePlan
 from planner.errors import PlanInputError
-from planner.estimates import CostEstimate, ThroughputBound, cost_estimate, decode_upper_bound, expires_at, iso_utc
-from planner.fit import FitRequest, FitResult, plan_fit
-from planner.hardware import GPUS, InstanceType, instance_type
+from planner.estimates import cost_estimate, decode_upper_bound, expires_at, iso_utc
+from planner.fit import FitRequest, plan_fit
+from planner.hardware import GPUS, instance_type
 from planner.models import load_model
-from planner.serving import NimEnvironment, ServingOptions, VllmCommand, render_nim, render_vllm
+from planner.serving import ServingOptions, render_nim, render_vllm
 from planner.stack_config import MAX_TTL_HOURS, PROJECT, TARGET_PLATFORM, StackConfig, StackFile
-
-if TYPE_CHECKING:
-    from planner.jumpstart import JumpStartEndpointPlan
-
-TAG_STACK = f"{PROJECT}:stack"
-TAG_OWNER = f"{PROJECT}:owner"
-TAG_EXPIRES_AT = f"{PROJECT}:expires-at"
+from planner.tags import stack_tags
+from planner.targets.ec2 import Ec2Plan, plan_ec2
+from planner.targets.eks import EksPlan, plan_eks
+from planner.targets.jumpstart import JumpStartEndpointPlan, plan_endpoint
 
 
 @dataclass(frozen=True)
-class StackPlan:
-    """Everything the components and tasks need, decided once by the planner."""
+class StackPlan(CorePlan):
+    """Everything the components and tasks need, decided once by the planner: the core plan and its target's plan
+    (one of ec2, eks, jumpstart; None for the other targets)."""
 
-    stack: str
-    source: str
-    region: str
-    config: StackConfig
-    instance: InstanceType
-    fit: FitResult
-    serving: VllmCommand | NimEnvironment | None  # None for JumpStart (the hub's container) or when it does not fit
-    throughput: ThroughputBound
-    cost: CostEstimate
-    expires_at: datetime
-    tags: dict[str, str]
-    warnings: tuple[str, ...]
+    ec2: Ec2Plan | None = None  # every ec2 stack
+    eks: EksPlan | None = None  # a fitted eks stack
     jumpstart: JumpStartEndpointPlan | None = None  # the SageMaker endpoint of a fitted, resolved jumpstart stack
 
-    @property
-    def target(self) -> str:
-        return self.config.target
-
-    @property
-    def engine(self) -> str:
-        return self.config.engine or "vllm"
-
     def to_json(self) -> dict:
-        c = self.config
-        entry = {
-            "stack": self.stack,
-            "target": c.target,
-            "engine": self.engine,
-            "region": self.region,
-            "instance_type": self.instance.name,
-            "nodes": c.nodes,
-            "fit": self.fit.to_json(),
-            "layout": {"tensor_parallel": self.fit.layout.tensor_parallel,
-                       "pipeline_parallel": self.fit.layout.pipeline_parallel,
-                       "data_parallel": self.fit.layout.data_parallel,
-                       "expert_parallel": self.fit.layout.expert_parallel,
-                       "description": self.fit.layout.describe()},
-            "serving": self.serving.to_json() if self.serving else {"engine": self.engine},
-            "throughput": self.throughput.to_json(),
-            "cost": self.cost.to_json(),
-            "ttl_hours": c.ttl_hours,
-            "expires_at": iso_utc(self.expires_at),
-            "tags": dict(self.tags),
-            "warnings": list(self.warnings),
-        }
+        entry = super().to_json()
         if self.jumpstart is not None:
             entry["jumpstart"] = self.jumpstart.to_json()
         return entry
@@ -118,18 +79,31 @@ def plan_stack(stack: StackFile, now: datetime) -> StackPlan:
         warnings.append(f"expiresAt is not set: the plan assumes now + {c.ttl_hours:g} h; set it once with "
                         f"`python -m scripts.renew {stack.name}` before `pulumi up` (a re-run never moves it then)")
     bound = decode_upper_bound(fit)
-    peak = max(c.nodes, c.jumpstart.max_capacity if c.jumpstart else 0, (c.eks.max_nodes or 0) if c.eks else 0)
+    peak = peak_nodes(c)
     cost = cost_estimate(itype, c.nodes, c.ttl_hours, bound, peak_count=peak)
     warnings += budget_warnings(c, cost.max_spend_usd)  # what the stack's budget cannot do (planner/budget.py)
-    tags = {TAG_STACK: stack.name, TAG_OWNER: c.owner, TAG_EXPIRES_AT: iso_utc(expiry)}
-    plan = StackPlan(stack.name, stack.source, stack.region or "", c, itype, fit, serving, bound, cost, expiry, tags,
-                     tuple(warnings))
-    if c.target == "jumpstart" and fit.fits:
-        from planner.jumpstart import plan_endpoint  # it builds on StackPlan: imported here to keep imports one-way
+    core = CorePlan(stack.name, stack.source, stack.region or "", c, itype, fit, serving, bound, cost, expiry,
+                    stack_tags(stack.name, c.owner, expiry), tuple(warnings), peak)
+    return target_plan(core)
 
-        endpoint, more = plan_endpoint(plan)
-        plan = replace(plan, jumpstart=endpoint, warnings=plan.warnings + more)
-    return plan
+
+def peak_nodes(config: StackConfig) -> int:
+    """Instances the stack may run at once: its nodes, or the node group / endpoint maximum when larger."""
+    c = config
+    return max(c.nodes, c.jumpstart.max_capacity if c.jumpstart else 0, (c.eks.max_nodes or 0) if c.eks else 0)
+
+
+def target_plan(core: CorePlan) -> StackPlan:
+    """The core plan with its target's plan, each computed here once."""
+    fields = {name: getattr(core, name) for name in CorePlan.__dataclass_fields__}
+    if core.target == "ec2":
+        return StackPlan(**fields, ec2=plan_ec2(core))
+    if core.target == "eks" and core.serving is not None:
+        return StackPlan(**fields, eks=plan_eks(core))
+    if core.target == "jumpstart" and core.fit.fits:
+        endpoint, more = plan_endpoint(core)
+        return StackPlan(**fields | {"warnings": core.warnings + more}, jumpstart=endpoint)
+    return StackPlan(**fields)
 
 
 _FIELD_TO_KEY = {"tensor_parallel": "tensorParallel", "pipeline_parallel": "pipelineParallel",

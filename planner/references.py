@@ -16,7 +16,7 @@ CHECKED = "2026-12-01"
 
 @dataclass(frozen=True)
 class Reference:
-    """One external name: `kind` says which online check applies (see scripts/check_references.py)."""
+    """One external name: `kind` says which online check applies (see scripts/check_references/)."""
 
     key: str  # how code asks for it
     kind: str  # image | helm-chart | checkpoint | jumpstart-model | managed-policy | ssm-parameter |

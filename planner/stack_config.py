@@ -43,6 +43,10 @@ TARGETS = ("ec2", "jumpstart", "eks")
 TARGET_PLATFORM = {"ec2": "ec2", "eks": "ec2", "jumpstart": "sagemaker"}
 AWS_KEYS = ("region", "profile")
 MAX_TTL_HOURS = 168  # a week: an evaluation that needs longer renews on purpose
+# Who a stack's AWS Budget alerts (planner/budget.py): addresses of this shape, at most this many.
+MAX_EMAIL_SUBSCRIBERS = 10  # AWS Budgets: at most 10 email subscribers per notification
+EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                           r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
 
 
 class _Strict(BaseModel):
@@ -150,7 +154,7 @@ class JumpStartConfig(_Strict):
     min_capacity: StrictInt = Field(default=1, alias="minCapacity", ge=1)
     max_capacity: StrictInt = Field(default=1, alias="maxCapacity", ge=1)
     # Target tracking on SageMakerVariantInvocationsPerInstance (invocations per instance per minute); derived from
-    # the configured concurrency when absent (planner/jumpstart.py).
+    # the configured concurrency when absent (planner/targets/jumpstart.py).
     target_invocations_per_instance: StrictInt | None = Field(default=None, alias="targetInvocationsPerInstance", ge=1)
     vpc: EndpointVpcConfig | None = None
     data_capture: DataCaptureConfig | None = Field(default=None, alias="dataCapture")
@@ -250,8 +254,6 @@ class StackConfig(_Strict):
     @field_validator("alert_emails", mode="before")
     @classmethod
     def _email_addresses(cls, emails: object) -> tuple[str, ...]:
-        from planner.budget import EMAIL_ADDRESS, MAX_EMAIL_SUBSCRIBERS  # planner.budget builds on this module
-
         if not isinstance(emails, list | tuple):
             raise ValueError("a list of email addresses, e.g. [owner@example.com]")
         for address in emails:

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Boot steps of a nemotron-deploy GPU server, one subcommand per systemd unit. Never prints a secret.
-# Source: planner/scripts/nemotron-node.sh, filled by planner/user_data.py.
+# Source: planner/scripts/nemotron-node.sh, filled by planner/targets/ec2.py.
 set -euo pipefail
 # Overridable for tests only.
 ETC=${NEMOTRON_ETC:-/etc/nemotron}

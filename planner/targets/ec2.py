@@ -1,4 +1,5 @@
-"""The boot script of an EC2 GPU server, rendered from a plan as cloud-init text: pure, snapshot-tested.
+"""The EC2 target: its plan (Ec2Plan, computed once by `plan_ec2`) and the boot script of each GPU server, rendered
+from the plan as cloud-init text: pure, snapshot-tested. components/gpu_servers.py declares what it decides.
 
 One `#cloud-config` per node writes a small `nemotron-node` script (planner/scripts/nemotron-node.sh, filled from
 the plan) and its systemd units:
@@ -35,13 +36,15 @@ import shlex
 from dataclasses import dataclass
 from importlib import resources
 
+from planner.core import CorePlan
 from planner.errors import PlanInputError
 from planner.expiry import EXPIRY_FORM
-from planner.hardware import GIB, GPUS
-from planner.plan import TAG_EXPIRES_AT, StackPlan
+from planner.hardware import GPUS
 from planner.references import ref
 from planner.serving import API_KEY_GUARD, VllmCommand
 from planner.stack_config import MAX_TTL_HOURS
+from planner.startup import RAY_PORT, S3Location, StartupBudget, s3_location, startup_budget
+from planner.tags import TAG_EXPIRES_AT
 
 # cloud-init hands EC2 user data over as is; EC2 refuses more than 16 KiB before base64.
 USER_DATA_LIMIT_BYTES = 16 * 1024
@@ -54,50 +57,12 @@ ROOT_DEVICE = "/dev/sda1"  # Ubuntu AMIs; a mapping under another name would add
 ROOT_VOLUME_GIB = 200  # OS, docker image layers (~25 GiB unpacked) and logs; weights live on the NVMe
 CACHE_MOUNT = "/opt/dlami/nvme"  # where the DLAMI mounts instance storage; we build the RAID0 there when it did not
 MODEL_CACHE = f"{CACHE_MOUNT}/nemotron"
-RAY_PORT = 6379
 # entry.sh and the planner's Python modules (the API-key middleware), mounted read-only into the container.
 CONTAINER_ETC = "/etc/nemotron/container"
 ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/")
 
-# Startup budget: the rates are deliberately pessimistic, since the budget is a timeout, not a promise.
-S3_STAGE_GB_S = 1.0  # aws s3 sync with 64 concurrent requests to instance-store NVMe (p5-class: 100+ Gb/s ENA)
-HF_STAGE_GB_S = 0.2  # one host pulling from the Hugging Face CDN
-LOAD_GB_S = 2.0  # safetensors from the NVMe RAID0 into GPU memory, all ranks together
-WARMUP_S = 20 * 60  # CUDA graphs, torch.compile, MTP and expert-parallel warm-up, Ray placement
 SERVE_RESTART_S = 30  # between two starts of a crashed server
 SERVE_START_BURST = 5  # failed starts within serve_start_limit_s() before systemd stops restarting the server
-
-
-@dataclass(frozen=True)
-class StartupBudget:
-    """How long a node may take from boot to a healthy endpoint, and why."""
-
-    weights_gb: float
-    source: str  # "the S3 mirror" or "Hugging Face"
-    stage_gb_s: float
-    stage_s: int
-    load_s: int
-    warmup_s: int
-    cap_s: int  # never more than the stack's time-to-live
-
-    @property
-    def total_s(self) -> int:
-        return min(self.stage_s + self.load_s + self.warmup_s, self.cap_s)
-
-    def describe(self) -> str:
-        return (f"{self.weights_gb:,.0f} GB from {self.source} at {self.stage_gb_s:g} GB/s ({self.stage_s} s) + "
-                f"load at {LOAD_GB_S:g} GB/s ({self.load_s} s) + warm-up {self.warmup_s} s = {self.total_s} s")
-
-
-def startup_budget(plan: StackPlan) -> StartupBudget:
-    """The boot-to-healthy budget of a plan: weights size over stated bandwidths, capped at the TTL
-    (docs/sources.md#startup)."""
-    weights_gb = plan.fit.weights_gib * GIB / 1e9
-    from_s3 = plan.config.weights_s3_uri is not None
-    stage_rate = S3_STAGE_GB_S if from_s3 else HF_STAGE_GB_S
-    return StartupBudget(weights_gb, "the S3 mirror" if from_s3 else "Hugging Face", stage_rate,
-                         round(weights_gb / stage_rate), round(weights_gb / LOAD_GB_S), WARMUP_S,
-                         round(plan.config.ttl_hours * 3600))
 
 
 @dataclass(frozen=True)
@@ -109,12 +74,38 @@ class BootImage:
     root_volume_gib: int = ROOT_VOLUME_GIB
 
 
-def boot_image(plan: StackPlan) -> BootImage:
+@dataclass(frozen=True)
+class Ec2Plan:
+    """What the EC2 target decides for a stack, once: every server's boot and what the servers need around them.
+
+    Set for every ec2 stack (the boot image is checked by preflight even when the model does not fit); the secret and
+    egress needs are empty when nothing is served (the program stops on a plan that does not fit).
+    """
+
+    startup: StartupBudget  # boot to a healthy endpoint: the boot script's waits and systemd timeouts
+    boot_image: BootImage
+    roles: tuple[str, ...]  # per node index: "single", or "head" then "worker"s
+    weights: S3Location | None  # the weights mirror, for exactly-scoped read access; None when weights come from HF
+    secret_env_names: tuple[str, ...]  # the variables the stack's Secrets Manager secret holds
+    internet_egress_reasons: tuple[str, ...]  # why a node needs the internet at boot; empty: no NAT gateway
+
+
+def plan_ec2(plan: CorePlan) -> Ec2Plan:
+    """The EC2 plan of an ec2 stack (called by planner/plan.py only)."""
+    if plan.target != "ec2":
+        raise PlanInputError("plan", plan.stack, "an ec2 plan")
+    served = isinstance(plan.serving, VllmCommand)
+    return Ec2Plan(startup=startup_budget(plan), boot_image=boot_image(plan), roles=node_roles(plan.config.nodes),
+                   weights=weights_location(plan), secret_env_names=secret_env_names(plan) if served else (),
+                   internet_egress_reasons=internet_egress_reasons(plan) if served else ())
+
+
+def boot_image(plan: CorePlan) -> BootImage:
     """The Deep Learning AMI for the plan's GPU architecture."""
     return BootImage(DLAMI_SSM_PARAMETERS[GPUS[plan.instance.gpu].arch])
 
 
-def internet_egress_reasons(plan: StackPlan) -> tuple[str, ...]:
+def internet_egress_reasons(plan: CorePlan) -> tuple[str, ...]:
     """Why a node needs the public internet at boot (an empty tuple: VPC endpoints are enough, no NAT)."""
     reasons = []
     serving = _vllm(plan)
@@ -125,22 +116,13 @@ def internet_egress_reasons(plan: StackPlan) -> tuple[str, ...]:
     return tuple(reasons)
 
 
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str  # no leading or trailing slash
-
-
-def weights_location(plan: StackPlan) -> S3Location | None:
+def weights_location(plan: CorePlan) -> S3Location | None:
     """The bucket and prefix of the weights mirror, for exactly-scoped read access; None when weights come from HF."""
     uri = plan.config.weights_s3_uri
-    if uri is None:
-        return None
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return S3Location(bucket, prefix.strip("/"))
+    return None if uri is None else s3_location(uri)
 
 
-def secret_env_names(plan: StackPlan) -> tuple[str, ...]:
+def secret_env_names(plan: CorePlan) -> tuple[str, ...]:
     """The variables the stack's Secrets Manager secret holds: the API key, plus the HF token when HF is used."""
     names = list(_vllm(plan).secret_env)
     if plan.config.weights_s3_uri is None and plan.config.hf_token is not None:
@@ -157,28 +139,32 @@ def hf_cache_snapshot(repo: str, weights_s3_uri: str) -> tuple[str, str]:
     return f"hub/models--{repo.replace('/', '--')}/snapshots/{revision}", revision
 
 
-def _vllm(plan: StackPlan) -> VllmCommand:
+def _vllm(plan: CorePlan) -> VllmCommand:
     if plan.target != "ec2" or not isinstance(plan.serving, VllmCommand):
         raise PlanInputError("plan", plan.stack, "a fitted ec2 plan served by vLLM (user data is for EC2 servers)")
     return plan.serving
 
 
-def node_role(plan: StackPlan, node_index: int) -> str:
+def node_roles(nodes: int) -> tuple[str, ...]:
     """'single' for a one-server stack; 'head' for node 0 of several, 'worker' for the others."""
-    if not 0 <= node_index < plan.config.nodes:
-        raise PlanInputError("node_index", node_index, f"0..{plan.config.nodes - 1}")
-    if plan.config.nodes == 1:
-        return "single"
-    return "head" if node_index == 0 else "worker"
+    if nodes == 1:
+        return ("single",)
+    return ("head",) + ("worker",) * (nodes - 1)
 
 
-def render_user_data(plan: StackPlan, node_index: int, secret_arn: str, head_ip: str | None = None) -> str:
-    """The cloud-init user data of one node. Workers need the head's private IP; no secret value is ever rendered."""
+def render_user_data(plan: CorePlan, ec2: Ec2Plan | None, node_index: int, secret_arn: str,
+                     head_ip: str | None = None) -> str:
+    """The cloud-init user data of one node of `plan`, from its EC2 plan. Workers need the head's private IP; no
+    secret value is ever rendered."""
     serving = _vllm(plan)
-    role = node_role(plan, node_index)
+    if ec2 is None:
+        raise PlanInputError("plan", plan.stack, "a fitted ec2 plan served by vLLM (user data is for EC2 servers)")
+    if not 0 <= node_index < len(ec2.roles):
+        raise PlanInputError("node_index", node_index, f"0..{len(ec2.roles) - 1}")
+    role = ec2.roles[node_index]
     if role == "worker" and not head_ip:
         raise PlanInputError("head_ip", head_ip, "the Ray head's private IP (workers join it)")
-    budget = startup_budget(plan)
+    budget = ec2.startup
     settings = {
         "STACK": plan.stack, "REGION": plan.region, "ROLE": role, "NODE_INDEX": str(node_index),
         "NODES": str(plan.config.nodes), "SECRET_ARN": secret_arn, "IMAGE": serving.image,
@@ -204,7 +190,7 @@ def render_user_data(plan: StackPlan, node_index: int, secret_arn: str, head_ip:
     text = "\n".join([
         "#cloud-config",
         f"# nemotron-deploy {plan.stack}: node {node_index} of {plan.config.nodes} ({role}). Rendered by "
-        "planner/user_data.py; holds no secret values.",
+        "planner/targets/ec2.py; holds no secret values.",
         "write_files:",
         *files,
         "runcmd:",
@@ -237,7 +223,7 @@ def _serving_env(serving: VllmCommand) -> str:
     return "\n".join(f"{key}={value}" for key, value in env.items())
 
 
-def _container_entry(plan: StackPlan, serving: VllmCommand, role: str, head_ip: str | None,
+def _container_entry(plan: CorePlan, serving: VllmCommand, role: str, head_ip: str | None,
                      budget: StartupBudget) -> str:
     lines = ["#!/bin/bash", f"# Runs inside {serving.image} as the {role} node of {plan.stack}.", "set -euo pipefail"]
     if role != "worker":

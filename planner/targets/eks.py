@@ -1,4 +1,5 @@
-"""What an EKS stack puts on Kubernetes, rendered from the plan as plain dicts: pure, schema-validated, snapshot-tested.
+"""The EKS target: its plan (EksPlan, computed once by `plan_eks`) and what the stack puts on Kubernetes, rendered
+from the plan as plain dicts: pure, schema-validated, snapshot-tested.
 
 The components hand these manifests to pulumi_kubernetes unchanged, so what the tests validate against the Kubernetes
 schemas is what `pulumi up` applies. Also here: the node pool's shape (instance type, AMI type, taint, labels, scaling),
@@ -30,12 +31,13 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from planner.core import CorePlan
 from planner.errors import PlanInputError
-from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK, StackPlan
 from planner.references import ref, reference
 from planner.serving import API_KEY_GUARD, AUTH_MODULE_DIR, NimEnvironment, VllmCommand
 from planner.stack_config import PROJECT, EksConfig, StackConfig
-from planner.user_data import RAY_PORT, StartupBudget, startup_budget
+from planner.startup import RAY_PORT, StartupBudget, startup_budget
+from planner.tags import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
 
 # --------------------------------------------------------------------------------------------- cluster and nodes
 
@@ -85,35 +87,58 @@ class NodePool:
     root_volume_gib: int
 
 
+@dataclass(frozen=True)
+class EksPlan:
+    """What the EKS target decides for a fitted eks stack, once: the components and the manifests read it."""
+
+    settings: EksConfig  # the stack's eks section, or its defaults
+    cluster_name: str  # the configured existing cluster, or the one the stack creates
+    names: Names  # Kubernetes object names
+    gpu_pool: NodePool
+    system_pool: NodePool  # the untainted nodes of a new cluster (unused with an existing one)
+    addons: tuple[HelmRelease, ...]  # pinned Helm releases; empty with installAddons: false
+    multi_node: bool  # a LeaderWorkerSet with Ray instead of a Deployment
+    startup: StartupBudget
+    sizing: WorkloadSizing
+
+
+def plan_eks(plan: CorePlan) -> EksPlan:
+    """The EKS plan of a fitted eks stack (called by planner/plan.py only)."""
+    _require_eks(plan)
+    settings, startup = eks_settings(plan.config), startup_budget(plan)
+    return EksPlan(settings=settings, cluster_name=cluster_name(plan, settings), names=names(plan, settings),
+                   gpu_pool=gpu_node_pool(plan, settings), system_pool=system_node_pool(plan, settings),
+                   addons=cluster_addons(plan, settings), multi_node=multi_node(plan), startup=startup,
+                   sizing=workload_sizing(plan, startup))
+
+
 def eks_settings(config: StackConfig) -> EksConfig:
     """The stack's eks section, or its defaults when the stack has none."""
     return config.eks or EksConfig()
 
 
-def cluster_name(plan: StackPlan) -> str:
+def cluster_name(plan: CorePlan, settings: EksConfig) -> str:
     """The EKS cluster the stack uses: the configured existing one, or the one it creates."""
-    return eks_settings(plan.config).cluster_name or f"{PROJECT}-{plan.stack}"
+    return settings.cluster_name or f"{PROJECT}-{plan.stack}"
 
 
-def gpu_node_pool(plan: StackPlan) -> NodePool:
+def gpu_node_pool(plan: CorePlan, settings: EksConfig) -> NodePool:
     """The GPU node group: the plan's instance type and node count, the GPU taint, labels the workload selects on."""
-    _require_eks(plan)
-    eks, nodes = eks_settings(plan.config), plan.config.nodes
+    nodes = plan.config.nodes
     return NodePool(
         instance_type=plan.instance.name, ami_type=GPU_AMI_TYPE,
         capacity_type="CAPACITY_BLOCK" if plan.config.capacity_block else "ON_DEMAND",
-        min_size=nodes if eks.min_nodes is None else eks.min_nodes,
-        max_size=nodes if eks.max_nodes is None else eks.max_nodes, desired_size=nodes,
+        min_size=nodes if settings.min_nodes is None else settings.min_nodes,
+        max_size=nodes if settings.max_nodes is None else settings.max_nodes, desired_size=nodes,
         labels={POOL_LABEL: "gpu", GPU_PRESENT_LABEL: "true", f"{PROJECT}/stack": plan.stack},
         taints=({"key": GPU_TAINT_KEY, "value": "present", "effect": "NO_SCHEDULE"},),
         efa_cards=plan.instance.efa_cards, root_volume_gib=NODE_ROOT_VOLUME_GIB)
 
 
-def system_node_pool(plan: StackPlan) -> NodePool:
+def system_node_pool(plan: CorePlan, settings: EksConfig) -> NodePool:
     """The small untainted node group of a new cluster, for what must not wait for (or sit on) a GPU node."""
-    eks = eks_settings(plan.config)
     return NodePool(
-        instance_type=eks.system_instance_type, ami_type=SYSTEM_AMI_TYPE, capacity_type="ON_DEMAND",
+        instance_type=settings.system_instance_type, ami_type=SYSTEM_AMI_TYPE, capacity_type="ON_DEMAND",
         min_size=SYSTEM_NODES, max_size=SYSTEM_NODES, desired_size=SYSTEM_NODES,
         labels={POOL_LABEL: "system", f"{PROJECT}/stack": plan.stack}, taints=(), efa_cards=0,
         root_volume_gib=SYSTEM_ROOT_VOLUME_GIB)
@@ -158,13 +183,12 @@ GPU_TOLERATIONS = [{"key": "CriticalAddonsOnly", "operator": "Exists"},
                    {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
 
 
-def cluster_addons(plan: StackPlan) -> tuple[HelmRelease, ...]:
+def cluster_addons(plan: CorePlan, settings: EksConfig) -> tuple[HelmRelease, ...]:
     """The Helm releases a GPU workload needs on the cluster, pinned: device plugins always, LWS when multi-node.
 
     Empty when the stack says the cluster already runs them (installAddons: false, e.g. the GPU Operator).
     """
-    _require_eks(plan)
-    if not eks_settings(plan.config).install_addons:
+    if not settings.install_addons:
         return ()
     releases = [
         HelmRelease("nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN.name, NVIDIA_DEVICE_PLUGIN.version,
@@ -250,14 +274,13 @@ class WorkloadSizing:
     probe: ProbeBudget
 
 
-def multi_node(plan: StackPlan) -> bool:
+def multi_node(plan: CorePlan) -> bool:
     """Whether the layout spans nodes (a LeaderWorkerSet with Ray instead of a Deployment)."""
     return plan.fit.layout.nodes > 1
 
 
-def workload_sizing(plan: StackPlan) -> WorkloadSizing:
+def workload_sizing(plan: CorePlan, startup: StartupBudget) -> WorkloadSizing:
     """GPUs from the layout, /dev/shm and cache from the node and the weights, the probe from the startup budget."""
-    _require_eks(plan)
     layout, instance = plan.fit.layout, plan.instance
     cache = math.ceil(plan.fit.weights_gib * CACHE_HEADROOM / CACHE_STEP_GIB) * CACHE_STEP_GIB
     return WorkloadSizing(
@@ -267,7 +290,7 @@ def workload_sizing(plan: StackPlan) -> WorkloadSizing:
         # Requests keep other pods off the node's CPUs and memory without limits that would throttle tokenization
         # or OOM-kill the loader.
         cpu_request=instance.vcpus // 4, memory_request_gib=instance.memory_gib // 8,
-        probe=ProbeBudget(startup_budget(plan)))
+        probe=ProbeBudget(startup))
 
 
 # --------------------------------------------------------------------------------------------- names and labels
@@ -318,34 +341,34 @@ NGC_SECRET_KEY = "NGC_API_KEY"  # noqa: S105
 HF_SECRET_KEY = "HF_TOKEN"  # noqa: S105
 
 
-def names(plan: StackPlan) -> Names:
+def names(plan: CorePlan, settings: EksConfig) -> Names:
     """Object names: the stack name as a DNS label (lower case, other characters to '-', at most 40 characters)."""
     app = re.sub(r"[^a-z0-9-]+", "-", plan.stack.lower()).strip("-")[:40].strip("-") or "nemotron"
-    return Names(app, eks_settings(plan.config).namespace)
+    return Names(app, settings.namespace)
 
 
-def selector_labels(plan: StackPlan) -> dict[str, str]:
+def selector_labels(plan: CorePlan, eks: EksPlan) -> dict[str, str]:
     """The labels that pick the stack's model pods (Service, NetworkPolicy, PodDisruptionBudget, selector)."""
-    return {"app.kubernetes.io/name": "nemotron", "app.kubernetes.io/instance": names(plan).app}
+    return {"app.kubernetes.io/name": "nemotron", "app.kubernetes.io/instance": eks.names.app}
 
 
-def labels(plan: StackPlan) -> dict[str, str]:
+def labels(plan: CorePlan, eks: EksPlan) -> dict[str, str]:
     """Every object's labels: the selector labels plus component, manager, stack and engine."""
-    return selector_labels(plan) | {"app.kubernetes.io/component": "model-server",
-                                    "app.kubernetes.io/managed-by": "pulumi",
-                                    f"{PROJECT}/stack": names(plan).app, f"{PROJECT}/engine": plan.engine}
+    return selector_labels(plan, eks) | {"app.kubernetes.io/component": "model-server",
+                                         "app.kubernetes.io/managed-by": "pulumi",
+                                         f"{PROJECT}/stack": eks.names.app, f"{PROJECT}/engine": plan.engine}
 
 
-def annotations(plan: StackPlan) -> dict[str, str]:
+def annotations(plan: CorePlan) -> dict[str, str]:
     """The stack's tags that label values cannot hold (':' and spaces), for people and the reaper."""
     return {TAG_STACK.replace(":", "/"): plan.tags[TAG_STACK], TAG_OWNER.replace(":", "/"): plan.tags[TAG_OWNER],
             TAG_EXPIRES_AT.replace(":", "/"): plan.tags[TAG_EXPIRES_AT]}
 
 
-def _metadata(plan: StackPlan, name: str, namespaced: bool = True) -> dict:
-    meta = {"name": name, "labels": labels(plan), "annotations": annotations(plan)}
+def _metadata(plan: CorePlan, eks: EksPlan, name: str, namespaced: bool = True) -> dict:
+    meta = {"name": name, "labels": labels(plan, eks), "annotations": annotations(plan)}
     if namespaced:
-        meta["namespace"] = names(plan).namespace
+        meta["namespace"] = eks.names.namespace
     return meta
 
 
@@ -375,7 +398,7 @@ class Manifests:
                             self.network_policy, self.disruption_budget) if m is not None]
 
 
-def serving_secret_keys(plan: StackPlan, hf_token: bool) -> tuple[str, ...]:
+def serving_secret_keys(plan: CorePlan, hf_token: bool) -> tuple[str, ...]:
     """Keys the serving Secret holds: the API key always, the NGC key for NIM, the HF token when configured."""
     keys = [API_KEY_SECRET_KEY]
     if plan.engine == "nim":
@@ -409,14 +432,17 @@ def missing_secret_message(stack: str, key: str) -> str:
             f"`pulumi config set --secret {key} ... -s {stack}`")
 
 
-def render_manifests(plan: StackPlan, hf_token: bool = False) -> Manifests:
+def render_manifests(plan: CorePlan, eks: EksPlan | None, hf_token: bool = False) -> Manifests:
     """The workload's manifests for a fitted EKS plan: NIM on one node, or vLLM on one node or a LeaderWorkerSet."""
     _require_eks(plan)
-    n, size = names(plan), workload_sizing(plan)
+    if eks is None:
+        raise PlanInputError("plan", plan.stack, "a fitted eks plan (vllm or nim) with its EksPlan")
+    n, size = eks.names, eks.sizing
     nim = isinstance(plan.serving, NimEnvironment)
     secret_keys = serving_secret_keys(plan, hf_token)
     storage_class = {
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": _metadata(plan, n.storage_class, False),
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": _metadata(plan, eks, n.storage_class, False),
         "provisioner": "ebs.csi.aws.com", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
         "allowVolumeExpansion": True,
         # The EBS CSI driver tags the volumes it creates, so the reaper finds what a lost cluster left behind.
@@ -426,52 +452,52 @@ def render_manifests(plan: StackPlan, hf_token: bool = False) -> Manifests:
     cache_claim_spec = {"accessModes": ["ReadWriteOnce"], "storageClassName": n.storage_class,
                         "resources": {"requests": {"storage": f"{size.cache_gib}Gi"}}}
     model_cache = None
-    if not multi_node(plan):
+    if not eks.multi_node:
         model_cache = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                       "metadata": _metadata(plan, n.model_cache), "spec": cache_claim_spec}
-    if multi_node(plan):
-        workload = _leader_worker_set(plan, size, cache_claim_spec)
+                       "metadata": _metadata(plan, eks, n.model_cache), "spec": cache_claim_spec}
+    if eks.multi_node:
+        workload = _leader_worker_set(plan, eks, size, cache_claim_spec)
     else:
-        workload = _deployment(plan, size, nim)
+        workload = _deployment(plan, eks, size, nim)
     api_port = AUTH_PROXY_PORT if nim else plan.serving.port
-    service_selector = selector_labels(plan)
-    if multi_node(plan):
+    service_selector = selector_labels(plan, eks)
+    if eks.multi_node:
         service_selector = service_selector | {"leaderworkerset.sigs.k8s.io/worker-index": "0"}
     ingress = [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {CLIENT_LABEL: "true"}}}],
                 "ports": [{"protocol": "TCP", "port": api_port}]}]
-    if multi_node(plan):
+    if eks.multi_node:
         # Ray, NCCL bootstrap and Gloo between the pods of the group, on any port (EFA traffic bypasses the kernel).
-        ingress.append({"from": [{"podSelector": {"matchLabels": selector_labels(plan)}}]})
+        ingress.append({"from": [{"podSelector": {"matchLabels": selector_labels(plan, eks)}}]})
     return Manifests(
         namespace={"apiVersion": "v1", "kind": "Namespace",
                    "metadata": {"name": n.namespace, "labels": {f"{PROJECT}/stack": n.app}}},
         storage_class=storage_class,
-        serving_secret={"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(plan, n.serving_secret),
+        serving_secret={"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(plan, eks, n.serving_secret),
                         "type": "Opaque", "stringData": {key: "(from a Pulumi secret)" for key in secret_keys}},
-        pull_secret={"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(plan, n.pull_secret),
+        pull_secret={"apiVersion": "v1", "kind": "Secret", "metadata": _metadata(plan, eks, n.pull_secret),
                      "type": "kubernetes.io/dockerconfigjson",
                      "stringData": {".dockerconfigjson": "(from the NGC key)"}} if nim else None,
-        auth_proxy_config={"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(plan, n.auth_proxy),
+        auth_proxy_config={"apiVersion": "v1", "kind": "ConfigMap", "metadata": _metadata(plan, eks, n.auth_proxy),
                            "data": {"default.conf.template": auth_proxy_template(plan.serving.port)}}
         if nim else None,
         serving_modules=None if nim else {"apiVersion": "v1", "kind": "ConfigMap",
-                                          "metadata": _metadata(plan, n.serving_modules),
+                                          "metadata": _metadata(plan, eks, n.serving_modules),
                                           "data": dict(_vllm(plan).modules)},
         model_cache=model_cache,
         workload=workload,
-        service={"apiVersion": "v1", "kind": "Service", "metadata": _metadata(plan, n.app),
+        service={"apiVersion": "v1", "kind": "Service", "metadata": _metadata(plan, eks, n.app),
                  "spec": {"type": "ClusterIP", "selector": service_selector,
                           "ports": [{"name": "http", "port": plan.serving.port, "targetPort": "api",
                                      "protocol": "TCP"}]}},
         network_policy={"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                        "metadata": _metadata(plan, n.app),
-                        "spec": {"podSelector": {"matchLabels": selector_labels(plan)}, "policyTypes": ["Ingress"],
-                                 "ingress": ingress}},
+                        "metadata": _metadata(plan, eks, n.app),
+                        "spec": {"podSelector": {"matchLabels": selector_labels(plan, eks)},
+                                 "policyTypes": ["Ingress"], "ingress": ingress}},
         # No voluntary eviction (drain, autoscaler) of a pod that took an hour to warm up; a pod that is not
         # ready may still be evicted, so a broken one never blocks a node upgrade.
         disruption_budget={"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                           "metadata": _metadata(plan, n.app),
-                           "spec": {"maxUnavailable": 0, "selector": {"matchLabels": selector_labels(plan)},
+                           "metadata": _metadata(plan, eks, n.app),
+                           "spec": {"maxUnavailable": 0, "selector": {"matchLabels": selector_labels(plan, eks)},
                                     "unhealthyPodEvictionPolicy": "AlwaysAllow"}},
     )
 
@@ -525,8 +551,8 @@ def docker_config_json(ngc_api_key: str) -> str:
 # --------------------------------------------------------------------------------------------- pods
 
 
-def _secret_env(plan: StackPlan, env_name: str, key: str, optional: bool = False) -> dict:
-    ref = {"name": names(plan).serving_secret, "key": key}
+def _secret_env(plan: CorePlan, eks: EksPlan, env_name: str, key: str, optional: bool = False) -> dict:
+    ref = {"name": eks.names.serving_secret, "key": key}
     if optional:
         ref["optional"] = True
     return {"name": env_name, "valueFrom": {"secretKeyRef": ref}}
@@ -550,7 +576,7 @@ def _probes(path_ready: str, path_live: str, port: int | str, probe: ProbeBudget
     }
 
 
-def _resources(plan: StackPlan, size: WorkloadSizing) -> dict:
+def _resources(plan: CorePlan, size: WorkloadSizing) -> dict:
     devices = {GPU_RESOURCE: str(size.gpus_per_pod)}
     if size.efa_per_pod:
         devices[EFA_RESOURCE] = str(size.efa_per_pod)
@@ -558,7 +584,7 @@ def _resources(plan: StackPlan, size: WorkloadSizing) -> dict:
             "limits": dict(devices)}
 
 
-def _pod_spec(plan: StackPlan, size: WorkloadSizing, containers: list[dict], volumes: list[dict],
+def _pod_spec(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, containers: list[dict], volumes: list[dict],
               nim: bool) -> dict:
     spec = {
         "nodeSelector": {POOL_LABEL: "gpu", "node.kubernetes.io/instance-type": plan.instance.name},
@@ -574,7 +600,7 @@ def _pod_spec(plan: StackPlan, size: WorkloadSizing, containers: list[dict], vol
         # OnRootMismatch: a restart must not chown hundreds of GiB of cache file by file.
         spec["securityContext"] |= {"runAsUser": NIM_USER, "runAsGroup": NIM_USER, "fsGroup": NIM_USER,
                                     "fsGroupChangePolicy": "OnRootMismatch", "runAsNonRoot": True}
-        spec["imagePullSecrets"] = [{"name": names(plan).pull_secret}]
+        spec["imagePullSecrets"] = [{"name": eks.names.pull_secret}]
     else:
         spec["securityContext"] |= _vllm_pod_security(size)
         spec["volumes"].append({"name": "home", "emptyDir": {"sizeLimit": f"{VLLM_HOME_GIB}Gi"}})
@@ -597,35 +623,35 @@ def _vllm_security_context(size: WorkloadSizing) -> dict:
     return {"allowPrivilegeEscalation": False, "capabilities": capabilities, "readOnlyRootFilesystem": False}
 
 
-def _deployment(plan: StackPlan, size: WorkloadSizing, nim: bool) -> dict:
-    n = names(plan)
+def _deployment(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, nim: bool) -> dict:
+    n = eks.names
     cache_volume = {"name": "model-cache", "persistentVolumeClaim": {"claimName": n.model_cache}}
     if nim:
-        containers = [_nim_container(plan, size), _auth_proxy_container(plan)]
+        containers = [_nim_container(plan, eks, size), _auth_proxy_container(plan, eks)]
         volumes = [cache_volume, {"name": "auth-proxy", "configMap": {"name": n.auth_proxy}}]
     else:
-        containers = [_vllm_container(plan, size, ["bash", "-c", _vllm(plan).launch()], probes=True)]
-        volumes = [cache_volume, _serving_modules_volume(plan)]
+        containers = [_vllm_container(plan, eks, size, ["bash", "-c", _vllm(plan).launch()], probes=True)]
+        volumes = [cache_volume, _serving_modules_volume(plan, eks)]
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(plan, n.app),
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(plan, eks, n.app),
         "spec": {
             "replicas": 1,
             # One GPU node, one ReadWriteOnce volume: the old pod goes before the new one starts.
             "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": selector_labels(plan)},
+            "selector": {"matchLabels": selector_labels(plan, eks)},
             # No expiry annotation on the pod template: a renewed expiry must not restart the model.
-            "template": {"metadata": {"labels": labels(plan) | {ROLE_LABEL: "server"}},
-                         "spec": _pod_spec(plan, size, containers, volumes, nim)},
+            "template": {"metadata": {"labels": labels(plan, eks) | {ROLE_LABEL: "server"}},
+                         "spec": _pod_spec(plan, eks, size, containers, volumes, nim)},
         },
     }
 
 
-def _nim_container(plan: StackPlan, size: WorkloadSizing) -> dict:
+def _nim_container(plan: CorePlan, eks: EksPlan, size: WorkloadSizing) -> dict:
     serving = plan.serving
     assert isinstance(serving, NimEnvironment)
     return {
         "name": "nim", "image": serving.image,
-        "env": _plain_env(serving.env) + [_secret_env(plan, "NGC_API_KEY", NGC_SECRET_KEY)],
+        "env": _plain_env(serving.env) + [_secret_env(plan, eks, "NGC_API_KEY", NGC_SECRET_KEY)],
         # Not exposed by the Service: clients go through the auth proxy on "api".
         "ports": [{"name": "nim", "containerPort": serving.port, "protocol": "TCP"}],
         "resources": _resources(plan, size),
@@ -635,10 +661,10 @@ def _nim_container(plan: StackPlan, size: WorkloadSizing) -> dict:
     } | _probes("/v1/health/ready", "/v1/health/live", "nim", size.probe)
 
 
-def _auth_proxy_container(plan: StackPlan) -> dict:
+def _auth_proxy_container(plan: CorePlan, eks: EksPlan) -> dict:
     return {
         "name": "auth-proxy", "image": AUTH_PROXY_IMAGE,
-        "env": [_secret_env(plan, "NEMOTRON_API_KEY", API_KEY_SECRET_KEY)],
+        "env": [_secret_env(plan, eks, "NEMOTRON_API_KEY", API_KEY_SECRET_KEY)],
         "ports": [{"name": "api", "containerPort": AUTH_PROXY_PORT, "protocol": "TCP"}],
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "2", "memory": "256Mi"}},
         "volumeMounts": [{"name": "auth-proxy", "mountPath": "/etc/nginx/templates", "readOnly": True}],
@@ -648,19 +674,19 @@ def _auth_proxy_container(plan: StackPlan) -> dict:
     }
 
 
-def _vllm(plan: StackPlan) -> VllmCommand:
+def _vllm(plan: CorePlan) -> VllmCommand:
     assert isinstance(plan.serving, VllmCommand)
     return plan.serving
 
 
-def _serving_modules_volume(plan: StackPlan) -> dict:
-    return {"name": "serving-modules", "configMap": {"name": names(plan).serving_modules, "defaultMode": 0o444}}
+def _serving_modules_volume(plan: CorePlan, eks: EksPlan) -> dict:
+    return {"name": "serving-modules", "configMap": {"name": eks.names.serving_modules, "defaultMode": 0o444}}
 
 
-def _vllm_env(plan: StackPlan, leader: bool) -> list[dict]:
+def _vllm_env(plan: CorePlan, eks: EksPlan, leader: bool) -> list[dict]:
     serving = _vllm(plan)
     env = _plain_env({"HF_HOME": HF_HOME, "HOME": VLLM_HOME, "USER": "vllm"} | serving.env)
-    if multi_node(plan):
+    if eks.multi_node:
         # Ray, Gloo and NCCL bind to the pod's own interface and address (docs/sources.md#dgx-spark: workers that never
         # join picked the wrong one); EFA through libfabric when the image carries aws-ofi-nccl.
         env += [{"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
@@ -668,17 +694,17 @@ def _vllm_env(plan: StackPlan, leader: bool) -> list[dict]:
                            "UCX_NET_DEVICES": "eth0", "FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1"})
     if leader:
         env += _plain_env({"PYTHONPATH": AUTH_MODULE_DIR})  # the serving modules, for vLLM's --middleware
-        env.append(_secret_env(plan, "VLLM_API_KEY", API_KEY_SECRET_KEY))
-    env.append(_secret_env(plan, "HF_TOKEN", HF_SECRET_KEY, optional=True))
+        env.append(_secret_env(plan, eks, "VLLM_API_KEY", API_KEY_SECRET_KEY))
+    env.append(_secret_env(plan, eks, "HF_TOKEN", HF_SECRET_KEY, optional=True))
     return env
 
 
-def _vllm_container(plan: StackPlan, size: WorkloadSizing, command: list[str], probes: bool,
+def _vllm_container(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, command: list[str], probes: bool,
                     leader: bool = True) -> dict:
     serving = _vllm(plan)
     container = {
         "name": "vllm", "image": serving.image, "command": command,
-        "env": _vllm_env(plan, leader),
+        "env": _vllm_env(plan, eks, leader),
         "ports": [{"name": "api", "containerPort": serving.port, "protocol": "TCP"}] if leader else [],
         "resources": _resources(plan, size),
         "volumeMounts": [{"name": "dshm", "mountPath": SHM_MOUNT},
@@ -695,16 +721,16 @@ def _vllm_container(plan: StackPlan, size: WorkloadSizing, command: list[str], p
     return container
 
 
-def download_command(plan: StackPlan) -> str:
+def download_command(plan: CorePlan) -> str:
     """Fetch the weights into the pod's HF cache on its volume (resumes; a no-op when they are complete)."""
     fetch = (f"from huggingface_hub import snapshot_download; "
              f"snapshot_download({json.dumps(_vllm(plan).model_repo)}, max_workers=16)")
     return f"python3 -c {shlex.quote(fetch)}"
 
 
-def leader_script(plan: StackPlan) -> str:
+def leader_script(plan: CorePlan, eks: EksPlan) -> str:
     """The LWS leader: weights, Ray head, a wait (bounded by the startup budget) for every pod, the planner's argv."""
-    nodes, budget = plan.fit.layout.nodes, startup_budget(plan).total_s
+    nodes, budget = plan.fit.layout.nodes, eks.startup.total_s
     alive = (f'import ray, sys; ray.init(address="auto", logging_level="ERROR"); '
              f'sys.exit(sum(n["Alive"] for n in ray.nodes()) < {nodes})')
     return "\n".join([
@@ -724,12 +750,12 @@ def leader_script(plan: StackPlan) -> str:
     ])
 
 
-def worker_script(plan: StackPlan) -> str:
+def worker_script(plan: CorePlan, eks: EksPlan) -> str:
     """An LWS worker: weights, wait for the leader's Ray port, then join it and block (it serves nothing itself).
 
     $(LWS_LEADER_ADDRESS) is expanded by the kubelet from the variable the LWS controller injects.
     """
-    budget = startup_budget(plan).total_s
+    budget = eks.startup.total_s
     return "\n".join([
         "set -euo pipefail",
         download_command(plan),
@@ -742,18 +768,18 @@ def worker_script(plan: StackPlan) -> str:
     ])
 
 
-def _leader_worker_set(plan: StackPlan, size: WorkloadSizing, cache_claim_spec: dict) -> dict:
-    n = names(plan)
+def _leader_worker_set(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, cache_claim_spec: dict) -> dict:
+    n = eks.names
 
     def template(role: str, container: dict, volumes: list[dict]) -> dict:
-        return {"metadata": {"labels": labels(plan) | {ROLE_LABEL: role}},
-                "spec": _pod_spec(plan, size, [container], volumes, nim=False)}
+        return {"metadata": {"labels": labels(plan, eks) | {ROLE_LABEL: role}},
+                "spec": _pod_spec(plan, eks, size, [container], volumes, nim=False)}
 
-    leader = _vllm_container(plan, size, ["bash", "-c", leader_script(plan)], probes=True)
-    worker = _vllm_container(plan, size, ["bash", "-c", worker_script(plan)], probes=False, leader=False)
+    leader = _vllm_container(plan, eks, size, ["bash", "-c", leader_script(plan, eks)], probes=True)
+    worker = _vllm_container(plan, eks, size, ["bash", "-c", worker_script(plan, eks)], probes=False, leader=False)
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-        "metadata": _metadata(plan, n.leader_worker_set),
+        "metadata": _metadata(plan, eks, n.leader_worker_set),
         "spec": {
             "replicas": 1,
             "startupPolicy": "LeaderCreated",
@@ -763,7 +789,7 @@ def _leader_worker_set(plan: StackPlan, size: WorkloadSizing, cache_claim_spec: 
                 "size": size.pods,
                 # A pod or container restart recreates the whole group: Ray and NCCL cannot re-admit one member.
                 "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": template("leader", leader, [_serving_modules_volume(plan)]),
+                "leaderTemplate": template("leader", leader, [_serving_modules_volume(plan, eks)]),
                 "workerTemplate": template("worker", worker, []),
                 # One cache volume per pod, kept across group restarts so downloads resume.
                 "volumeClaimTemplates": [{"metadata": {"name": "model-cache"}, "spec": cache_claim_spec}],
@@ -773,6 +799,6 @@ def _leader_worker_set(plan: StackPlan, size: WorkloadSizing, cache_claim_spec: 
     }
 
 
-def _require_eks(plan: StackPlan) -> None:
+def _require_eks(plan: CorePlan) -> None:
     if plan.target != "eks" or plan.serving is None:
         raise PlanInputError("plan", plan.stack, "a fitted eks plan (vllm or nim)")

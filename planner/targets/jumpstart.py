@@ -1,15 +1,16 @@
-"""The SageMaker JumpStart endpoint of a stack, decided from its plan and the hub content `resolve` recorded: pure.
+"""The JumpStart target: the SageMaker endpoint of a stack, decided once from its core plan and the hub content
+`resolve` recorded: pure. components/jumpstart.py declares what it decides.
 
 Three steps, each a plain function of data:
 
 - `resolved_from_hub`: a DescribeHubContent response (HubContentDocument is a JSON string; field names as the
   SageMaker Python SDK's HubModelDocument reads them) -> the stack file's `jumpstart.resolved` section for one
   instance type: image, artifact prefix, container environment, EULA, supported instance types.
-- `plan_endpoint`: a fitted StackPlan -> `JumpStartEndpointPlan`, everything the component declares: names, the
-  execution role's exact scopes, the two startup timeouts derived from the weights' size and stated rates (the same
-  rates as the EC2 boot budget, planner/user_data.py), the volume decision, autoscaling bounds and target, plus the
-  warnings the plan shows. Inconsistent or unsafe hub content (a secret in the environment, an unsupported instance
-  type, a resolve for another model or region) is a PlanInputError naming the key.
+- `plan_endpoint`: a fitted core plan -> `JumpStartEndpointPlan` (StackPlan.jumpstart), everything the component
+  declares: names, the execution role's exact scopes, the two startup timeouts derived from the weights' size and
+  stated rates (the same rates as the EC2 boot budget, planner/startup.py), the volume decision, autoscaling bounds
+  and target, plus the warnings the plan shows. Inconsistent or unsafe hub content (a secret in the environment, an
+  unsupported instance type, a resolve for another model or region) is a PlanInputError naming the key.
 - `parse_chat_completion`: what the smoke test reads back from the endpoint.
 """
 
@@ -22,14 +23,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from planner.core import CorePlan
 from planner.errors import PlanInputError, one_of
 from planner.estimates import iso_utc
 from planner.fit import FitResult
 from planner.hardware import GIB, InstanceType
-from planner.plan import StackPlan
 from planner.policy import TOKEN_SHAPES, secret_like
 from planner.stack_config import PROJECT, ResolvedHubContent
-from planner.user_data import LOAD_GB_S, S3_STAGE_GB_S, WARMUP_S, S3Location, StartupBudget
+from planner.startup import LOAD_GB_S, S3_STAGE_GB_S, WARMUP_S, S3Location, StartupBudget, s3_location
 
 HUB_NAME = "SageMakerPublicHub"
 HUB_CONTENT_TYPE = "Model"
@@ -371,12 +372,6 @@ def ecr_image(uri: str, field: str = f"{_JS}.resolved.imageUri") -> EcrImage:
     return EcrImage(uri, match["account"], match["region"], match["repository"])
 
 
-def s3_location(uri: str) -> S3Location:
-    """s3://bucket/a/b/ -> S3Location("bucket", "a/b")."""
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return S3Location(bucket, prefix.strip("/"))
-
-
 def partition_of(region: str) -> str:
     """The AWS partition of a region, for the ARNs the role is scoped to."""
     if region.startswith("cn-"):
@@ -437,7 +432,7 @@ class EndpointSelfEnd:
                           "maximum_event_age_s": SELF_END_RETRY_MAX_AGE_S}}
 
 
-def endpoint_self_end(plan: StackPlan, endpoint_name: str) -> EndpointSelfEnd:
+def endpoint_self_end(plan: CorePlan, endpoint_name: str) -> EndpointSelfEnd:
     """The schedule that deletes the endpoint at the plan's expiry (the tags' expires-at, to the second)."""
     return EndpointSelfEnd(at=plan.expires_at.astimezone(UTC).replace(microsecond=0), group_name=endpoint_name,
                            schedule_name=SELF_END_SCHEDULE_NAME, endpoint_name=endpoint_name,
@@ -529,7 +524,7 @@ def check_environment(environment: Mapping[str, str], field: str) -> None:
                                      f"like {label}); remove it")
 
 
-def _environment_warnings(environment: Mapping[str, str], plan: StackPlan) -> list[str]:
+def _environment_warnings(environment: Mapping[str, str], plan: CorePlan) -> list[str]:
     """Where the hub's container settings disagree with the plan's layout or context."""
     warnings = []
     for name in TENSOR_PARALLEL_ENV:
@@ -546,7 +541,7 @@ def _environment_warnings(environment: Mapping[str, str], plan: StackPlan) -> li
     return warnings
 
 
-def _check_resolved(plan: StackPlan, resolved: ResolvedHubContent) -> None:
+def _check_resolved(plan: CorePlan, resolved: ResolvedHubContent) -> None:
     c, js = plan.config, plan.config.jumpstart
     field = f"{_JS}.resolved"
     content_name = resolved.hub_content_arn.rstrip("/").split("/")
@@ -573,7 +568,7 @@ def _check_resolved(plan: StackPlan, resolved: ResolvedHubContent) -> None:
     check_environment(resolved.environment, f"{field}.environment")
 
 
-def target_invocations(plan: StackPlan) -> int:
+def target_invocations(plan: CorePlan) -> int:
     """Invocations per instance per minute that target tracking holds: configured, else 70% of saturation."""
     configured = plan.config.jumpstart.target_invocations_per_instance
     if configured:
@@ -581,7 +576,7 @@ def target_invocations(plan: StackPlan) -> int:
     return max(1, math.floor(plan.config.concurrency * 60 / ASSUMED_REQUEST_S * TARGET_UTILISATION))
 
 
-def plan_endpoint(plan: StackPlan) -> tuple[JumpStartEndpointPlan | None, tuple[str, ...]]:
+def plan_endpoint(plan: CorePlan) -> tuple[JumpStartEndpointPlan | None, tuple[str, ...]]:
     """The endpoint of a jumpstart plan and the warnings it adds; (None, warnings) while hub content is unresolved.
 
     Raises PlanInputError (located in the stack file) when the resolved section contradicts the config or puts a

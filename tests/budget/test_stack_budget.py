@@ -16,9 +16,10 @@ import yaml
 from components.offline import run_program
 from planner.budget import BUDGET_NAME_PREFIX, alert_emails, budget_limit, period_end, plan_budget
 from planner.errors import PlanInputError
-from planner.plan import TAG_EXPIRES_AT, plan_stack
+from planner.plan import plan_stack
 from planner.reaper import EXPIRED, LIVE, FoundResource, assess
 from planner.stack_config import load_stack, parse_stack, stack_names
+from planner.tags import TAG_EXPIRES_AT
 from scripts.plan import main as plan_main
 
 REPO = Path(__file__).resolve().parents[2]

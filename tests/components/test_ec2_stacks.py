@@ -13,8 +13,8 @@ import shlex
 import pytest
 
 from components.offline import HIDDEN_VALUE, accepts_tags, run_program
-from planner.plan import TAG_EXPIRES_AT
 from planner.policy import check_resources
+from planner.tags import TAG_EXPIRES_AT
 from tests.components.runs import (
     API_KEY,
     EC2_STACKS,

@@ -9,9 +9,9 @@ import kubernetes_validate
 import yaml
 
 from components.offline import HIDDEN_VALUE, OfflineRun, run_program
-from planner.kubernetes import eks_settings, pod_templates
 from planner.plan import StackPlan, plan_stack
 from planner.stack_config import load_stack
+from planner.targets.eks import Manifests, pod_templates, render_manifests
 from tests.components.runs import NOW, STACKS_DIR
 
 EKS_STACKS = ("eks-nim", "eks-vllm")
@@ -33,6 +33,11 @@ K8S_SECRET = "kubernetes:core/v1:Secret"
 @cache
 def shipped_plan(stack: str) -> StackPlan:
     return plan_stack(load_stack(STACKS_DIR, stack), NOW)
+
+
+def manifests_of(plan: StackPlan, hf_token: bool = False) -> Manifests:
+    """The manifests of a fitted EKS plan, rendered from its EksPlan."""
+    return render_manifests(plan, plan.eks, hf_token=hf_token)
 
 
 @cache
@@ -93,4 +98,4 @@ def declared_manifest(resource: dict) -> dict:
 
 
 def kubernetes_version(plan: StackPlan) -> str:
-    return eks_settings(plan.config).kubernetes_version
+    return plan.eks.settings.kubernetes_version

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.kubernetes import pod_templates, render_manifests
+from planner.targets.eks import pod_templates
+from tests.eks.cases import manifests_of
 from tests.eks.workloads import VARIANTS, plan_of, role_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,7 +94,7 @@ def canary(workload: dict) -> dict:
 
 def workload_resources(variant: str) -> set[str]:
     """The workloads of a variant as checkov names them (kind.namespace.name)."""
-    documents = checkov_documents(render_manifests(plan_of(variant), hf_token=True).all())
+    documents = checkov_documents(manifests_of(plan_of(variant), hf_token=True).all())
     return {f"{variant}:{d['kind']}.{d['metadata']['namespace']}.{d['metadata']['name']}"
             for d in documents if d["kind"] in WORKLOAD_KINDS}
 
@@ -104,9 +105,9 @@ def checkov_run(tmp_path_factory) -> CheckovRun:
         pytest.fail(f"{CHECKOV.relative_to(REPO)} is missing: run `make venv-checkov` (`make test` builds it)")
     directory = tmp_path_factory.mktemp("checkov")
     for variant in VARIANTS:
-        manifests = render_manifests(plan_of(variant), hf_token=True).all()
+        manifests = manifests_of(plan_of(variant), hf_token=True).all()
         (directory / f"{variant}.yaml").write_text(yaml.safe_dump_all(checkov_documents(manifests), sort_keys=False))
-    one_node = render_manifests(plan_of("eks-vllm")).workload
+    one_node = manifests_of(plan_of("eks-vllm")).workload
     (directory / f"{CANARY}.yaml").write_text(yaml.safe_dump(canary(one_node), sort_keys=False))
     started = time.monotonic()
     result = subprocess.run([str(CHECKOV), "-d", str(directory), *COMMAND], capture_output=True, text=True,
@@ -138,7 +139,7 @@ def test_no_finding_without_a_skip(checkov_run):
     skips = load_skips()
     unskipped = sorted({f"{f.check} {f.name}: {f.where}" for f in checkov_run.failed
                         if not f.where.startswith(f"{CANARY}:") and not any(s.covers(f) for s in skips)})
-    assert unskipped == [], "fix these in planner/kubernetes.py, or skip them with a reason in checkov_skips.yaml"
+    assert unskipped == [], "fix these in planner/targets/eks.py, or skip them with a reason in checkov_skips.yaml"
 
 
 def test_every_skip_has_a_one_line_reason_and_still_matches_a_finding(checkov_run):

@@ -13,23 +13,27 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from planner.kubernetes import (
+from planner.policy import check_resources, plaintext_secrets, privileged_pods
+from planner.serving import API_KEY_GUARD
+from planner.targets.eks import (
     AUTH_PROXY_PORT,
     CLIENT_LABEL,
     EFA_RESOURCE,
     GPU_RESOURCE,
     Manifests,
-    cluster_addons,
     kubeconfig,
     pod_templates,
-    render_manifests,
     selector_labels,
-    workload_sizing,
 )
-from planner.policy import check_resources, plaintext_secrets, privileged_pods
-from planner.serving import API_KEY_GUARD
-from planner.user_data import startup_budget
-from tests.eks.cases import EKS_STACKS, kubernetes_version, shipped_plan, validate, variant_plan, write_variant
+from tests.eks.cases import (
+    EKS_STACKS,
+    kubernetes_version,
+    manifests_of,
+    shipped_plan,
+    validate,
+    variant_plan,
+    write_variant,
+)
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 PLANS = [*EKS_STACKS, "two-node-vllm"]
@@ -57,7 +61,7 @@ def containers(manifest: dict) -> list[dict]:
 
 
 def test_every_manifest_validates_against_the_kubernetes_schemas(plan):
-    manifests = render_manifests(plan, hf_token=True)
+    manifests = manifests_of(plan, hf_token=True)
     version = kubernetes_version(plan)
     checked = [kind for manifest in manifests.all() for kind in validate(manifest, version)]
     expected = {"Namespace", "StorageClass", "Secret", "ConfigMap", "Service", "NetworkPolicy", "PodDisruptionBudget"}
@@ -69,7 +73,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(plan):
 
 
 def test_the_schema_check_can_fail_and_knows_no_leaderworkerset():
-    manifests = render_manifests(shipped_plan("eks-vllm"))
+    manifests = manifests_of(shipped_plan("eks-vllm"))
     broken = copy.deepcopy(manifests.workload)
     broken["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = 8
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -80,7 +84,7 @@ def test_the_schema_check_can_fail_and_knows_no_leaderworkerset():
 
 
 def test_gpu_limits_and_pod_count_equal_the_layout(plan):
-    layout, workload = plan.fit.layout, render_manifests(plan).workload
+    layout, workload = plan.fit.layout, manifests_of(plan).workload
     servers = [c for c in containers(workload) if c["name"] in ("vllm", "nim")]
     assert servers and all(c["resources"]["limits"][GPU_RESOURCE] == str(layout.gpus_per_node) for c in servers)
     assert all(c["resources"]["requests"][GPU_RESOURCE] == str(layout.gpus_per_node) for c in servers)
@@ -93,7 +97,7 @@ def test_gpu_limits_and_pod_count_equal_the_layout(plan):
 
 
 def test_pods_land_on_the_gpu_pool_of_the_plans_instance_type(plan):
-    for template in pod_templates(render_manifests(plan).workload):
+    for template in pod_templates(manifests_of(plan).workload):
         spec = template["spec"]
         assert spec["nodeSelector"] == {"nemotron-deploy/pool": "gpu",
                                         "node.kubernetes.io/instance-type": plan.instance.name}
@@ -101,8 +105,8 @@ def test_pods_land_on_the_gpu_pool_of_the_plans_instance_type(plan):
 
 
 def test_startup_probe_allows_the_derived_budget_and_at_most_one_period_more(plan):
-    budget = startup_budget(plan)  # the planner's function, reused, not re-derived
-    workload = render_manifests(plan).workload
+    budget = plan.eks.startup  # the plan's startup budget, reused, not re-derived
+    workload = manifests_of(plan).workload
     probes = [c["startupProbe"] for c in containers(workload) if "startupProbe" in c]
     assert len(probes) == 1  # the serving container (the LWS leader); workers serve nothing
     allowed = probes[0]["periodSeconds"] * probes[0]["failureThreshold"]
@@ -117,20 +121,20 @@ def test_startup_probe_allows_the_derived_budget_and_at_most_one_period_more(pla
     ("eks-nim", 3138, 105),
 ])
 def test_probe_budget_figures(stack, budget_s, threshold):
-    probe = workload_sizing(shipped_plan(stack)).probe
+    probe = shipped_plan(stack).eks.sizing.probe
     assert (probe.budget.total_s, probe.failure_threshold, probe.period_s) == (budget_s, threshold, 30)
 
 
 def test_probes_hit_each_engines_health_endpoints():
-    nim = next(c for c in containers(render_manifests(shipped_plan("eks-nim")).workload) if c["name"] == "nim")
+    nim = next(c for c in containers(manifests_of(shipped_plan("eks-nim")).workload) if c["name"] == "nim")
     assert nim["startupProbe"]["httpGet"]["path"] == nim["readinessProbe"]["httpGet"]["path"] == "/v1/health/ready"
     assert nim["livenessProbe"]["httpGet"]["path"] == "/v1/health/live"
-    vllm = containers(render_manifests(shipped_plan("eks-vllm")).workload)[0]
+    vllm = containers(manifests_of(shipped_plan("eks-vllm")).workload)[0]
     assert {vllm[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")} == {"/health"}
 
 
 def test_secrets_are_referenced_never_inlined(plan):
-    manifests = render_manifests(plan, hf_token=True)
+    manifests = manifests_of(plan, hf_token=True)
     secret_name = manifests.serving_secret["metadata"]["name"]
     refs = {}
     for container in containers(manifests.workload):
@@ -148,7 +152,7 @@ def test_secrets_are_referenced_never_inlined(plan):
 
 
 def test_the_secret_check_catches_an_inlined_key():
-    workload = copy.deepcopy(render_manifests(shipped_plan("eks-vllm")).workload)
+    workload = copy.deepcopy(manifests_of(shipped_plan("eks-vllm")).workload)
     env = workload["spec"]["template"]["spec"]["containers"][0]["env"]
     key_env = next(e for e in env if e["name"] == "VLLM_API_KEY")
     key_env.pop("valueFrom")
@@ -159,7 +163,7 @@ def test_the_secret_check_catches_an_inlined_key():
 
 
 def test_shared_memory_and_model_cache_are_sized_from_node_and_weights(plan):
-    manifests, size = render_manifests(plan), workload_sizing(plan)
+    manifests, size = manifests_of(plan), plan.eks.sizing
     for template in pod_templates(manifests.workload):
         shm = next(v for v in template["spec"]["volumes"] if v["name"] == "dshm")
         assert shm == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}}  # 2,048 GiB / 32
@@ -181,11 +185,11 @@ def test_shared_memory_and_model_cache_are_sized_from_node_and_weights(plan):
 
 
 def test_network_policy_admits_labelled_clients_on_the_api_port_only(plan):
-    manifests = render_manifests(plan)
+    manifests = manifests_of(plan)
     spec = manifests.network_policy["spec"]
     port = AUTH_PROXY_PORT if plan.engine == "nim" else 8000
     assert spec["policyTypes"] == ["Ingress"]
-    assert spec["podSelector"]["matchLabels"] == selector_labels(plan)
+    assert spec["podSelector"]["matchLabels"] == selector_labels(plan, plan.eks)
     clients = spec["ingress"][0]
     assert clients == {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {CLIENT_LABEL: "true"}}}],
                        "ports": [{"protocol": "TCP", "port": port}]}
@@ -196,7 +200,7 @@ def test_network_policy_admits_labelled_clients_on_the_api_port_only(plan):
 
 
 def test_service_and_disruption_budget(plan):
-    manifests = render_manifests(plan)
+    manifests = manifests_of(plan)
     service = manifests.service["spec"]
     assert service["type"] == "ClusterIP"
     assert service["ports"] == [{"name": "http", "port": 8000, "targetPort": "api", "protocol": "TCP"}]
@@ -209,7 +213,7 @@ def test_service_and_disruption_budget(plan):
 
 
 def test_nim_sits_behind_an_api_key_proxy_and_pulls_with_the_ngc_key():
-    manifests = render_manifests(shipped_plan("eks-nim"))
+    manifests = manifests_of(shipped_plan("eks-nim"))
     pod = manifests.workload["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["containers"]] == ["nim", "auth-proxy"]
     nim, proxy = pod["containers"]
@@ -226,7 +230,7 @@ def test_nim_sits_behind_an_api_key_proxy_and_pulls_with_the_ngc_key():
 def test_vllm_loads_the_api_key_middleware_from_a_read_only_config_map(plan):
     # vLLM checks VLLM_API_KEY only under /v1 (vllm#58144); the planner's argv ends with --middleware, whose module
     # the serving pod (the LWS leader: workers only run Ray) mounts from a ConfigMap and finds on PYTHONPATH.
-    manifests = render_manifests(plan)
+    manifests = manifests_of(plan)
     if plan.engine == "nim":
         assert manifests.serving_modules is None and manifests.auth_proxy_config is not None
         return
@@ -255,12 +259,12 @@ def test_vllm_loads_the_api_key_middleware_from_a_read_only_config_map(plan):
 
 
 def test_two_nodes_make_a_leader_worker_set_with_ray(two_node_plan):
-    plan, workload = two_node_plan, render_manifests(two_node_plan).workload
+    plan, workload = two_node_plan, manifests_of(two_node_plan).workload
     assert workload["apiVersion"] == "leaderworkerset.x-k8s.io/v1" and workload["kind"] == "LeaderWorkerSet"
     # The LWS controller creates a headless Service named after the set (the pods' subdomain, through which
     # LWS_LEADER_ADDRESS resolves) and silently reuses an existing Service of that name: a ClusterIP one would leave
     # the leader's address unresolvable and the workers outside the Ray cluster.
-    assert workload["metadata"]["name"] != render_manifests(two_node_plan).service["metadata"]["name"]
+    assert workload["metadata"]["name"] != manifests_of(two_node_plan).service["metadata"]["name"]
     template = workload["spec"]["leaderWorkerTemplate"]
     assert template["size"] == 2 and template["restartPolicy"] == "RecreateGroupOnPodRestart"
     leader = template["leaderTemplate"]["spec"]["containers"][0]
@@ -280,12 +284,12 @@ def test_two_nodes_make_a_leader_worker_set_with_ray(two_node_plan):
     env = {e["name"]: e for e in worker["env"]}
     assert env["VLLM_HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env["NCCL_SOCKET_IFNAME"]["value"] == "eth0" and "VLLM_API_KEY" not in env
-    assert [r.name for r in cluster_addons(plan)] == ["nvidia-device-plugin", "aws-efa-k8s-device-plugin", "lws"]
+    assert [r.name for r in plan.eks.addons] == ["nvidia-device-plugin", "aws-efa-k8s-device-plugin", "lws"]
 
 
 def test_single_node_stacks_install_no_leader_worker_set_controller():
     for stack in EKS_STACKS:
-        assert [r.name for r in cluster_addons(shipped_plan(stack))] == ["nvidia-device-plugin",
+        assert [r.name for r in shipped_plan(stack).eks.addons] == ["nvidia-device-plugin",
                                                                           "aws-efa-k8s-device-plugin"]
 
 
@@ -294,8 +298,8 @@ def test_a_renewed_expiry_changes_no_pod_template():
 
     plan = shipped_plan("eks-vllm")
     renewed = replace(plan, tags=plan.tags | {"nemotron-deploy:expires-at": "2026-12-02T09:30:00Z"})
-    assert pod_templates(render_manifests(plan).workload) == pod_templates(render_manifests(renewed).workload)
-    assert render_manifests(plan).workload["metadata"] != render_manifests(renewed).workload["metadata"]
+    assert pod_templates(manifests_of(plan).workload) == pod_templates(manifests_of(renewed).workload)
+    assert manifests_of(plan).workload["metadata"] != manifests_of(renewed).workload["metadata"]
 
 
 def test_kubeconfig_authenticates_with_aws_eks_get_token():
@@ -314,7 +318,7 @@ def _snapshot_text(manifests: Manifests) -> str:
 def test_manifests_match_their_snapshots(plan, request):
     name = request.node.callspec.params["plan"]
     path = SNAPSHOTS / f"{name}.yaml"
-    text = _snapshot_text(render_manifests(plan))
+    text = _snapshot_text(manifests_of(plan))
     if os.environ.get("NEMOTRON_UPDATE_SNAPSHOTS") == "1":
         path.write_text(text)
     assert path.is_file(), f"no snapshot {path}; run with NEMOTRON_UPDATE_SNAPSHOTS=1 and review the file"

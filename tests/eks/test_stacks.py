@@ -9,14 +9,8 @@ import json
 import pytest
 
 from components.offline import HIDDEN_VALUE
-from planner.kubernetes import (
-    CLUSTER_POLICIES,
-    EFA_DEVICE_PLUGIN,
-    NODE_POLICIES,
-    NVIDIA_DEVICE_PLUGIN,
-    workload_sizing,
-)
 from planner.policy import check_resources
+from planner.targets.eks import CLUSTER_POLICIES, EFA_DEVICE_PLUGIN, NODE_POLICIES, NVIDIA_DEVICE_PLUGIN
 from tests.eks.cases import (
     API_KEY,
     CLUSTER,
@@ -192,7 +186,7 @@ def test_gpu_limits_of_the_declared_deployment_equal_the_layout(stack):
     server = pod["containers"][0]
     assert server["resources"]["limits"] == {"nvidia.com/gpu": str(plan.fit.layout.gpus_per_node)}
     assert server["startupProbe"]["failureThreshold"] * server["startupProbe"]["periodSeconds"] == \
-        workload_sizing(plan).probe.allowed_s
+        plan.eks.sizing.probe.allowed_s
 
 
 def test_secret_values_reach_kubernetes_secrets_only_masked(stack):

@@ -11,9 +11,9 @@ import pytest
 
 from components.offline import OfflineMocks, OfflineRunError, run_program
 from planner.errors import PlanInputError
-from planner.kubernetes import LWS_CHART, required_secret_keys
 from planner.policy import check_resources
 from planner.stack_config import parse_stack
+from planner.targets.eks import LWS_CHART, required_secret_keys
 from tests.components.runs import NOW
 from tests.eks.cases import (
     CLUSTER,

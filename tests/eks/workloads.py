@@ -7,8 +7,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from planner.kubernetes import pod_templates
 from planner.plan import StackPlan
+from planner.targets.eks import pod_templates
 from tests.eks.cases import EKS_STACKS, shipped_plan, variant_plan, write_variant
 
 # Variants beyond the shipped stacks: a copy of a shipped stack with top-level keys changed (cases.write_variant).

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.kubernetes import missing_required_secrets, missing_secret_message
 from planner.stack_config import load_stack
+from planner.targets.eks import missing_required_secrets, missing_secret_message
 from scripts.plan import main as plan_main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,6 +7,7 @@ import pytest
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs
 
 from planner.policy import RULE_NAMES
+from tests.library_internals import policy_validate
 
 REPO = Path(__file__).resolve().parents[2]
 TAGS = {"nemotron-deploy:stack": "s", "nemotron-deploy:owner": "o",
@@ -28,7 +29,7 @@ def run(resource_type, props):
     args = ResourceValidationArgs(resource_type, props, "urn:pulumi:s::nemotron-deploy::t::n", "n", None, None)
     reports = {}
     for name, policy in POLICIES.items():
-        validate = policy._ResourceValidationPolicy__validate
+        validate = policy_validate(policy)
         validate(args, lambda message, urn, name=name: reports.setdefault(name, []).append(message))
     return reports
 

@@ -18,6 +18,7 @@ from planner.policy import (
     rules_for,
     secret_like,
 )
+from tests.library_internals import policy_validate
 
 TAGS = {"nemotron-deploy:stack": "h100-pilot", "nemotron-deploy:owner": "platform-team",
         "nemotron-deploy:expires-at": "2026-12-01T18:00:00Z"}
@@ -337,7 +338,7 @@ def test_rules_wrap_into_a_crossguard_policy():
                                   None, None)
     reports: dict[str, list[str]] = {}
     for p in policies:
-        validate = p._ResourceValidationPolicy__validate  # the function the policy engine calls
+        validate = policy_validate(p)  # the function the policy engine calls
         validate(args, lambda message, urn, name=p.name: reports.setdefault(name, []).append(message))
     assert list(reports) == ["world-open-ingress"]
     assert "0.0.0.0/0" in reports["world-open-ingress"][0]

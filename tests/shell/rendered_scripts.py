@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +18,6 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-for _path in (REPO, REPO / "ansible-like"):  # spark_cluster lives under a directory that is not an identifier
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:shellcheck-serving-secret-Ab12Cd"
@@ -106,11 +102,12 @@ _EXEC_LINE = re.compile(r"^(ExecStart|ExecStartPre|ExecStartPost|ExecStop|ExecSt
 def user_data_scripts(stack: str, plan) -> Iterator[RenderedScript]:
     """The shell in one stack's user data, node by node: written files with a sh/bash shebang or a .sh name, the
     settings files those scripts source, the systemd units' Exec command lines, and runcmd."""
-    from planner.user_data import render_user_data
+    from planner.targets.ec2 import render_user_data
 
-    source = "planner/user_data.py"
+    source = "planner/targets/ec2.py"
     for node in range(plan.config.nodes):
-        document = yaml.safe_load(render_user_data(plan, node, SECRET_ARN, head_ip=HEAD_IP if node else None))
+        document = yaml.safe_load(render_user_data(plan, plan.ec2, node, SECRET_ARN,
+                                                   head_ip=HEAD_IP if node else None))
         prefix = f"ec2/{stack}/node{node}"
         files = {f["path"]: f.get("content", "") for f in document.get("write_files", [])}
         scripts = {}
@@ -137,7 +134,7 @@ def user_data_scripts(stack: str, plan) -> Iterator[RenderedScript]:
 
 def _containers(manifest: dict) -> Iterator[tuple[str, dict]]:
     """(role/container, container) of a Deployment's or LeaderWorkerSet's pod templates (leader first)."""
-    from planner.kubernetes import pod_templates
+    from planner.targets.eks import pod_templates
 
     if manifest.get("kind") not in ("Deployment", "LeaderWorkerSet"):
         return
@@ -153,11 +150,11 @@ LWS_INJECTED_ENV = ("LWS_LEADER_ADDRESS", "LWS_GROUP_SIZE", "LWS_WORKER_INDEX", 
 
 def eks_scripts(stack: str, plan) -> Iterator[RenderedScript]:
     """`sh -c`/`bash -c` container commands of every rendered manifest, and the weights download command."""
-    from planner.kubernetes import download_command, render_manifests
     from planner.serving import VllmCommand
+    from planner.targets.eks import download_command, render_manifests
 
-    source = "planner/kubernetes.py"
-    for manifest in _manifest_documents(render_manifests(plan, hf_token=True)):
+    source = "planner/targets/eks.py"
+    for manifest in _manifest_documents(render_manifests(plan, plan.eks, hf_token=True)):
         for where, container in _containers(manifest):
             argv = list(container.get("command", [])) + list(container.get("args", []))
             for index in range(len(argv) - 2):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from planner.expiry import parse_expiry
-from tests.user_data.conftest import booted_at, closed_port
+from tests.user_data.bootlab import booted_at, closed_port
 
 EBS = "Amazon Elastic Block Store"
 INSTANCE_STORE = "Amazon EC2 NVMe Instance Storage"

@@ -15,10 +15,10 @@ import yaml
 from pydantic import ValidationError
 
 from planner.expiry import EXPIRY_FORM, parse_expiry
-from planner.plan import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
 from planner.reaper import EXPIRED, FOREIGN, LIVE, MALFORMED, FoundResource, assess
 from planner.stack_config import StackConfig
-from tests.user_data.conftest import render_node
+from planner.tags import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
+from tests.user_data.bootlab import render_node
 
 FORMS = [
     # value, the UTC instant it names (None: refused everywhere)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.user_data.conftest import sandbox
+from tests.user_data.bootlab import sandbox
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root (mount namespaces)")

@@ -1,4 +1,4 @@
-"""The EC2 boot script renderer (planner/user_data.py): snapshots, structure, shell syntax, the dead-man switch run
+"""The EC2 boot script renderer (planner/targets/ec2.py): snapshots, structure, shell syntax, the dead-man switch run
 against a fake metadata service, and the numbers it derives (startup budget, egress, secret variables).
 
 Refresh the snapshots after an intended change with `NEMOTRON_UPDATE_SNAPSHOTS=1 pytest tests/user_data`.
@@ -20,16 +20,7 @@ from planner.errors import PlanInputError
 from planner.plan import plan_stack
 from planner.serving import API_KEY_GUARD
 from planner.stack_config import load_stack, parse_stack
-from planner.user_data import (
-    USER_DATA_LIMIT_BYTES,
-    boot_image,
-    hf_cache_snapshot,
-    internet_egress_reasons,
-    render_user_data,
-    secret_env_names,
-    startup_budget,
-    weights_location,
-)
+from planner.targets.ec2 import USER_DATA_LIMIT_BYTES, hf_cache_snapshot, internet_egress_reasons, render_user_data
 
 REPO = Path(__file__).resolve().parents[2]
 STACKS_DIR = REPO / "stacks"
@@ -49,7 +40,8 @@ def plan_of(stack: str, now: datetime = NOW, **config):
 
 
 def render(stack: str, node: int, now: datetime = NOW) -> str:
-    return render_user_data(plan_of(stack, now), node, SECRET_ARN, head_ip=HEAD_IP if node else None)
+    plan = plan_of(stack, now)
+    return render_user_data(plan, plan.ec2, node, SECRET_ARN, head_ip=HEAD_IP if node else None)
 
 
 def written_files(user_data: str) -> dict[str, str]:
@@ -102,7 +94,7 @@ def test_a_crash_looping_server_stops_restarting_and_says_so(stack, node):
     text = render(stack, node)
     serve = _unit(text, "nemotron-serve.service")
     if node == 0:  # the vLLM server: 5 failed starts within 5 startup budgets (+ restart delays) is a crash loop
-        budget = startup_budget(plan_of(stack)).total_s
+        budget = plan_of(stack).ec2.startup.total_s
         assert serve["Unit"]["StartLimitBurst"] == ["5"]
         assert serve["Unit"]["StartLimitIntervalSec"] == [str(5 * (30 + budget))]
         assert serve["Unit"]["OnFailure"] == ["nemotron-serve-failed.service"]
@@ -218,25 +210,26 @@ def test_the_expiry_is_not_in_the_boot_script_so_renewal_keeps_the_server():
 def test_a_worker_needs_the_head_ip_and_nodes_are_bounded():
     plan = plan_of("h100-bf16")
     with pytest.raises(PlanInputError, match="head_ip"):
-        render_user_data(plan, 1, SECRET_ARN)
+        render_user_data(plan, plan.ec2, 1, SECRET_ARN)
     with pytest.raises(PlanInputError, match="node_index"):
-        render_user_data(plan, 2, SECRET_ARN, head_ip=HEAD_IP)
+        render_user_data(plan, plan.ec2, 2, SECRET_ARN, head_ip=HEAD_IP)
 
 
 def test_only_ec2_vllm_plans_get_user_data():
     with pytest.raises(PlanInputError, match="ec2"):
-        render_user_data(plan_of("jumpstart"), 0, SECRET_ARN)
+        plan = plan_of("jumpstart")
+        render_user_data(plan, plan.ec2, 0, SECRET_ARN)
 
 
 def test_a_weights_mirror_is_staged_into_the_hugging_face_cache_layout():
     plan = plan_of("h100-pilot", weightsS3Uri="s3://model-mirror/nemotron/fp8")
-    text = render_user_data(plan, 0, SECRET_ARN)
+    text = render_user_data(plan, plan.ec2, 0, SECRET_ARN)
     snapshot, revision = hf_cache_snapshot(plan.serving.model_repo, "s3://model-mirror/nemotron/fp8")
     assert snapshot == f"hub/models--nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4/snapshots/{revision}"
     assert len(revision) == 40 and int(revision, 16) >= 0
     assert f"MIRROR_SNAPSHOT=/opt/dlami/nvme/nemotron/hf/{snapshot}" in text
     assert f"MIRROR_REVISION={revision}" in text
-    assert weights_location(plan).bucket == "model-mirror" and weights_location(plan).prefix == "nemotron/fp8"
+    assert plan.ec2.weights.bucket == "model-mirror" and plan.ec2.weights.prefix == "nemotron/fp8"
 
 
 @pytest.mark.parametrize(("config", "stage_s", "total_s"), [
@@ -246,30 +239,32 @@ def test_a_weights_mirror_is_staged_into_the_hugging_face_cache_layout():
     ({"ttlHours": 0.5}, 1762, 1800),  # never longer than the time-to-live
 ])
 def test_startup_budget_follows_weights_size_and_stated_bandwidth(config, stage_s, total_s):
-    budget = startup_budget(plan_of("h100-pilot", **config))
+    plan = plan_of("h100-pilot", **config)
+    budget = plan.ec2.startup
     assert (budget.stage_s, budget.total_s) == (stage_s, total_s)
-    assert f"STARTUP_BUDGET_S={total_s}" in render_user_data(plan_of("h100-pilot", **config), 0, SECRET_ARN)
+    assert f"STARTUP_BUDGET_S={total_s}" in render_user_data(plan, plan.ec2, 0, SECRET_ARN)
 
 
 def test_internet_egress_is_needed_for_public_images_and_hugging_face_only():
-    assert len(internet_egress_reasons(plan_of("h100-pilot"))) == 2
+    assert len(plan_of("h100-pilot").ec2.internet_egress_reasons) == 2
     mirrored = plan_of("h100-pilot", weightsS3Uri="s3://model-mirror/fp8")
-    assert internet_egress_reasons(mirrored) == ("the image vllm/vllm-openai:v0.33.0 is pulled from a public registry",)
+    assert mirrored.ec2.internet_egress_reasons == (
+        "the image vllm/vllm-openai:v0.33.0 is pulled from a public registry",)
     private = replace(mirrored, serving=replace(mirrored.serving,
                                                 image="123456789012.dkr.ecr.us-east-1.amazonaws.com/vllm:v0.33.0"))
-    assert internet_egress_reasons(private) == ()
+    assert internet_egress_reasons(private) == ()  # the target's function, on a plan with an ECR image
 
 
 def test_the_secret_holds_the_api_key_and_the_hf_token_only_when_hugging_face_is_used():
-    assert secret_env_names(plan_of("h100-pilot")) == ("VLLM_API_KEY",)
-    assert secret_env_names(plan_of("h100-pilot", hfToken={"secure": "v1:x"})) == ("VLLM_API_KEY", "HF_TOKEN")
+    assert plan_of("h100-pilot").ec2.secret_env_names == ("VLLM_API_KEY",)
+    assert plan_of("h100-pilot", hfToken={"secure": "v1:x"}).ec2.secret_env_names == ("VLLM_API_KEY", "HF_TOKEN")
     mirrored = plan_of("h100-pilot", hfToken={"secure": "v1:x"}, weightsS3Uri="s3://model-mirror/fp8")
-    assert secret_env_names(mirrored) == ("VLLM_API_KEY",)
+    assert mirrored.ec2.secret_env_names == ("VLLM_API_KEY",)
 
 
 def test_the_boot_image_is_the_x86_dlami_for_hopper_and_blackwell():
     for stack in ("h100-pilot", "b200-nvfp4"):
-        image = boot_image(plan_of(stack))
+        image = plan_of(stack).ec2.boot_image
         assert image.ssm_parameter == \
             "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id"
         assert (image.root_device, image.root_volume_gib) == ("/dev/sda1", 200)
