@@ -56,21 +56,20 @@ class Whole(int):
     typed: str
 
 
-def number(text: str) -> Number:
-    """argparse type for a number flag; the text is kept for messages (planner.errors.shown)."""
+def _as_typed(kind: type, allowed: str, text: str):
     try:
-        value = Number(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not valid; allowed: a number") from None
+        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not valid; allowed: {allowed}") from None
     value.typed = text.strip()
     return value
+
+
+def number(text: str) -> Number:
+    """argparse type for a number flag; the text is kept for messages (planner.errors.shown)."""
+    return _as_typed(Number, "a number", text)
 
 
 def whole(text: str) -> Whole:
     """argparse type for a whole-number flag; the text is kept for messages (planner.errors.shown)."""
-    try:
-        value = Whole(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:80]!r} is not valid; allowed: a whole number") from None
-    value.typed = text.strip()
-    return value
+    return _as_typed(Whole, "a whole number", text)
