@@ -9,10 +9,14 @@ which the program prints and exits with. Nothing else about Fabric's parsing cha
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import sys
 
 from invoke import Collection
 from invoke.exceptions import Exit, ParseError
+
+from planner.cli import CLOSED_PIPE_STATUS
 
 BAD_INPUT = 2
 _UNKNOWN = re.compile(r"^No idea what '(?P<word>.*)' is!$")
@@ -60,3 +64,19 @@ def guard_parse_errors(collection: Collection) -> None:
 
     guarded._spark_guard = True  # type: ignore[attr-defined]
     program.parse_tasks = guarded
+    program.list_tasks = _quiet_on_closed_pipe(program.list_tasks)
+
+
+def _quiet_on_closed_pipe(list_tasks):
+    """`fab --list | head`: the reader went away; stop like every other entry point (no traceback, status 141)."""
+
+    def listed() -> None:
+        try:
+            list_tasks()
+            sys.stdout.flush()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout again at exit
+            sys.exit(CLOSED_PIPE_STATUS)
+
+    return listed

@@ -222,8 +222,8 @@ def test_the_planner_region_list_is_botocores():
     assert set(AWS_REGIONS) == regions
 
 
-@pytest.mark.parametrize("argv", [["scripts.plan", "--json"], ["scripts.plan"], ["planner", "article"]],
-                         ids=["json", "rich-tables", "planner"])
+@pytest.mark.parametrize("argv", [["scripts.plan", "--json"], ["scripts.plan"], ["planner", "article"],
+                                  ["fabric", "--list"]], ids=["json", "rich-tables", "planner", "fab-list"])
 def test_a_closed_pipe_ends_quietly(argv):
     """`python -m scripts.plan | true`: the reader is gone before the first write; no traceback, and the status a
     shell gives a command whose reader left (141), for JSON and for rich's tables alike (rich alone would exit 1)."""
