@@ -13,11 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.cli import OneLineParser, PipeConsole, number, run_main, whole
-from planner.errors import PlanInputError
-from planner.estimates import article_break_even
+from planner.errors import PlanInputError, one_of
+from planner.estimates import article_break_even, with_one_server_alternatives
 from planner.fit import DEFAULT_GPU_MEMORY_UTILIZATION, FitRequest, FitResult, plan_fit
+from planner.hardware import GPUS
 from planner.hardware import gpu as lookup_gpu
-from planner.models import load_model
+from planner.hf_config import load_model_or_config
+from planner.models import PRECISIONS, load_model
 from planner.serving import ARTICLE_FLAG_REVIEW, VLLM_CHECKED
 
 # The fit request's fields and the flags that set them: a message names the flag the user typed.
@@ -38,11 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m planner", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     fit = sub.add_parser("fit", help="can this model be served on these GPUs?")
-    fit.add_argument("--model", default="nemotron-3-ultra", help="built-in model name or a model-spec YAML file")
-    fit.add_argument("--gpu", required=True, help="h100, h200, b200, gb200 or gb10")
+    fit.add_argument("--model", default="nemotron-3-ultra",
+                     help="built-in model name, a model-spec YAML file (layers or layer_kinds: attention, "
+                          "sliding_window, chunked_local, mla, mamba2, mamba1, gated_deltanet) or a Hugging Face "
+                          "config.json (Llama, Qwen3 dense and MoE, Mixtral, DeepSeek-V3/Kimi K2, Gemma 3, gpt-oss, "
+                          "NemotronH); parameters are then computed from its shapes")
+    fit.add_argument("--gpu", required=True, help=f"one of {one_of(GPUS)}")
     fit.add_argument("--gpus-per-node", type=whole, required=True)
     fit.add_argument("--nodes", type=whole, default=1)
-    fit.add_argument("--precision", required=True, help="bf16, fp8 or nvfp4")
+    fit.add_argument("--precision", help=f"{', '.join(PRECISIONS)}; default: the precision a config.json's "
+                                          "quantization_config (or dtype) states; required otherwise")
     fit.add_argument("--context", type=whole, required=True, help="max tokens per sequence (max-model-len)")
     fit.add_argument("--concurrency", type=whole, required=True, help="sequences served at once (max-num-seqs)")
     fit.add_argument("--kv-cache-dtype", default="fp8")
@@ -86,9 +93,10 @@ def print_fit(result: FitResult, console: Console) -> None:
 
 def article_check() -> tuple[FitResult, FitResult, FitResult]:
     """The article's pilot (8x H100, BF16, 262,144 tokens, 16 sequences), then the same with NVIDIA's NVFP4
-    checkpoint (what the toolkit serves on H100) and with the community FP8 one."""
+    checkpoint (what the toolkit serves on H100) and with the community FP8 one. The pilot's alternatives also name
+    every single server that holds it in BF16, as the article meant to evaluate (8x B200, 8x B300)."""
     model, h100 = load_model("nemotron-3-ultra"), lookup_gpu("h100")
-    asked = plan_fit(FitRequest(model, h100, 8, 1, "bf16", 262_144, 16))
+    asked = with_one_server_alternatives(plan_fit(FitRequest(model, h100, 8, 1, "bf16", 262_144, 16)))
     nvfp4 = plan_fit(FitRequest(model, h100, 8, 1, "nvfp4", 262_144, 16))
     fp8 = plan_fit(FitRequest(model, h100, 8, 1, "fp8", 262_144, 16))
     return asked, nvfp4, fp8
@@ -129,9 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             for flag in ARTICLE_FLAG_REVIEW:
                 console.print(f"  [{flag.verdict}] {flag.article}: {flag.reason}", highlight=False, markup=False)
             return 0
+        model = load_model_or_config(args.model)
+        precision = args.precision or model.native_precision
+        if precision is None:
+            raise PlanInputError("precision", None, f"{', '.join(PRECISIONS)} (required unless --model is a "
+                                 "config.json that states its precision)")
         request = FitRequest(
-            model=load_model(args.model), gpu=lookup_gpu(args.gpu), gpus_per_node=args.gpus_per_node,
-            nodes=args.nodes, precision=args.precision, context=args.context, concurrency=args.concurrency,
+            model=model, gpu=lookup_gpu(args.gpu), gpus_per_node=args.gpus_per_node,
+            nodes=args.nodes, precision=precision, context=args.context, concurrency=args.concurrency,
             kv_cache_dtype=args.kv_cache_dtype, gpu_memory_utilization=args.gpu_memory_utilization,
             tensor_parallel=args.tensor_parallel, pipeline_parallel=args.pipeline_parallel)
         result = plan_fit(request)

@@ -4,11 +4,11 @@ output tokens at the bound, and own-versus-rent break-even."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from planner.fit import FitResult
-from planner.hardware import InstanceType
+from planner.fit import Alternative, FitRequest, FitResult, alternatives
+from planner.hardware import INSTANCE_TYPES, InstanceType
 from planner.models import BYTES_PER_PARAM, ModelProfile
 
 
@@ -67,6 +67,27 @@ def decode_upper_bound(fit: FitResult) -> ThroughputBound:
     if compute_bound < memory_bound:
         return ThroughputBound(min(single, compute_bound), compute_bound, "compute")
     return ThroughputBound(single, memory_bound, "memory bandwidth")
+
+
+def one_server_alternatives(req: FitRequest) -> list[Alternative]:
+    """Every single server of the catalogue that fits the request at the precision it asks for, cheapest first: the
+    answer to "can it run as asked on one machine?", which the cheapest-first alternatives can crowd out (8x B300
+    holds the BF16 checkpoint, docs/sources.md#aws-gpu-instances, but costs more than NVFP4 on cheaper GPUs)."""
+    fitting = alternatives(req, limit=len(INSTANCE_TYPES), max_nodes=1)
+    return [a for a in fitting if a.precision == req.precision and a.nodes == 1]
+
+
+def with_one_server_alternatives(fit: FitResult) -> FitResult:
+    """`fit` with its one-server alternatives at the requested precision added to the cheapest ones, cheapest first
+    (a fitting result keeps none)."""
+    if fit.fits:
+        return fit
+    shown = {(a.instance_type, a.precision, a.nodes) for a in fit.alternatives}
+    extra = [a for a in one_server_alternatives(fit.request) if (a.instance_type, a.precision, a.nodes) not in shown]
+    if not extra:
+        return fit
+    merged = sorted((*fit.alternatives, *extra), key=lambda a: (a.usd_per_hour is None, a.usd_per_hour or 0.0))
+    return replace(fit, alternatives=tuple(merged))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
@@ -12,9 +12,14 @@ from planner.errors import PlanInputError, PlanInputNote, one_of
 from planner.references import ref
 from planner.yamlfile import YamlFileError, load_yaml_file
 
-PRECISIONS = ("bf16", "fp8", "nvfp4")
-# Bytes per weight: NVFP4 is 4-bit E2M1 plus one FP8 scale per 16 values = 4.5 bits (docs/sources.md#memory-arithmetic).
-BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "nvfp4": 0.5625}
+PRECISIONS = ("bf16", "fp8", "nvfp4", "mxfp4", "int8", "int8-w8a16", "int4")
+# Bytes per weight, scales included (docs/sources.md#memory-arithmetic, #weight-precisions): NVFP4 is 4-bit E2M1 plus
+# one FP8 scale per 16 values = 4.5 bits; MXFP4 4-bit E2M1 plus one 8-bit (E8M0) scale per 32 = 4.25 bits; INT8
+# W8A8 8 bits plus one scale per output channel (< 0.1 %, not counted); INT8 weight-only (W8A16, GPTQ) 8 bits plus
+# one FP16 scale per group of 128 = 8.125 bits; INT4 weight-only (AWQ/GPTQ, group 128) 4 bits plus one FP16 scale
+# and one 4-bit zero point per 128 = 4.15625 bits.
+BYTES_PER_PARAM = {"bf16": 2.0, "fp8": 1.0, "nvfp4": 0.5625, "mxfp4": 0.53125, "int8": 1.0,
+                   "int8-w8a16": 1.015625, "int4": 0.51953125}
 KV_CACHE_DTYPES = {"fp8": 1, "bf16": 2}
 SSM_CACHE_BYTES = 4  # --mamba-ssm-cache-dtype float32, as NVIDIA recommends
 CONV_STATE_BYTES = 2  # the conv state follows the model dtype (bf16)
@@ -47,6 +52,60 @@ class MoESpec:
 
 
 @dataclass(frozen=True)
+class MLASpec:
+    """Multi-head latent attention (DeepSeek-V3/R1, Kimi K2): each token caches one compressed latent plus the
+    decoupled rope key, shared by all heads (docs/sources.md#model-forms)."""
+
+    kv_lora_rank: int
+    qk_rope_head_dim: int
+
+    @property
+    def cached_values(self) -> int:
+        return self.kv_lora_rank + self.qk_rope_head_dim
+
+
+@dataclass(frozen=True)
+class Mamba1Spec:
+    """A Mamba-1 mixer: conv state (kernel-1) x d_inner, SSM state d_inner x state_size."""
+
+    d_inner: int
+    state_size: int
+    conv_kernel: int
+
+
+@dataclass(frozen=True)
+class GatedDeltaNetSpec:
+    """A Gated DeltaNet linear-attention mixer (Qwen3-Next): conv state over q, k, v; a head_k x head_v matrix per
+    value head."""
+
+    num_k_heads: int
+    num_v_heads: int
+    head_k_dim: int
+    head_v_dim: int
+    conv_kernel: int
+
+
+# The layer forms a model spec can list (`layer_kinds`). The first four cache per token (attention); the last three
+# keep a fixed state per sequence, whatever the context.
+ATTENTION_FORMS = ("attention", "sliding_window", "chunked_local", "mla")
+STATE_FORMS = ("mamba2", "mamba1", "gated_deltanet")
+LAYER_FORMS = ATTENTION_FORMS + STATE_FORMS
+WINDOWED_FORMS = ("sliding_window", "chunked_local")
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """`count` layers of one form; `window` is the most tokens a sliding-window or chunked layer caches."""
+
+    form: str
+    count: int
+    window: int | None = None
+
+    def cached_tokens(self, context: int) -> int:
+        return min(context, self.window) if self.window else context
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """A published set of weights for one precision: where it lives, who publishes it, how large it is.
 
@@ -61,6 +120,9 @@ class Checkpoint:
     size_gb: float | None = None
     layout_note: str = ""  # which layers are stored at which width
     source: str = ""  # anchor in docs/sources.md
+    # Parameters (billions) the quantized release keeps in BF16 (embeddings, LM head, sometimes attention); counted
+    # at 2 B each when the size is not published. 0: every weight at the checkpoint's precision.
+    bf16_params_b: float = 0.0
 
     def describe(self) -> str:
         who = {"nvidia": "NVIDIA's", "community": "a community"}.get(self.publisher, "the model spec's")
@@ -84,16 +146,42 @@ class ModelProfile:
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)  # precision -> published weights
     served_model_name: str | None = None
     assumptions: tuple[str, ...] = ()  # values not confirmed by a primary source
+    # Per-layer heterogeneity: the layers by form. Empty: `attention_layers` full-attention layers and
+    # `mamba_layers` Mamba2 layers (the specs before layer kinds). When set, `attention_layers` and `mamba_layers`
+    # are the totals of the cache-per-token and the state-per-sequence forms (see `with_layer_kinds`).
+    layer_kinds: tuple[LayerKind, ...] = ()
+    mla: MLASpec | None = None
+    mamba1: Mamba1Spec | None = None
+    gated_deltanet: GatedDeltaNetSpec | None = None
+    notes: tuple[str, ...] = ()  # said with every verdict (e.g. parameters computed from a config.json's shapes)
+    native_precision: str | None = None  # the precision the weights are published in, when the source says it
+
+    @property
+    def kinds(self) -> tuple[LayerKind, ...]:
+        """The layers by form, derived from the two counts when the spec lists no kinds."""
+        if self.layer_kinds:
+            return self.layer_kinds
+        derived = (LayerKind("attention", self.attention_layers), LayerKind("mamba2", self.mamba_layers))
+        return tuple(k for k in derived if k.count)
 
     def weights_bytes(self, precision: str) -> float:
-        """Bytes of weights at `precision`: the checkpoint's published size when known, else params x bytes."""
+        """Bytes of weights at `precision`: the checkpoint's published size when known, else params x bytes (the
+        parts the checkpoint keeps in BF16 at 2 B)."""
         published = self.checkpoints.get(precision)
         if published is not None and published.size_gb:
             return published.size_gb * 1e9
         return self.arithmetic_weights_bytes(precision)
 
+    def bf16_params_b(self, precision: str) -> float:
+        """Billions of parameters the checkpoint at `precision` keeps in BF16 (0 when none are declared)."""
+        published = self.checkpoints.get(precision)
+        if published is None or precision == "bf16":
+            return 0.0
+        return min(published.bf16_params_b, self.total_params_b)
+
     def arithmetic_weights_bytes(self, precision: str) -> float:
-        return self.total_params_b * 1e9 * BYTES_PER_PARAM[precision]
+        wide = self.bf16_params_b(precision)
+        return ((self.total_params_b - wide) * BYTES_PER_PARAM[precision] + wide * BYTES_PER_PARAM["bf16"]) * 1e9
 
     def active_weight_bytes(self, precision: str) -> float:
         return self.active_params_b * 1e9 * BYTES_PER_PARAM[precision]
@@ -136,6 +224,37 @@ NEMOTRON_3_ULTRA = ModelProfile(
 BUILT_IN_MODELS = {NEMOTRON_3_ULTRA.name: NEMOTRON_3_ULTRA}
 
 
+def layer_kinds_problem(kinds: tuple[LayerKind, ...], mla: MLASpec | None = None, mamba: MambaSpec | None = None,
+                        mamba1: Mamba1Spec | None = None,
+                        gated_deltanet: GatedDeltaNetSpec | None = None) -> tuple[str, str] | None:
+    """(field, what is allowed) for layer kinds no arithmetic can use, or None when they are whole."""
+    specs = {"mla": mla, "mamba2": mamba, "mamba1": mamba1, "gated_deltanet": gated_deltanet}
+    blocks = {"mla": "mla", "mamba2": "mamba", "mamba1": "mamba1", "gated_deltanet": "gated_deltanet"}
+    if not kinds:
+        return "layer_kinds", "at least one layer kind"
+    for i, kind in enumerate(kinds):
+        if kind.form not in LAYER_FORMS:
+            return f"layer_kinds.{i}.kind", one_of(LAYER_FORMS)
+        if kind.count < 1:
+            return f"layer_kinds.{i}.count", "a whole number >= 1"
+        if kind.form in WINDOWED_FORMS and not (kind.window and kind.window > 0):
+            return f"layer_kinds.{i}.window", f"a token count > 0 for a {kind.form} layer"
+        if kind.form not in WINDOWED_FORMS and kind.window is not None:
+            return f"layer_kinds.{i}.window", f"no window: only {one_of(WINDOWED_FORMS)} layers have one"
+        if kind.form in specs and specs[kind.form] is None:
+            return blocks[kind.form], f"a {blocks[kind.form]} block, since layer_kinds lists {kind.form} layers"
+    return None
+
+
+def with_layer_kinds(**fields) -> ModelProfile:
+    """A ModelProfile from its layer kinds: the two layer counts are the totals of the attention and state forms."""
+    kinds = tuple(fields.pop("layer_kinds"))
+    return ModelProfile(
+        attention_layers=sum(k.count for k in kinds if k.form in ATTENTION_FORMS),
+        mamba_layers=sum(k.count for k in kinds if k.form in STATE_FORMS),
+        layer_kinds=kinds, **fields)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -164,19 +283,55 @@ class _MoEYaml(_Strict):
     top_k: StrictInt = Field(gt=0)
 
 
+class _LayerKindYaml(_Strict):
+    kind: str = Field(min_length=1)
+    count: StrictInt = Field(gt=0)
+    window: StrictInt | None = Field(default=None, gt=0)
+
+
+class _MLAYaml(_Strict):
+    kv_lora_rank: StrictInt = Field(gt=0)
+    qk_rope_head_dim: StrictInt = Field(ge=0)
+
+
+class _Mamba1Yaml(_Strict):
+    d_inner: StrictInt = Field(gt=0)
+    state_size: StrictInt = Field(gt=0)
+    conv_kernel: StrictInt = Field(default=4, ge=1)
+
+
+class _GatedDeltaNetYaml(_Strict):
+    num_k_heads: StrictInt = Field(gt=0)
+    num_v_heads: StrictInt = Field(gt=0)
+    head_k_dim: StrictInt = Field(gt=0)
+    head_v_dim: StrictInt = Field(gt=0)
+    conv_kernel: StrictInt = Field(default=4, ge=1)
+
+
+class _CheckpointYaml(_Strict):
+    """A checkpoint with more than its repository: the parameters it keeps in BF16 (embeddings, LM head, ...)."""
+
+    repo: str = Field(min_length=1)
+    bf16_params_b: StrictFloat = Field(default=0.0, ge=0)
+
+
 class ModelSpecYaml(_Strict):
     """The model-spec YAML schema (README)."""
 
     name: str = Field(min_length=1)
     total_params_b: StrictFloat = Field(gt=0)
     active_params_b: StrictFloat = Field(gt=0)
-    layers: _LayersSpec
+    layers: _LayersSpec | None = None  # two counts: full attention and Mamba2; or, instead, layer_kinds
+    layer_kinds: tuple[_LayerKindYaml, ...] | None = None
     hidden_size: StrictInt = Field(gt=0)
     attention: _AttentionYaml
     mamba: _MambaYaml | None = None
+    mla: _MLAYaml | None = None
+    mamba1: _Mamba1Yaml | None = None
+    gated_deltanet: _GatedDeltaNetYaml | None = None
     moe: _MoEYaml | None = None
     max_context: StrictInt = Field(gt=0)
-    checkpoints: dict[str, str] = Field(default_factory=dict)
+    checkpoints: dict[str, str | _CheckpointYaml] = Field(default_factory=dict)
     served_model_name: str | None = None
 
 
@@ -308,39 +463,69 @@ def model_from_spec(data: object, source: str = "model spec") -> ModelProfile:
             raise PlanInputError("active_params_b", spec.active_params_b,
                                  f"less than total_params_b ({spec.total_params_b:g}) for an MoE that activates "
                                  f"{spec.moe.top_k} of {spec.moe.num_experts} experts", source)
-    if spec.layers.attention == 0 and spec.layers.mamba == 0:
+    if (spec.layers is None) == (spec.layer_kinds is None):
+        raise PlanInputError("layers", None if spec.layers is None else spec.layers.model_dump(),
+                             "either layers (attention and mamba counts) or layer_kinds, not both", source)
+    if spec.layers is not None and spec.layers.attention == 0 and spec.layers.mamba == 0:
         raise PlanInputError("layers", "0 attention and 0 mamba", "at least one attention or Mamba layer", source)
     if spec.attention.num_heads % spec.attention.num_kv_heads:
         raise PlanInputError("attention.num_kv_heads", spec.attention.num_kv_heads,
                              f"a divisor of attention.num_heads ({spec.attention.num_heads})", source)
-    for precision in spec.checkpoints:
+    for precision, checkpoint in spec.checkpoints.items():
         if precision not in PRECISIONS:
             raise PlanInputError(f"checkpoints.{precision}", precision, one_of(PRECISIONS), source)
+        if not isinstance(checkpoint, str) and checkpoint.bf16_params_b > spec.total_params_b:
+            raise PlanInputError(f"checkpoints.{precision}.bf16_params_b", checkpoint.bf16_params_b,
+                                 f"at most total_params_b ({spec.total_params_b:g})", source)
+    kind_fields = _kind_fields(spec, source) if spec.layer_kinds is not None else {}
     mamba = None
-    if spec.layers.mamba:
+    if spec.layers is not None and spec.layers.mamba:
         m = spec.mamba
         if m is None or not (m.num_heads and m.head_dim and m.state_size and m.n_groups):
             raise PlanInputError("mamba", None if m is None else m.model_dump(),
                                  "num_heads, head_dim, state_size, n_groups all > 0 when layers.mamba > 0", source)
         mamba = MambaSpec(m.num_heads, m.head_dim, m.state_size, m.n_groups, m.conv_kernel)
-    return ModelProfile(
+    profile = ModelProfile(
         name=spec.name,
         total_params_b=spec.total_params_b,
         active_params_b=spec.active_params_b,
-        attention_layers=spec.layers.attention,
-        mamba_layers=spec.layers.mamba,
+        attention_layers=spec.layers.attention if spec.layers else 0,
+        mamba_layers=spec.layers.mamba if spec.layers else 0,
         hidden_size=spec.hidden_size,
         attention=AttentionSpec(spec.attention.num_heads, spec.attention.num_kv_heads, spec.attention.head_dim),
         mamba=mamba,
         max_context=spec.max_context,
         moe=MoESpec(spec.moe.num_experts, spec.moe.top_k) if spec.moe else None,
-        checkpoints={p: Checkpoint(repo, p, "unspecified") for p, repo in spec.checkpoints.items()},
+        checkpoints={p: Checkpoint(c, p, "unspecified") if isinstance(c, str)
+                     else Checkpoint(c.repo, p, "unspecified", bf16_params_b=c.bf16_params_b)
+                     for p, c in spec.checkpoints.items()},
         served_model_name=spec.served_model_name,
     )
+    return replace(profile, **kind_fields) if kind_fields else profile
+
+
+def _kind_fields(spec: ModelSpecYaml, source: str) -> dict:
+    """The profile fields of a model spec that lists its layers by kind (`layer_kinds`), checked kind by kind."""
+    kinds = tuple(LayerKind(k.kind, k.count, k.window) for k in spec.layer_kinds)
+    m, m1, d = spec.mamba, spec.mamba1, spec.gated_deltanet
+    mamba = MambaSpec(m.num_heads, m.head_dim, m.state_size, m.n_groups, m.conv_kernel) \
+        if m is not None and m.num_heads and m.head_dim and m.state_size and m.n_groups else None
+    mla = MLASpec(spec.mla.kv_lora_rank, spec.mla.qk_rope_head_dim) if spec.mla else None
+    mamba1 = Mamba1Spec(m1.d_inner, m1.state_size, m1.conv_kernel) if m1 else None
+    deltanet = GatedDeltaNetSpec(d.num_k_heads, d.num_v_heads, d.head_k_dim, d.head_v_dim, d.conv_kernel) if d else None
+    problem = layer_kinds_problem(kinds, mla, mamba, mamba1, deltanet)
+    if problem:
+        field_name, allowed = problem
+        index = field_name.split(".")[1] if field_name.startswith("layer_kinds.") else None
+        value = spec.layer_kinds[int(index)].model_dump() if index is not None else None
+        raise PlanInputError(field_name, value, allowed, source)
+    return {"attention_layers": sum(k.count for k in kinds if k.form in ATTENTION_FORMS),
+            "mamba_layers": sum(k.count for k in kinds if k.form in STATE_FORMS),
+            "layer_kinds": kinds, "mamba": mamba, "mla": mla, "mamba1": mamba1, "gated_deltanet": deltanet}
 
 
 def load_model(name_or_path: str, field_name: str = "model") -> ModelProfile:
-    """A built-in model by name, or one read from a model-spec YAML file."""
+    """A built-in model by name, or one read from a model-spec YAML file (a config.json: planner.hf_config)."""
     if name_or_path in BUILT_IN_MODELS:
         return BUILT_IN_MODELS[name_or_path]
     path = Path(name_or_path)

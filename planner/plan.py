@@ -14,6 +14,7 @@ from planner.estimates import cost_estimate, decode_upper_bound, expires_at, iso
 from planner.fit import FitRequest, plan_fit
 from planner.hardware import GPUS, instance_type
 from planner.models import load_model
+from planner.regions import offering_caution
 from planner.serving import ServingOptions, render_nim, render_vllm
 from planner.stack_config import MAX_TTL_HOURS, PROJECT, TARGET_PLATFORM, StackConfig, StackFile
 from planner.tags import stack_tags
@@ -52,7 +53,7 @@ def plan_stack(stack: StackFile, now: datetime) -> StackPlan:
             model=model, gpu=GPUS[itype.gpu], gpus_per_node=itype.gpus, nodes=c.nodes, precision=c.precision,
             context=c.context_tokens, concurrency=c.concurrency, kv_cache_dtype=c.kv_cache_dtype,
             gpu_memory_utilization=c.gpu_memory_utilization, tensor_parallel=c.tensor_parallel,
-            pipeline_parallel=c.pipeline_parallel))
+            pipeline_parallel=c.pipeline_parallel, max_num_batched_tokens=c.max_num_batched_tokens))
         serving = None
         if fit.fits and c.engine == "vllm":
             serving = render_vllm(fit, serving_options(c))
@@ -82,6 +83,9 @@ def plan_stack(stack: StackFile, now: datetime) -> StackPlan:
     peak = peak_nodes(c)
     cost = cost_estimate(itype, c.nodes, c.ttl_hours, bound, peak_count=peak)
     warnings += budget_warnings(c, cost.max_spend_usd)  # what the stack's budget cannot do (planner/budget.py)
+    caution = offering_caution(itype.name, stack.region or "")  # public offering data is incomplete: a caution only
+    if caution and stack.region:
+        warnings.append(f"{caution}; preflight checks the offering in the account")
     core = CorePlan(stack.name, stack.source, stack.region or "", c, itype, fit, serving, bound, cost, expiry,
                     stack_tags(stack.name, c.owner, expiry), tuple(warnings), peak)
     return target_plan(core)
@@ -108,7 +112,8 @@ def target_plan(core: CorePlan) -> StackPlan:
 
 _FIELD_TO_KEY = {"tensor_parallel": "tensorParallel", "pipeline_parallel": "pipelineParallel",
                  "context": "contextTokens", "kv_cache_dtype": "kvCacheDtype",
-                 "gpu_memory_utilization": "gpuMemoryUtilization", "vllmExtraArgs": "vllmExtraArgs"}
+                 "gpu_memory_utilization": "gpuMemoryUtilization", "vllmExtraArgs": "vllmExtraArgs",
+                 "max_num_batched_tokens": "maxNumBatchedTokens"}
 
 
 def _config_key(planner_field: str) -> str:

@@ -6,6 +6,8 @@ AWS library; tests/badinput/test_corpus.py checks that it still equals botocore'
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from planner.hardware import INSTANCE_TYPES
 
 AWS_REGIONS: tuple[str, ...] = (
@@ -19,9 +21,54 @@ AWS_REGIONS: tuple[str, ...] = (
 BOTOCORE_PARTITIONS = ("aws", "aws-us-gov")
 
 
+@dataclass(frozen=True)
+class Offering:
+    """The regions where public data shows an instance family offered (docs/sources.md#aws-gpu-instances).
+
+    `complete` is True only when AWS itself lists every region of the family: then the planner refuses the others.
+    Otherwise the list is what third parties were seen running or pricing, and a region outside it is a caution
+    (`offering_caution`), never a refusal: a family is often offered in more regions than anyone has published.
+    """
+
+    regions: tuple[str, ...]
+    complete: bool
+    source: str
+
+
+# Keyed by family (the part before the dot, without SageMaker's "ml."). Families not listed: no regional data.
+FAMILY_OFFERINGS: dict[str, Offering] = {
+    "p6-b300": Offering(("us-west-2", "us-east-1", "us-gov-east-1"), False,
+                        "unconfirmed: us-west-2 from a third-party price table (2025-12) and run logs; us-east-1 "
+                        "from a third-party Capacity Block record (2026-09); us-gov-east-1 from a third-party article"),
+    "p4de": Offering(("us-east-1", "us-west-2"), False,
+                     "unconfirmed: the regions of AWS's 2022 launch announcement as recalled, not re-read"),
+}
+
+
+def family(instance_type: str) -> str:
+    """The instance family of an EC2 or SageMaker type name: p6-b300 for p6-b300.48xlarge and ml.p6-b300.48xlarge."""
+    return instance_type.removeprefix("ml.").split(".")[0]
+
+
 def not_offered_in(instance_type: str, region: str) -> str | None:
-    """What to use instead when the catalogue knows `instance_type` is not offered in `region`, else None."""
+    """What to use instead when the catalogue knows `instance_type` is not offered in `region`, else None: the
+    type's own list of regions without it, or a family whose complete list of regions lacks `region`."""
     known = INSTANCE_TYPES.get(instance_type)
-    if known is None or region not in known.not_offered_in:
+    if known is None:
         return None
-    return f"a type offered in {region} ({instance_type} is not; {known.note or 'see planner/hardware.py'})"
+    if region in known.not_offered_in:
+        return f"a type offered in {region} ({instance_type} is not; {known.note or 'see planner/hardware.py'})"
+    offering = FAMILY_OFFERINGS.get(family(instance_type))
+    if offering is not None and offering.complete and region not in offering.regions:
+        return (f"a type offered in {region} ({instance_type} is offered only in {', '.join(offering.regions)}; "
+                f"{offering.source})")
+    return None
+
+
+def offering_caution(instance_type: str, region: str) -> str | None:
+    """A caution when public data has not shown `instance_type` in `region` (an incomplete list), else None."""
+    offering = FAMILY_OFFERINGS.get(family(instance_type))
+    if offering is None or offering.complete or region in offering.regions:
+        return None
+    return (f"{instance_type} in {region}: not confirmed; public data shows the family in "
+            f"{', '.join(offering.regions)} ({offering.source})")

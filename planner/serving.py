@@ -17,7 +17,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from planner.errors import PlanInputError, one_of
-from planner.fit import LONG_CONTEXT_THRESHOLD, FitResult
+from planner.fit import LONG_CONTEXT_THRESHOLD, FitResult, vllm_default_max_num_batched_tokens
 from planner.hardware import GIB
 from planner.references import ref
 
@@ -69,6 +69,7 @@ PLANNER_FLAGS = {
     "--kv-cache-dtype": "kvCacheDtype", "--port": "(fixed)", "--served-model-name": "model",
     "--speculative-config": "mtpTokens", "--distributed-executor-backend": "nodes",
     "--middleware": "(fixed: the API key on every path)", "--moe-backend": "precision/instanceType",
+    "--max-num-batched-tokens": "maxNumBatchedTokens",
 }
 SECRET_FLAGS = ("--api-key", "--hf-token")
 
@@ -167,6 +168,15 @@ def checkpoint_for(fit: FitResult) -> tuple[str, tuple[str, ...], tuple[str, ...
     raise PlanInputError("precision", precision, f"a precision with a checkpoint for {model.name}: {listed}")
 
 
+def batched_tokens_args(fit: FitResult) -> list[str]:
+    """`--max-num-batched-tokens N` when the plan's budget (what its runtime reserve was computed for) differs from
+    vLLM's default on this GPU; nothing when they agree, so vLLM's own default stays visible as such."""
+    tokens = fit.request.batched_tokens
+    if tokens == vllm_default_max_num_batched_tokens(fit.request.gpu):
+        return []
+    return ["--max-num-batched-tokens", str(tokens)]
+
+
 def _check_extra_args(extra: tuple[str, ...]) -> tuple[str, ...]:
     """Refuse secrets and planner-owned flags in vllmExtraArgs; vLLM's own parser judges the rest at start."""
     warnings: list[str] = []
@@ -219,6 +229,7 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
     argv += ["--max-model-len", str(r.context),
              "--max-num-seqs", str(r.concurrency),
              "--gpu-memory-utilization", f"{r.gpu_memory_utilization:g}"]
+    argv += batched_tokens_args(fit)
     if options.mtp_tokens and layout.pipeline_parallel > 1:
         warnings += (f"MTP speculative decoding under pipeline parallel (PP {layout.pipeline_parallel}) is not "
                      "confirmed in vLLM; if vLLM refuses to start, set mtpTokens: 0",)
@@ -250,7 +261,7 @@ def render_nim(fit: FitResult, options: ServingOptions = ServingOptions()) -> Ni
         raise PlanInputError("precision", r.precision,
                              f"{one_of(NIM_PRECISIONS)} for engine nim: the NIM ships profiles for those only")
     passthrough = ["--kv-cache-dtype", "fp8" if r.kv_cache_dtype == "fp8" else "auto",
-                   "--max-num-seqs", str(r.concurrency)]
+                   "--max-num-seqs", str(r.concurrency)] + batched_tokens_args(fit)
     if model.mamba_layers:
         passthrough += ["--mamba-ssm-cache-dtype", "float32"]
     if layout.expert_parallel:
@@ -307,8 +318,10 @@ ARTICLE_FLAG_REVIEW = (
     ArticleFlag("--max-model-len 262144 --max-num-seqs 16", "corrected",
                 "derived from the fit: the context and concurrency the stack asks for, checked against free memory"),
     ArticleFlag("--max-num-batched-tokens 32768, --async-scheduling", "opt-in",
-                "real vLLM flags, left at vLLM's defaults: 32,768 batched tokens grow activation memory beyond the "
-                "planner's 3 GiB runtime reserve; add them via vllmExtraArgs"),
+                "real vLLM flags, left at vLLM's defaults (8,192 batched tokens on these GPUs): the batched-token "
+                "budget is the stack key maxNumBatchedTokens, rendered when it differs from vLLM's default, and the "
+                "fit reserves activations for it (32,768 tokens: 2 GiB + 8 GiB per GPU); --async-scheduling via "
+                "vllmExtraArgs"),
     ArticleFlag("export VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1", "kept",
                 "a real setting and already vLLM's default (1), so it is not rendered"),
     ArticleFlag("--kv-cache-dtype fp8, --mamba-ssm-cache-dtype float32", "kept", "as NVIDIA recommends"),

@@ -221,6 +221,9 @@ class StackConfig(_Strict):
     precision: Literal["bf16", "fp8", "nvfp4"]
     context_tokens: StrictInt = Field(default=131_072, alias="contextTokens", ge=1)
     concurrency: StrictInt = Field(default=8, ge=1)
+    # vLLM's --max-num-batched-tokens; absent: vLLM's default (8,192 on these GPUs). The fit reserves activation
+    # memory for it, and the command passes it when it differs from vLLM's default.
+    max_num_batched_tokens: StrictInt | None = Field(default=None, alias="maxNumBatchedTokens", ge=1)
     kv_cache_dtype: Literal["fp8", "bf16"] = Field(default="fp8", alias="kvCacheDtype")
     gpu_memory_utilization: StrictFloat = Field(default=0.90, alias="gpuMemoryUtilization", ge=0.1, le=0.98)
     tensor_parallel: StrictInt | None = Field(default=None, alias="tensorParallel", ge=1)
@@ -297,6 +300,9 @@ class StackConfig(_Strict):
             raise ValueError(f"jumpstart: the jumpstart section is only for target jumpstart, not {self.target}")
         if self.jumpstart is not None:
             self._check_jumpstart(self.jumpstart)
+        if engine == "jumpstart" and self.max_num_batched_tokens is not None:
+            raise ValueError("maxNumBatchedTokens: not used by target jumpstart (the hub's container keeps vLLM's "
+                             "default, which the fit assumes); remove it")
         if self.target != "eks" and self.eks is not None:
             raise ValueError(f"eks: the eks section is only for target eks, not {self.target}")
         if self.capacity_block and not self.capacity_reservation_id:

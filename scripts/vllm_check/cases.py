@@ -25,7 +25,7 @@ VLLM_NAME = re.compile(r"\bVLLM_[A-Z0-9_]+\b")
 # (base stack, variant, stack-config overrides): the layouts and options the stacks in stacks/ do not cover.
 VARIANTS: tuple[tuple[str, str, dict], ...] = (
     ("h100-pilot", "mtp0", {"mtpTokens": 0}),
-    ("h100-pilot", "extra-args", {"vllmExtraArgs": ["--max-num-batched-tokens", "32768", "--async-scheduling"]}),
+    ("h100-pilot", "extra-args", {"maxNumBatchedTokens": 32768, "vllmExtraArgs": ["--async-scheduling"]}),
     ("h100-pilot", "tp16-across-nodes", {"nodes": 2, "pipelineParallel": 1}),
     ("h200-pilot", "dp2-across-nodes", {"nodes": 2, "tensorParallel": 8, "pipelineParallel": 1}),
     ("eks-vllm", "two-nodes", {"nodes": 2}),

@@ -159,7 +159,7 @@ BAD_FLAGS = [
     (["--url", "URL", "--requests-per-level", "0"], "--requests-per-level"),
     (["--url", "URL", "--timeout", "-1"], "--timeout"),
     (["--url", "URL", "--api-key-env", "NO_SUCH_VARIABLE_SET"], "--api-key-env: 'NO_SUCH_VARIABLE_SET'"),
-    (["--url", "URL", "--stack", "nope"], "--stack: 'nope' is not valid; allowed: b200-nvfp4, eks-nim"),
+    (["--url", "URL", "--stack", "nope"], "--stack: 'nope' is not valid; allowed: b200-nvfp4, b300-bf16, eks-nim"),
     (["--url", "URL", "--region", "us-east-1"], "--region"),
     (["--concurrency", "1"], "one of the arguments --url --sagemaker-endpoint is required"),
     (["--url", "URL", "--sagemaker-endpoint", "e"], "not allowed with argument"),

@@ -114,8 +114,8 @@ def test_a_type_without_a_price_gets_the_stated_fallback_limit_and_a_warning(tmp
     plan = plan_stack(load_stack(tmp_path, name), NOW)
     assert plan.cost.max_spend_usd is None
     budget = budget_of(run_program(name, stacks_dir=tmp_path, now=NOW).resources)
-    assert budget["limitAmount"] == str(math.ceil(113.93 * 2 * 4))  # p6-b200, the catalogue's dearest EC2 type
-    assert any("no price for p5e.48xlarge: the budget limit is $912 (fallback" in w for w in plan.warnings)
+    assert budget["limitAmount"] == str(math.ceil(142.42 * 2 * 4))  # p6-b300, the catalogue's dearest EC2 type
+    assert any("no price for p5e.48xlarge: the budget limit is $1,140 (fallback" in w for w in plan.warnings)
 
 
 def test_the_reaper_recognises_the_declared_budget_and_reaps_it_after_the_expiry():
@@ -150,7 +150,7 @@ def config(**changes):
     return parse_stack("s", raw, "test").config
 
 
-LIMIT_CASES = [(440.32, 441), (441.0, 441), (0.2, 1), (None, math.ceil(113.93 * 1 * 8))]
+LIMIT_CASES = [(440.32, 441), (441.0, 441), (0.2, 1), (None, math.ceil(142.42 * 1 * 8))]
 
 
 @pytest.mark.parametrize(("spend", "limit"), LIMIT_CASES, ids=[str(c[0]) for c in LIMIT_CASES])

@@ -19,8 +19,9 @@ NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 API_KEY = "sk-test-" + "k3y" * 12
 HF_TOKEN = "hf_" + "T0ken" * 8
 SECRETS = {"apiKey": API_KEY, "hfToken": HF_TOKEN}
-# EFA network cards per instance type (docs/sources.md#aws-limits): p5 32, p5en 16, p6-b200 8.
-EC2_STACKS = {"h100-pilot": 32, "h100-bf16": 32, "h200-pilot": 16, "b200-nvfp4": 8}
+# EFA network cards per instance type (docs/sources.md#aws-limits, #aws-gpu-instances): p5 32, p5en 16, p6-b200 8,
+# p6-b300 16.
+EC2_STACKS = {"h100-pilot": 32, "h100-bf16": 32, "h200-pilot": 16, "b200-nvfp4": 8, "b300-bf16": 16}
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 INSTANCE = "aws:ec2/instance:Instance"

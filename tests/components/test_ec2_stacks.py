@@ -167,7 +167,7 @@ def test_outputs_say_how_to_reach_the_endpoint(stack):
     head_id, head_ip = outputs["instance_ids"][0], outputs["private_ips"][0]
     assert outputs["endpoint_url"] == f"http://{head_ip}:8000/v1"
     assert outputs["ssm_port_forward"] == (
-        f"aws ssm start-session --region us-east-1 --target {head_id} --document-name "
+        f"aws ssm start-session --region {plan.region} --target {head_id} --document-name "
         "AWS-StartPortForwardingSession --parameters portNumber=8000,localPortNumber=8000")
     assert outputs["usd_per_hour"] == plan.cost.usd_per_hour
     assert outputs["expires_at"] == plan.tags[TAG_EXPIRES_AT]

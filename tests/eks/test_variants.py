@@ -63,7 +63,7 @@ def test_an_existing_network_with_control_plane_subnets_creates_no_network(tmp_p
 
 
 def test_two_nodes_declare_a_leader_worker_set_and_its_controller(tmp_path):
-    name = write_variant(tmp_path, "eks-vllm", nodes=2, precision="bf16")
+    name = write_variant(tmp_path, "eks-vllm", nodes=2, precision="bf16", concurrency=8)
     run, plan = run_program(name, stacks_dir=tmp_path, now=NOW), variant_plan(tmp_path, name)
     assert run.of_type(DEPLOYMENT) == [] and run.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
     lws = only(run, LWS)["inputs"]

@@ -12,7 +12,7 @@ from planner.targets.eks import pod_templates
 from tests.eks.cases import EKS_STACKS, shipped_plan, variant_plan, write_variant
 
 # Variants beyond the shipped stacks: a copy of a shipped stack with top-level keys changed (cases.write_variant).
-DERIVED = {"two-node-vllm": ("eks-vllm", {"nodes": 2, "precision": "bf16"})}
+DERIVED = {"two-node-vllm": ("eks-vllm", {"nodes": 2, "precision": "bf16", "concurrency": 8})}
 VARIANTS = (*EKS_STACKS, *DERIVED)
 
 

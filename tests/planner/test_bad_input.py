@@ -27,8 +27,8 @@ def with_flag(flag, value):
 
 FIT_CASES = [
     ("unknown gpu", with_flag("--gpu", "a100"), "--gpu: 'a100' is not valid; allowed: h100, h200, b200, gb200, gb10"),
-    ("unknown precision", with_flag("--precision", "int4"),
-     "--precision: 'int4' is not valid; allowed: bf16, fp8, nvfp4"),
+    ("unknown precision", with_flag("--precision", "fp6"),
+     "--precision: 'fp6' is not valid; allowed: bf16, fp8, nvfp4, mxfp4, int8, int8-w8a16, int4"),
     ("unknown model", with_flag("--model", "llama-9000"),
      "--model: 'llama-9000' is not valid; allowed: nemotron-3-ultra"),
     ("zero nodes", with_flag("--nodes", "0"), "--nodes: 0 is not valid; allowed: a whole number >= 1"),
@@ -102,7 +102,7 @@ STACK_CASES = [
      "did you mean instanceType?"),
     ("unknown namespace", {"gcp:region": "us-east1"}, "gcp:region", "unknown key"),
     ("bad precision", {NS + "precision": "fp16"}, NS + "precision: 'fp16'", "bf16, fp8 or nvfp4"),
-    ("unknown instance type", {NS + "instanceType": "p4d.24xlarge"}, NS + "instanceType",
+    ("unknown instance type", {NS + "instanceType": "p3.16xlarge"}, NS + "instanceType",
      "p5.48xlarge, p5e.48xlarge"),
     ("sagemaker type on ec2", {NS + "instanceType": "ml.p5.48xlarge"}, NS + "instanceType: 'ml.p5.48xlarge'",
      "p5.48xlarge"),
@@ -146,7 +146,7 @@ def test_the_good_stack_of_these_cases_is_valid(tmp_path, capsys):
 def test_unknown_stack_names_the_shipped_ones(capsys):
     assert plan_main(["no-such-stack", "--json"]) == 2
     err = capsys.readouterr().err
-    assert "stack: 'no-such-stack' is not valid; allowed: b200-nvfp4, eks-nim" in err
+    assert "stack: 'no-such-stack' is not valid; allowed: b200-nvfp4, b300-bf16, eks-nim" in err
 
 
 def test_real_cli_prints_no_traceback():
@@ -154,4 +154,5 @@ def test_real_cli_prints_no_traceback():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr == ("python -m planner: --gpu: 'mi300x' is not valid; allowed: h100, h200, b200, gb200, gb10\n")
+    assert proc.stderr == ("python -m planner: --gpu: 'mi300x' is not valid; allowed: h100, h200, b200, gb200, gb10, "
+                           "b300, a100-80, a100-40, l40s, l4, a10g\n")

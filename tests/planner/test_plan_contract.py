@@ -12,7 +12,7 @@ from planner.stack_config import load_stack, stack_names
 from scripts.plan import main as plan_main
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = ["b200-nvfp4", "eks-nim", "eks-vllm", "h100-bf16", "h100-pilot", "h200-pilot", "jumpstart"]
+SHIPPED = ["b200-nvfp4", "b300-bf16", "eks-nim", "eks-vllm", "h100-bf16", "h100-pilot", "h200-pilot", "jumpstart"]
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 

@@ -78,7 +78,7 @@ def test_helm_charts_and_the_kubernetes_version_are_registered(rendered, tmp_pat
 
 def test_ami_parameters_are_registered():
     parameters = {plan_stack(load_stack(REPO / "stacks", name), NOW).ec2.boot_image.ssm_parameter
-                  for name in ("h100-pilot", "h200-pilot", "b200-nvfp4", "h100-bf16")}
+                  for name in ("h100-pilot", "h200-pilot", "b200-nvfp4", "b300-bf16", "h100-bf16")}
     assert parameters <= references.registered("ssm-parameter")
 
 

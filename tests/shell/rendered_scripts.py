@@ -72,7 +72,9 @@ def _stack_plans():
     yield "h100-pilot+s3-mirror", plan_stack(parse_stack("h100-pilot", config, "shellcheck"), NOW)
     # two EKS nodes: a LeaderWorkerSet with Ray instead of a Deployment
     document = yaml.safe_load((stacks_dir / "Pulumi.eks-vllm.yaml").read_text())
-    config = document["config"] | {"nemotron-deploy:nodes": 2, "nemotron-deploy:precision": "bf16"}
+    # (BF16 at 131,072 x 16 no longer fits 16x H100 with the activation reserve: 8 sequences, as tests/eks does)
+    config = document["config"] | {"nemotron-deploy:nodes": 2, "nemotron-deploy:precision": "bf16",
+                                   "nemotron-deploy:concurrency": 8}
     yield "eks-vllm+2-nodes", plan_stack(parse_stack("eks-vllm", config, "shellcheck"), NOW)
 
 

@@ -19,7 +19,7 @@ def cluster(size: int):
     return parse_inventory({"user": "nvidia", "mtu": 9000, "nodes": nodes})
 
 
-# NVIDIA's NVFP4 checkpoint is 328.1 GiB as published: 3 nodes hold 109.4 GiB each against a 104.3 GiB budget
+# NVIDIA's NVFP4 checkpoint is 328.1 GiB as published: 3 nodes hold 109.4 GiB each against a 103.3 GiB budget
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_sizes_the_planner_rejects_are_refused_naming_nodes(size):
     with pytest.raises(PlanInputError) as caught:

@@ -278,7 +278,7 @@ PRICE_CASES = [
     ("pending p5en", res("ec2:instance", "i", state="pending", instance_type="p5en.48xlarge"), 63.30),
     ("stopped instance bills no compute", res("ec2:instance", "i", state="stopped", instance_type="p5.48xlarge"),
      0.0),
-    ("type without a catalogue price", res("ec2:instance", "i", state="running", instance_type="p4d.24xlarge"), None),
+    ("type without a catalogue price", res("ec2:instance", "i", state="running", instance_type="p3.16xlarge"), None),
     ("catalogue type without a price", res("ec2:instance", "i", state="running", instance_type="p5e.48xlarge"),
      None),
     ("endpoint with two instances", res("sagemaker:endpoint", "e", state="InService",
@@ -305,7 +305,7 @@ def test_price(case, resource, price):
 
 def test_unknown_prices_are_listed_not_summed():
     plan = plan_reap([res("ec2:instance", "i-known", state="running", instance_type="p5.48xlarge"),
-                      res("ec2:instance", "i-unknown", state="running", instance_type="p4d.24xlarge")], NOW)
+                      res("ec2:instance", "i-unknown", state="running", instance_type="p3.16xlarge")], NOW)
     assert plan.usd_per_hour_stopped == pytest.approx(55.04)
     assert plan.unpriced == ("i-unknown",)
     assert plan.to_json()["deletions"][1]["usd_per_hour"] is None

@@ -439,7 +439,7 @@ BAD_INPUT = [
     (["--expired", "--region", "mars-1"], "--region: 'mars-1' is not valid; allowed: an AWS region name"),
     (["--expired", "--now", "2026-06-01T12:00:00"], "--now: '2026-06-01T12:00:00' is not valid; allowed: an ISO"),
     (["--expired", "--wait-timeout", "0"], "--wait-timeout: 0 is not valid"),
-    (["--stack", "nope"], "--stack: 'nope' is not valid; allowed: b200-nvfp4, eks-nim"),
+    (["--stack", "nope"], "--stack: 'nope' is not valid; allowed: b200-nvfp4, b300-bf16, eks-nim"),
     (["--region", "us-east-1"], "one of the arguments --stack --expired is required"),
     (["--stack", "h100-pilot", "--expired"], "not allowed with argument"),
     (["--expired", "--yes", "--wait-timeout", "soon"], "--wait-timeout: 'soon' is not valid; allowed: a number"),

@@ -28,7 +28,8 @@ SNAPSHOTS = Path(__file__).with_name("snapshots")
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:h100-pilot-serving-secret-Ab12Cd"
 HEAD_IP = "10.64.3.17"
-NODES = [("h100-pilot", 0), ("h100-bf16", 0), ("h100-bf16", 1), ("h200-pilot", 0), ("b200-nvfp4", 0)]
+NODES = [("h100-pilot", 0), ("h100-bf16", 0), ("h100-bf16", 1), ("h200-pilot", 0), ("b200-nvfp4", 0),
+         ("b300-bf16", 0)]
 
 
 def plan_of(stack: str, now: datetime = NOW, **config):
