@@ -38,10 +38,13 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.90
 RUNTIME_FIXED_RESERVE_GIB = 2.0
 ACTIVATION_FACTOR = 16
 ACTIVATION_BYTES = 2  # activations are bf16
-# vLLM's default --max-num-batched-tokens for `vllm serve` (UsageContext.OPENAI_API_SERVER): 8,192 on GPUs with at
-# least 70 GiB that are not an A100, else 2,048 (vllm/engine/arg_utils.py, EngineArgs.get_batch_defaults).
+# vLLM's default --max-num-batched-tokens for `vllm serve` (UsageContext.OPENAI_API_SERVER), read in vLLM 0.33.0's
+# vllm/engine/arg_utils.py (EngineArgs.get_batch_defaults): 16,384 on GPUs with at least 160 GiB (B200, B300), 8,192
+# on GPUs with at least 70 GiB that are neither an A100 nor a GB10, else 2,048 (docs/sources.md#activation-reserve).
+VLLM_DEFAULT_BATCHED_TOKENS_HUGE = 16384
 VLLM_DEFAULT_BATCHED_TOKENS_LARGE = 8192
 VLLM_DEFAULT_BATCHED_TOKENS_SMALL = 2048
+VLLM_HUGE_GPU_GIB = 160
 VLLM_LARGE_GPU_GIB = 70
 # What DGX OS itself keeps in use on a GB10 (desktop, page cache floor); vLLM must leave at least this much.
 OS_RESERVE_GIB = 8.0
@@ -52,7 +55,9 @@ LONG_CONTEXT_THRESHOLD = 262_144
 
 def vllm_default_max_num_batched_tokens(gpu: Gpu) -> int:
     """What `vllm serve` uses for --max-num-batched-tokens on this GPU when the flag is not given."""
-    if gpu.memory_gib >= VLLM_LARGE_GPU_GIB and "a100" not in gpu.name.lower():
+    if gpu.memory_gib >= VLLM_HUGE_GPU_GIB:
+        return VLLM_DEFAULT_BATCHED_TOKENS_HUGE
+    if gpu.memory_gib >= VLLM_LARGE_GPU_GIB and "a100" not in gpu.name.lower() and gpu.key != "gb10":
         return VLLM_DEFAULT_BATCHED_TOKENS_LARGE
     return VLLM_DEFAULT_BATCHED_TOKENS_SMALL
 

@@ -55,12 +55,18 @@ def test_reserve_at_batched_tokens(tokens, gib):
 
 
 def test_the_default_budget_is_vllms_default_for_the_gpu():
-    # vllm serve on a >= 70 GiB GPU that is not an A100: 8,192 tokens
+    # vllm serve (vLLM 0.33.0, EngineArgs.get_batch_defaults) on a >= 70 GiB GPU that is not an A100 or a GB10: 8,192
     result = fit()
     assert result.max_num_batched_tokens == 8192
     assert result.runtime_reserve_gib == pytest.approx(4.0)
     assert vllm_default_max_num_batched_tokens(GPUS["h100"]) == 8192
-    assert vllm_default_max_num_batched_tokens(GPUS["gb10"]) == 8192  # 119.2 GiB
+    assert vllm_default_max_num_batched_tokens(GPUS["h200"]) == 8192  # 140.4 GiB
+    # >= 160 GiB: 16,384 tokens, so 2 GiB + 16,384 x 8,192 x 2 B x 16 = 2 + 4 = 6 GiB for this model
+    assert vllm_default_max_num_batched_tokens(GPUS["b200"]) == 16384  # 178.35 GiB
+    assert vllm_default_max_num_batched_tokens(GPUS["b300"]) == 16384
+    assert fit(gpu="b200").runtime_reserve_gib == pytest.approx(6.0)
+    # the GB10 has the memory (119.2 GiB) but vLLM keeps it on the small tier
+    assert vllm_default_max_num_batched_tokens(GPUS["gb10"]) == 2048
     # below 70 GiB, or any A100: 2,048
     assert vllm_default_max_num_batched_tokens(replace(GPUS["h100"], memory_gib=44.0)) == 2048
     assert vllm_default_max_num_batched_tokens(replace(GPUS["h100"], name="A100 SXM4 80GB", memory_gib=80.0)) == 2048

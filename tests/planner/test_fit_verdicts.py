@@ -31,6 +31,8 @@ def test_fit_verdict(case):
 # The runtime reserve at vLLM's default 8,192 batched tokens (>= 70 GiB GPUs): 2 GiB fixed + 8,192 tokens x hidden
 # 8,192 x 2 B x 16 = 2 GiB of activations = 4 GiB per GPU.
 RESERVE_GIB = 2.0 + 8192 * 8192 * 2 * 16 / 2**30
+# vLLM keeps the GB10 on its small default budget, 2,048 batched tokens: 2 + 0.5 GiB
+SPARK_RESERVE_GIB = 2.0 + 2048 * 8192 * 2 * 16 / 2**30
 
 
 def test_bf16_weights_are_the_published_1121_gb_and_overflow_8x_h100_by_the_stated_amount():
@@ -81,7 +83,7 @@ def test_spark_alternatives_start_at_four_nodes():
 def test_spark_four_nodes_reports_its_margin():
     result = plan_fit(request("gb10", gpus_per_node=1, nodes=4, precision="nvfp4", context=32768, concurrency=4))
     # 119.2 GiB x 0.9 = 107.3 GiB, - 4 GiB reserve - 82.0 GiB of weights per node (352.3 GB / 4) = 21.3 GiB free
-    assert result.per_gpu_free_gib == pytest.approx(119.2 * 0.9 - RESERVE_GIB - 352.3e9 / 2**30 / 4)
+    assert result.per_gpu_free_gib == pytest.approx(119.2 * 0.9 - SPARK_RESERVE_GIB - 352.3e9 / 2**30 / 4)
     assert 0 < result.margin_gib < result.per_gpu_free_gib
 
 
@@ -90,7 +92,7 @@ def test_unified_memory_keeps_the_os_reserve():
                     gpu_memory_utilization=0.98)
     result = plan_fit(loose)
     # 0.98 would leave 2.4 GiB to DGX OS; the planner keeps 8 GiB back instead
-    assert result.per_gpu_budget_gib == pytest.approx(119.2 - 8.0 - RESERVE_GIB)
+    assert result.per_gpu_budget_gib == pytest.approx(119.2 - 8.0 - SPARK_RESERVE_GIB)
     assert any("kept for the OS" in r for r in result.reasons)
 
 
