@@ -522,8 +522,17 @@ def base_url(url: str) -> str:
 
 
 def plan_summary(plan) -> dict:
-    """What a run record keeps of the stack's plan (a planner.plan.StackPlan): its price and throughput bound."""
-    return {"stack": plan.stack, "instance_type": plan.instance.name, "nodes": plan.config.nodes,
+    """What a run record keeps of the stack's plan (a planner.plan.StackPlan): its price and throughput bound, and
+    the provenance a report shows (target, precision, layout, engine and the image it runs; JumpStart runs the hub's
+    container, recorded in its endpoint plan)."""
+    image = getattr(plan.serving, "image", None) or getattr(plan.serving, "nim_image", None)
+    if image is None and plan.jumpstart is not None:
+        image = plan.jumpstart.image.uri
+    engine = "jumpstart" if plan.target == "jumpstart" else plan.engine
+    return {"stack": plan.stack, "target": plan.target, "engine": engine, "image": image,
+            "engine_version": image.rsplit(":", 1)[1] if image and ":" in image.rsplit("/", 1)[-1] else None,
+            "precision": plan.config.precision, "layout": plan.fit.layout.describe(),
+            "instance_type": plan.instance.name, "nodes": plan.config.nodes,
             "usd_per_hour": plan.cost.usd_per_hour, "configured_concurrency": plan.config.concurrency,
             "throughput_upper_bound": plan.throughput.to_json(),
             "usd_per_million_output_tokens_at_bound": plan.cost.to_json()["usd_per_million_output_tokens"]}

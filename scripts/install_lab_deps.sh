@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the Spark lab (tests/spark, scripts/spark_lab.py) needs; run as root.
+# Debian packages the Spark lab (tests/spark, scripts/spark_lab.py) and the evaluation report's browser check
+# (tests/report) need; run as root.
 # Idempotent: installs only what is missing, changes nothing when all are present.
 set -euo pipefail
 
@@ -12,6 +13,8 @@ packages=(
   procps           # ps (pids of a recorded Ray or vLLM session)
   curl             # the vLLM API check (tests use a stand-in vLLM)
   netplan.io       # netplan generate validates the rendered netplan file
+  chromium         # the evaluation report opened headless (tests/report): no console errors, a screenshot
+  fonts-liberation # text for chromium's screenshot (chromium only recommends it; installs run without recommends)
 )
 
 missing=()
