@@ -20,8 +20,10 @@ from components.gpu_servers import GpuServerGroup, GpuServerGroupArgs
 from components.jumpstart import JumpStartEndpoint, JumpStartEndpointArgs
 from components.model_workload import ModelWorkload, ModelWorkloadArgs
 from components.network import PrivateNetwork, PrivateNetworkArgs
+from components.observability import StackObservability, StackObservabilityArgs
 from components.secrets import EndpointSecret, EndpointSecretArgs
 from planner.errors import PlanInputError
+from planner.observability import plan_observability
 from planner.plan import StackPlan, plan_stack
 from planner.stack_config import PROJECT, load_stack
 from planner.tags import TAG_EXPIRES_AT
@@ -70,6 +72,8 @@ def ec2_endpoint(plan: StackPlan) -> None:
         vpc_id, subnet_id, ready_first = network.vpc_id, network.subnet_id, [secret, network]
     else:
         vpc_id, subnet_id, ready_first = plan.config.network.vpc_id, plan.config.network.subnet_id, [secret]
+    # The kernel-log group the servers' agent writes to exists before they boot.
+    ready_first.append(stack_observability(plan))
     # Servers boot once the secret has its value and the endpoints and NAT exist: their boot script needs them.
     servers = GpuServerGroup(f"{plan.stack}-servers", GpuServerGroupArgs(
         plan=plan, vpc_id=vpc_id, subnet_id=subnet_id, secret_arn=secret.arn, tags=plan.tags),
@@ -105,6 +109,7 @@ def jumpstart_endpoint(plan: StackPlan) -> None:
         pulumi.log.warn(f"{plan.stack}: acceptEula is false; SageMaker will refuse the model until it is true "
                         f"(read {spec.eula_url or 'the EULA'} first)")
     endpoint = JumpStartEndpoint(f"{plan.stack}-jumpstart", JumpStartEndpointArgs(endpoint=spec, tags=plan.tags))
+    stack_observability(plan)
     pulumi.export("jumpstart_resolved", True)
     pulumi.export("endpoint_name", endpoint.endpoint_name)
     pulumi.export("endpoint_arn", endpoint.endpoint_arn)
@@ -144,6 +149,7 @@ def eks_endpoint(plan: StackPlan) -> None:
         hf_token=secret_config(config, "hfToken")),
         opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[addons, pool]))
 
+    stack_observability(plan)
     n, port = eks.names, plan.serving.port
     pulumi.export("cluster_name", cluster.name)
     pulumi.export("node_group_name", pool.node_group_name)
@@ -154,6 +160,16 @@ def eks_endpoint(plan: StackPlan) -> None:
     pulumi.export("local_endpoint_url", f"http://localhost:{port}/v1")
     pulumi.export("api_key", workload.api_key)
     pulumi.export("startup_budget_s", eks.startup.total_s)
+
+
+def stack_observability(plan: StackPlan) -> StackObservability:
+    """The stack's CloudWatch dashboard and alarms (planner/observability.py); exports the dashboard's URL."""
+    decided = plan_observability(plan, ec2=plan.ec2, eks=plan.eks, jumpstart=plan.jumpstart)
+    observability = StackObservability(f"{plan.stack}-observability", StackObservabilityArgs(
+        observability=decided, tags=plan.tags))
+    pulumi.export("dashboard_url", observability.dashboard_url)
+    pulumi.export("alarms", [alarm.name for alarm in decided.alarms])
+    return observability
 
 
 def require_fixed_expiry(plan: StackPlan, provisional_expiry: bool) -> None:

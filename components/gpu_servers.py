@@ -12,9 +12,11 @@ import pulumi
 import pulumi_aws as aws
 
 from components.network import ANY_IPV4
+from planner.observability import stack_namespace
 from planner.plan import StackPlan
 from planner.references import managed_policy_arn
 from planner.serving import VllmCommand
+from planner.stack_config import PROJECT
 from planner.startup import S3Location
 from planner.targets.ec2 import render_user_data
 
@@ -39,9 +41,10 @@ class GpuServerGroup(pulumi.ComponentResource):
 
     Ingress is closed except the API port from the stack's allowedCidrs (none by default: access is through SSM
     port forwarding); members of the group reach each other on every port (EFA, NCCL, Ray). The role can use
-    Session Manager and read exactly the stack's secret and weights prefix. The launch template requires IMDSv2,
-    exposes instance tags to the dead-man switch, encrypts the gp3 root volume, attaches one EFA interface per network
-    card and makes an OS shutdown terminate the instance.
+    Session Manager and read exactly the stack's secret and weights prefix; the CloudWatch agent may put metrics into
+    the stack's namespace and logs into its log groups, and read its config parameter (declared here). The launch
+    template requires IMDSv2, exposes instance tags to the dead-man switch, encrypts the gp3 root volume, attaches one
+    EFA interface per network card and makes an OS shutdown terminate the instance.
     """
 
     instance_ids: pulumi.Output[list[str]]
@@ -88,6 +91,12 @@ class GpuServerGroup(pulumi.ComponentResource):
         aws.iam.RolePolicyAttachment(
             f"{name}-ssm-core", role=role.name, opts=child,
             policy_arn=pulumi.Output.from_input(partition).apply(lambda p: managed_policy_arn(SSM_CORE_POLICY, p)))
+        agent_config = aws.ssm.Parameter(
+            f"{name}-agent-config", name=ec2.agent_parameter, type="String", value=ec2.agent_config,
+            description=f"nemotron-deploy {plan.stack}: CloudWatch agent config of the GPU servers", tags=tags,
+            opts=child)
+        aws.iam.RolePolicy(f"{name}-cloudwatch-agent", role=role.id, opts=child,
+                           policy=_agent_policy(plan, partition, agent_config.arn))
         aws.iam.RolePolicy(f"{name}-access", role=role.id, opts=child,
                            policy=_access_policy(ec2.weights, partition, args.secret_arn))
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)
@@ -120,7 +129,8 @@ class GpuServerGroup(pulumi.ComponentResource):
         # A renewed expiry tag or a newer DLAMI only makes a new template version, which running servers ignore;
         # what a server is (type, network cards, subnet, group, role, volume, capacity target) replaces it.
         shape = pulumi.Output.json_dumps(launch).apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
-        server_opts = pulumi.ResourceOptions(parent=self, ignore_changes=["launchTemplate"], replacement_trigger=shape)
+        server_opts = pulumi.ResourceOptions(parent=self, ignore_changes=["launchTemplate"], replacement_trigger=shape,
+                                             depends_on=[agent_config])
         servers: list[aws.ec2.Instance] = []
         for index in range(config.nodes):
             if ec2.roles[index] == "worker":
@@ -183,6 +193,20 @@ def gpu_launch_settings(plan: StackPlan, security_group_ids: list[pulumi.Input[s
     if config.capacity_block:
         settings["instance_market_options"] = {"market_type": "capacity-block"}
     return settings
+
+
+def _agent_policy(plan: StackPlan, partition: pulumi.Input[str],
+                  parameter_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """What the CloudWatch agent needs, narrower than CloudWatchAgentServerPolicy: metrics into the stack's namespace
+    only, log events into the stack's log groups only, and its own config parameter."""
+    groups = pulumi.Output.concat("arn:", partition, f":logs:{plan.region}:*:log-group:/{PROJECT}/{plan.stack}/*")
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "StackMetrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": stack_namespace(plan.stack)}}},
+        {"Sid": "StackLogs", "Effect": "Allow", "Resource": [groups, pulumi.Output.concat(groups, ":log-stream:*")],
+         "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"]},
+        {"Sid": "AgentConfig", "Effect": "Allow", "Action": "ssm:GetParameter", "Resource": parameter_arn},
+    ]})
 
 
 def _access_policy(mirror: S3Location | None, partition: pulumi.Input[str],

@@ -40,6 +40,7 @@ from planner.core import CorePlan
 from planner.errors import PlanInputError
 from planner.expiry import EXPIRY_FORM
 from planner.hardware import GPUS
+from planner.observability import VLLM_JOB, cloudwatch_agent_config, cloudwatch_agent_parameter
 from planner.references import ref
 from planner.serving import API_KEY_GUARD, VllmCommand
 from planner.stack_config import MAX_TTL_HOURS
@@ -63,6 +64,12 @@ ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/")
 
 SERVE_RESTART_S = 30  # between two starts of a crashed server
 SERVE_START_BURST = 5  # failed starts within serve_start_limit_s() before systemd stops restarting the server
+# The CloudWatch agent (docs/sources.md#observability): its JSON config is too large for the user data's 16 KiB, so
+# it lives in an SSM parameter (components/gpu_servers.py); the node writes the key vLLM's /metrics needs and the
+# Prometheus scrape config, then starts the agent after nemotron-prepare (skipped where the agent is not installed).
+AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+PROMETHEUS_CONFIG = "/etc/nemotron/prometheus.yaml"
+METRICS_KEY = "/etc/nemotron/metrics-key"
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,8 @@ class Ec2Plan:
     weights: S3Location | None  # the weights mirror, for exactly-scoped read access; None when weights come from HF
     secret_env_names: tuple[str, ...]  # the variables the stack's Secrets Manager secret holds
     internet_egress_reasons: tuple[str, ...]  # why a node needs the internet at boot; empty: no NAT gateway
+    agent_parameter: str = ""  # the SSM parameter holding the CloudWatch agent's config ("" when nothing is served)
+    agent_config: str = ""  # that config, JSON text
 
 
 def plan_ec2(plan: CorePlan) -> Ec2Plan:
@@ -97,7 +106,10 @@ def plan_ec2(plan: CorePlan) -> Ec2Plan:
     served = isinstance(plan.serving, VllmCommand)
     return Ec2Plan(startup=startup_budget(plan), boot_image=boot_image(plan), roles=node_roles(plan.config.nodes),
                    weights=weights_location(plan), secret_env_names=secret_env_names(plan) if served else (),
-                   internet_egress_reasons=internet_egress_reasons(plan) if served else ())
+                   internet_egress_reasons=internet_egress_reasons(plan) if served else (),
+                   agent_parameter=cloudwatch_agent_parameter(plan.stack) if served else "",
+                   agent_config=json.dumps(cloudwatch_agent_config(plan.stack, PROMETHEUS_CONFIG),
+                                           separators=(",", ":")) if served else "")
 
 
 def boot_image(plan: CorePlan) -> BootImage:
@@ -176,7 +188,7 @@ def render_user_data(plan: CorePlan, ec2: Ec2Plan | None, node_index: int, secre
     if plan.config.weights_s3_uri:
         snapshot, revision = hf_cache_snapshot(serving.model_repo, plan.config.weights_s3_uri)
         settings |= {"MIRROR_SNAPSHOT": f"{MODEL_CACHE}/hf/{snapshot}", "MIRROR_REVISION": revision}
-    units = _units(role, budget)
+    units = _units(role, budget, ec2.agent_parameter)
     boot_chain = [unit for unit, text in units if unit.endswith(".service") and "[Install]" in text]
     files = [
         _file("/etc/nemotron/node.conf", "0644", _node_conf(settings, budget)),
@@ -184,6 +196,7 @@ def render_user_data(plan: CorePlan, ec2: Ec2Plan | None, node_index: int, secre
         _file(f"{CONTAINER_ETC}/entry.sh", "0755", _container_entry(plan, serving, role, head_ip, budget)),
         *(_file(f"{CONTAINER_ETC}/{name}", "0644", source) for name, source in serving.modules.items()
           if role != "worker"),
+        _file(PROMETHEUS_CONFIG, "0644", _prometheus_config(serving.port)),
         _file("/usr/local/sbin/nemotron-node", "0755", _node_script(serving)),
         *(_file(f"/etc/systemd/system/{unit}", "0644", text) for unit, text in units),
     ]
@@ -268,7 +281,21 @@ def _node_script(serving: VllmCommand) -> str:
     return template.replace("@HF_DOWNLOAD@", hf_download).replace("@EXPIRY_FORM@", EXPIRY_FORM)
 
 
-def _units(role: str, budget: StartupBudget) -> list[tuple[str, str]]:
+def _prometheus_config(port: int) -> str:
+    """The agent's scrape of vLLM's /metrics on this node, with the API key as bearer token (workers serve none)."""
+    return (f"scrape_configs: [{{job_name: {VLLM_JOB}, scrape_interval: 1m, authorization: {{credentials_file: "
+            f"{METRICS_KEY}}}, static_configs: [{{targets: ['localhost:{port}']}}]}}]")
+
+
+def _agent_start(parameter: str) -> str:
+    """After nemotron-prepare wrote vllm.env: the key file for the scrape, then the agent with its SSM config."""
+    script = (f'umask 077; sed -n "s/^VLLM_API_KEY[=]//p" /etc/nemotron/vllm.env >{METRICS_KEY}; '
+              # (the key is read at boot from what nemotron-prepare wrote; [=] is the sed pattern's "=")
+              f"exec {AGENT_CTL} -a fetch-config -m ec2 -s -c ssm:{parameter}")
+    return f"ExecStartPost=-/bin/sh -c '[ -x {AGENT_CTL} ] || exit 0; {script}'"
+
+
+def _units(role: str, budget: StartupBudget, agent_parameter: str = "") -> list[tuple[str, str]]:
     def unit(description: str, service: list[str], requires: str = "", wants: str = "",
              limits: tuple[str, ...] = ()) -> str:
         lines = ["[Unit]", f"Description=nemotron-deploy: {description}"]
@@ -291,7 +318,9 @@ def _units(role: str, budget: StartupBudget) -> list[tuple[str, str]]:
             "[Timer]", "OnBootSec=1min", "OnUnitActiveSec=1min", "AccuracySec=5s",
             "[Install]", "WantedBy=timers.target"])),
         ("nemotron-prepare.service", unit("model cache RAID0, node network env, secrets",
-                                          [*oneshot, f"{node} prepare"], wants="network-online.target")),
+                                          [*oneshot, f"{node} prepare",
+                                           *([_agent_start(agent_parameter)] if agent_parameter else [])],
+                                          wants="network-online.target")),
         ("nemotron-stage.service", unit("image and weights onto the NVMe",
                                         [*oneshot, f"TimeoutStartSec={budget.total_s}", f"{node} stage"],
                                         requires="nemotron-prepare.service docker.service")),

@@ -26,6 +26,9 @@ COMPONENT = "nemotron-deploy:index:JumpStartEndpoint"
 BUDGET = "aws:budgets/budget:Budget"
 BUDGET_COMPONENT = "nemotron-deploy:index:StackBudget"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
+OBSERVABILITY = "nemotron-deploy:index:StackObservability"  # the dashboard and alarms: tests/observability/
+DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 SCHEDULE_GROUP = "aws:scheduler/scheduleGroup:ScheduleGroup"
 
 
@@ -56,7 +59,9 @@ def test_every_resource_of_the_endpoint_is_declared_once():
         (SCHEDULE_GROUP, "jumpstart-jumpstart-end-group"), (ROLE, "jumpstart-jumpstart-end-role"),
         (ROLE_POLICY, "jumpstart-jumpstart-end-delete"), (ROLE_POLICY, "jumpstart-jumpstart-end-deregister"),
         (SCHEDULE, "jumpstart-jumpstart-end"),
-        (BUDGET_COMPONENT, "jumpstart-cost"), (BUDGET, "jumpstart-cost-budget")])
+        (BUDGET_COMPONENT, "jumpstart-cost"), (BUDGET, "jumpstart-cost-budget"),
+        (OBSERVABILITY, "jumpstart-observability"), (DASHBOARD, "jumpstart-observability-dashboard"),
+        *((ALARM, f"jumpstart-observability-{key}") for key in ("not-ready", "idle", "spend"))])
 
 
 def test_the_model_is_the_resolved_hub_content_with_the_eula_as_configured():
@@ -151,7 +156,8 @@ def test_every_taggable_resource_carries_the_stacks_tags():
     expected = {"nemotron-deploy:stack": "jumpstart", "nemotron-deploy:owner": "platform-team",
                 "nemotron-deploy:expires-at": "2026-12-01T17:30:00Z"}
     taggable = [r for r in run.resources if accepts_tags(r["type"])]
-    assert {r["type"] for r in taggable} == {ROLE, LOG_GROUP, MODEL, CONFIG, ENDPOINT, TARGET, BUDGET, SCHEDULE_GROUP}
+    assert {r["type"] for r in taggable} == {ROLE, LOG_GROUP, MODEL, CONFIG, ENDPOINT, TARGET, BUDGET, SCHEDULE_GROUP,
+                                             ALARM}
     assert not accepts_tags(SCHEDULE)  # a schedule takes no tags: its group carries them
     for resource in taggable:
         assert resource["inputs"]["tags"] == expected, resource["name"]

@@ -1,0 +1,413 @@
+"""A stack's CloudWatch dashboard and alarms, decided from its plan: pure, so the thresholds are tested by hand.
+
+components/observability.py declares exactly what `plan_observability` decides: one dashboard named
+`nemotron-deploy-<stack>`, one alarm per watched condition, and where the alarms go (the stack's alert addresses,
+the same people as the budget's: planner/budget.py `alert_emails`). The metric names and their sources are in
+docs/sources.md#observability.
+
+Where the numbers come from, per target:
+
+- ec2: the CloudWatch agent on each server (its config is rendered into the user data by planner/targets/ec2.py)
+  publishes into the stack's own namespace `nemotron-deploy/<stack>`: the NVIDIA GPU plugin's `nvidia_smi_*`
+  measurements and vLLM's Prometheus metrics (`vllm:*`); the kernel log goes to a log group whose metric filter
+  counts NVIDIA Xid lines (GPU errors).
+- eks: Container Insights (the `amazon-cloudwatch-observability` add-on) under `ContainerInsights`, by cluster:
+  GPU utilisation and memory, and running pods in the stack's namespace. vLLM's own metrics are not collected on
+  EKS yet, so the vLLM widgets are absent there and "no requests" is read as "GPUs idle".
+- jumpstart: SageMaker's own endpoint metrics: `AWS/SageMaker` (Invocations, ModelLatency) and
+  `/aws/sagemaker/Endpoints` (GPUUtilization, GPUMemoryUtilization), by endpoint and variant.
+
+Alarms (thresholds derived from the plan):
+
+- not-ready: no serving metric for the whole startup budget (plan.ec2/plan.eks startup budget; for JumpStart the
+  model download plus the container health-check timeouts), in periods of ALARM_PERIOD_S, missing data breaching.
+- gpu-xid (ec2 only): one or more Xid lines in the kernel log within ALARM_PERIOD_S.
+- idle: not one request served (eks: GPUs under IDLE_GPU_PERCENT) for IDLE_S while the stack runs: a forgotten
+  evaluation.
+- spend: the spend so far, estimated as the hours since the planned start (expiry - TTL) x the plan's $/hour, past
+  SPEND_ALARM_FRACTION of the budget limit (planner/budget.py: the plan's max spend, rounded up). Absent without
+  a price.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from planner.budget import alert_emails, plan_budget
+from planner.core import CorePlan
+from planner.errors import PlanInputError
+from planner.stack_config import PROJECT
+
+DASHBOARD_PERIOD_S = 60
+ALARM_PERIOD_S = 300
+# CloudWatch refuses an alarm whose evaluation periods x period exceed one day (periods under an hour).
+MAX_ALARM_WINDOW_S = 24 * 3600
+IDLE_S = 3600
+IDLE_GPU_PERCENT = 1  # eks: the GPUs' busiest minute below this for IDLE_S reads as "nobody used it"
+SPEND_ALARM_FRACTION = 0.8
+XID_METRIC = "gpu_xid_errors"
+# Requests served while the stack runs (heartbeat present); 1, never alarming, once it is gone.
+IDLE_EXPRESSION = "IF(FILL(heartbeat, 0) > 0, FILL(m1, 0), 1)"
+XID_FILTER_PATTERN = '"NVRM: Xid"'  # the kernel's line for every NVIDIA Xid (GPU error) event
+
+# ec2: names the CloudWatch agent publishes (NVIDIA plugin: nvidia_smi_<measurement>; Prometheus: vLLM's names)
+EC2_GPU_UTIL = "nvidia_smi_utilization_gpu"
+EC2_GPU_MEMORY = "nvidia_smi_memory_used"  # MiB (utilization_memory is the share of time memory was busy)
+EC2_GPU_MEASUREMENTS = ("utilization_gpu", "utilization_memory", "memory_used", "memory_total")
+VLLM_KV_CACHE = "vllm:kv_cache_usage_perc"
+VLLM_RUNNING = "vllm:num_requests_running"
+VLLM_WAITING = "vllm:num_requests_waiting"
+VLLM_TTFT = "vllm:time_to_first_token_seconds"  # histogram: _sum and _count
+VLLM_ITL = "vllm:inter_token_latency_seconds"  # histogram: _sum and _count
+VLLM_GENERATION_TOKENS = "vllm:generation_tokens_total"  # counter: the agent publishes the delta per scrape
+VLLM_REQUESTS = "vllm:request_success_total"  # counter: the agent publishes the delta per scrape
+VLLM_GAUGES = (VLLM_KV_CACHE, VLLM_RUNNING, VLLM_WAITING)
+VLLM_JOB = "vllm"  # the scrape job; the agent's only dimension on vLLM's metrics
+VLLM_DIMENSIONS = (("job", VLLM_JOB),)
+VLLM_COUNTERS = (VLLM_GENERATION_TOKENS, VLLM_REQUESTS)
+VLLM_HISTOGRAMS = (VLLM_TTFT, VLLM_ITL)
+# eks: Container Insights (enhanced observability) names, by ClusterName
+CONTAINER_INSIGHTS = "ContainerInsights"
+EKS_GPU_UTIL = "node_gpu_utilization"
+EKS_GPU_MEMORY = "node_gpu_memory_utilization"
+EKS_RUNNING_PODS = "namespace_number_of_running_pods"
+# jumpstart: SageMaker's endpoint metrics
+SAGEMAKER = "AWS/SageMaker"
+SAGEMAKER_ENDPOINTS = "/aws/sagemaker/Endpoints"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One CloudWatch metric: namespace, name, dimensions and the statistic read."""
+
+    namespace: str
+    name: str
+    stat: str
+    dimensions: tuple[tuple[str, str], ...] = ()
+
+    def widget_row(self, **options) -> list:
+        row: list = [self.namespace, self.name]
+        for key, value in self.dimensions:
+            row += [key, value]
+        return row + [{"stat": self.stat} | options]
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One CloudWatch alarm: on `metric` alone, or on `expression` over it (the metric is then `m1`)."""
+
+    key: str  # not-ready | gpu-xid | idle | spend
+    name: str
+    description: str
+    metric: Metric
+    comparison: str
+    threshold: float
+    period_s: int
+    evaluation_periods: int
+    treat_missing_data: str
+    derivation: str  # how the threshold follows from the plan, for a person reading the plan
+    expression: str | None = None  # metric math over `m1` (the metric) and `heartbeat`
+    heartbeat: Metric | None = None  # present every minute while the stack runs; for the expression
+
+    def queries(self) -> tuple[tuple[str, Metric], ...]:
+        """The metrics an expression alarm reads, by id."""
+        return (("m1", self.metric),) + ((("heartbeat", self.heartbeat),) if self.heartbeat else ())
+
+    def to_json(self) -> dict:
+        entry = {"name": self.name, "metric": f"{self.metric.namespace} {self.metric.name} ({self.metric.stat})",
+                 "comparison": self.comparison, "threshold": self.threshold, "period_s": self.period_s,
+                 "evaluation_periods": self.evaluation_periods, "treat_missing_data": self.treat_missing_data,
+                 "derivation": self.derivation}
+        return entry | ({"expression": self.expression} if self.expression else {})
+
+
+@dataclass(frozen=True)
+class XidLogs:
+    """ec2: the kernel log group the agent ships to, and the metric filter that counts Xid lines."""
+
+    log_group: str
+    prometheus_log_group: str  # the agent's EMF events of vLLM's metrics, declared with the kernel log's group
+    filter_pattern: str = XID_FILTER_PATTERN
+    metric_name: str = XID_METRIC
+    retention_days: int = 7
+
+
+@dataclass(frozen=True)
+class ObservabilityPlan:
+    """The stack's dashboard, alarms and alert addresses."""
+
+    stack: str
+    region: str
+    namespace: str  # the stack's own namespace (what the ec2 agent publishes into)
+    dashboard_name: str
+    widgets: tuple[dict, ...]
+    alarms: tuple[Alarm, ...]
+    alert_emails: tuple[str, ...]
+    xid_logs: XidLogs | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def body(self) -> dict:
+        return {"widgets": [dict(w) for w in self.widgets]}
+
+    def body_json(self) -> str:
+        return json.dumps(self.body(), sort_keys=True)
+
+    def dashboard_url(self) -> str:
+        return (f"https://{self.region}.console.aws.amazon.com/cloudwatch/home?region={self.region}"
+                f"#dashboards/dashboard/{self.dashboard_name}")
+
+    def to_json(self) -> dict:
+        return {"dashboard": self.dashboard_name, "namespace": self.namespace,
+                "widgets": [w["properties"]["title"] for w in self.widgets],
+                "alarms": [a.to_json() for a in self.alarms], "alert_emails": list(self.alert_emails),
+                "notes": list(self.notes)}
+
+
+def stack_namespace(stack: str) -> str:
+    return f"{PROJECT}/{stack}"
+
+
+def dashboard_name(stack: str) -> str:
+    return f"{PROJECT}-{stack}"
+
+
+def alarm_name(stack: str, key: str) -> str:
+    return f"{PROJECT}-{stack}-{key}"
+
+
+def kernel_log_group(stack: str) -> str:
+    return f"/{PROJECT}/{stack}/kernel"
+
+
+def prometheus_log_group(stack: str) -> str:
+    """Where the agent writes vLLM's scraped metrics as embedded-metric-format events (CloudWatch extracts them)."""
+    return f"/{PROJECT}/{stack}/prometheus"
+
+
+def cloudwatch_agent_parameter(stack: str) -> str:
+    """The SSM parameter holding an ec2 stack's agent config; the AmazonCloudWatch- prefix is the one
+    CloudWatchAgentServerPolicy lets the agent read."""
+    return f"AmazonCloudWatch-{PROJECT}-{stack}"
+
+
+def cloudwatch_agent_config(stack: str, prometheus_config_path: str) -> dict:
+    """The CloudWatch agent config of an ec2 stack's servers: NVIDIA GPU measurements rolled up to no dimension,
+    the kernel log (for Xid lines) and vLLM's Prometheus metrics, all into the stack's namespace."""
+    namespace = stack_namespace(stack)
+    return {
+        "agent": {"metrics_collection_interval": DASHBOARD_PERIOD_S},
+        "metrics": {"namespace": namespace, "aggregation_dimensions": [[]],
+                    "metrics_collected": {"nvidia_gpu": {"measurement": list(EC2_GPU_MEASUREMENTS)}}},
+        "logs": {
+            "logs_collected": {"files": {"collect_list": [{
+                "file_path": "/var/log/kern.log", "log_group_name": kernel_log_group(stack),
+                "log_stream_name": "{instance_id}"}]}},
+            "metrics_collected": {"prometheus": {
+                "prometheus_config_path": prometheus_config_path, "log_group_name": prometheus_log_group(stack),
+                "emf_processor": {"metric_namespace": namespace, "metric_declaration": [{
+                    "source_labels": ["job"], "label_matcher": f"^{VLLM_JOB}$",
+                    "dimensions": [[name for name, _ in VLLM_DIMENSIONS]],
+                    "metric_selectors": [f"^{name}$" for name in (
+                        *VLLM_GAUGES, *VLLM_COUNTERS, *(f"{h}_(sum|count)" for h in VLLM_HISTOGRAMS))]}]}}},
+        },
+    }
+
+
+def startup_alarm_periods(budget_s: int) -> int:
+    """Periods of ALARM_PERIOD_S covering the startup budget, within CloudWatch's one-day window."""
+    return max(1, min(math.ceil(budget_s / ALARM_PERIOD_S), MAX_ALARM_WINDOW_S // ALARM_PERIOD_S))
+
+
+def planned_start_epoch(plan: CorePlan) -> int:
+    """When the stack was planned to start: its expiry minus its TTL, in seconds since the epoch."""
+    return round(plan.expires_at.timestamp() - plan.config.ttl_hours * 3600)
+
+
+def plan_observability(plan: CorePlan, ec2=None, eks=None, jumpstart=None) -> ObservabilityPlan:
+    """The dashboard and alarms of a fitted cloud stack; pass the target's plan (plan.ec2, plan.eks, plan.jumpstart)."""
+    if plan.target == "ec2" and ec2 is not None:
+        sources = _ec2(plan, ec2.startup.total_s)
+    elif plan.target == "eks" and eks is not None:
+        sources = _eks(plan, eks)
+    elif plan.target == "jumpstart" and jumpstart is not None:
+        sources = _jumpstart(plan, jumpstart)
+    else:
+        raise PlanInputError("plan", plan.stack, "a fitted ec2, eks or resolved jumpstart plan")
+    widgets = [*sources.widgets, _spend_widget(plan, sources.heartbeat)]
+    alarms = list(sources.alarms)
+    spend = _spend_alarm(plan, sources.heartbeat)
+    if spend is not None:
+        alarms.append(spend)
+    notes = list(sources.notes)
+    if plan.cost.usd_per_hour is None:
+        notes.append(f"no price for {plan.instance.name}: no spend alarm (the budget still alerts)")
+    elif plan.peak_nodes > plan.config.nodes:
+        notes.append(f"the spend estimate counts {plan.config.nodes} instance(s), the budget limit {plan.peak_nodes} "
+                     "(the scaling maximum): the spend alarm fires late or not at all when the stack scales out")
+    return ObservabilityPlan(plan.stack, plan.region, stack_namespace(plan.stack), dashboard_name(plan.stack),
+                             tuple(_placed(widgets)), tuple(alarms), alert_emails(plan.config), sources.xid_logs,
+                             tuple(notes))
+
+
+@dataclass(frozen=True)
+class _Sources:
+    widgets: tuple[dict, ...]
+    alarms: tuple[Alarm, ...]
+    heartbeat: Metric  # a metric present every minute while the stack runs (its GPU utilisation)
+    xid_logs: XidLogs | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _graph(plan: CorePlan, title: str, rows: list[list], **properties) -> dict:
+    return {"type": "metric", "width": 12, "height": 6, "properties": {
+        "title": title, "region": plan.region, "view": "timeSeries", "period": DASHBOARD_PERIOD_S,
+        "metrics": rows} | properties}
+
+
+def _placed(widgets: list[dict]) -> list[dict]:
+    """Two widgets per row, in order."""
+    return [w | {"x": 12 * (i % 2), "y": 6 * (i // 2)} for i, w in enumerate(widgets)]
+
+
+def _histogram_mean(namespace: str, name: str, ident: str, label: str) -> list[list]:
+    total, count = f"{ident}s", f"{ident}c"
+    return [[{"expression": f"{total} / {count}", "label": label, "id": ident}],
+            Metric(namespace, f"{name}_sum", "Sum", VLLM_DIMENSIONS).widget_row(id=total, visible=False),
+            Metric(namespace, f"{name}_count", "Sum", VLLM_DIMENSIONS).widget_row(id=count, visible=False)]
+
+
+def _ec2(plan: CorePlan, budget_s: int) -> _Sources:
+    ns, stack = stack_namespace(plan.stack), plan.stack
+    gpu = Metric(ns, EC2_GPU_UTIL, "Average")
+    vllm = VLLM_DIMENSIONS
+    running = Metric(ns, VLLM_RUNNING, "SampleCount", vllm)
+    requests = Metric(ns, VLLM_REQUESTS, "Sum", vllm)
+    xid = Metric(ns, XID_METRIC, "Sum")
+    periods = startup_alarm_periods(budget_s)
+    widgets = (
+        _graph(plan, "GPU utilisation (%) and memory used (MiB)", [
+            Metric(ns, EC2_GPU_UTIL, "Average").widget_row(),
+            Metric(ns, EC2_GPU_MEMORY, "Average").widget_row(yAxis="right")]),
+        _graph(plan, "vLLM KV-cache usage (fraction)", [Metric(ns, VLLM_KV_CACHE, "Maximum", vllm).widget_row()]),
+        _graph(plan, "Requests running and waiting", [Metric(ns, VLLM_RUNNING, "Average", vllm).widget_row(),
+                                                      Metric(ns, VLLM_WAITING, "Average", vllm).widget_row()]),
+        _graph(plan, "TTFT and inter-token latency (s)",
+               _histogram_mean(ns, VLLM_TTFT, "ttft", "time to first token")
+               + _histogram_mean(ns, VLLM_ITL, "itl", "inter-token latency")),
+        _graph(plan, "Generation tokens/s",
+               [[{"expression": f"tokens / {DASHBOARD_PERIOD_S}", "label": "tokens/s", "id": "tps"}],
+                Metric(ns, VLLM_GENERATION_TOKENS, "Sum", vllm).widget_row(id="tokens", visible=False)]),
+    )
+    alarms = (
+        Alarm("not-ready", alarm_name(stack, "not-ready"),
+              f"{stack}: vLLM published no metric for the startup budget ({budget_s} s): the server is not ready",
+              running, "LessThanThreshold", 1, ALARM_PERIOD_S, periods, "breaching",
+              f"startup budget {budget_s} s = {periods} periods of {ALARM_PERIOD_S} s"),
+        Alarm("gpu-xid", alarm_name(stack, "gpu-xid"),
+              f"{stack}: the kernel logged an NVIDIA Xid (GPU error) on a server", xid,
+              "GreaterThanOrEqualToThreshold", 1, ALARM_PERIOD_S, 1, "notBreaching",
+              "any Xid line in the kernel log"),
+        Alarm("idle", alarm_name(stack, "idle"),
+              f"{stack}: no request served for {IDLE_S // 60} min while the servers run: a forgotten evaluation?",
+              requests, "LessThanThreshold", 1, IDLE_S, 1, "notBreaching",
+              f"fewer than 1 successful request in {IDLE_S} s",
+              expression=IDLE_EXPRESSION, heartbeat=_present(gpu)),
+    )
+    return _Sources(widgets, alarms, gpu, XidLogs(kernel_log_group(stack), prometheus_log_group(stack)))
+
+
+def _eks(plan: CorePlan, eks) -> _Sources:
+    cluster, stack, budget_s = eks.cluster_name, plan.stack, eks.startup.total_s
+    by_cluster = (("ClusterName", cluster),)
+    gpu = Metric(CONTAINER_INSIGHTS, EKS_GPU_UTIL, "Average", by_cluster)
+    gpu_peak = Metric(CONTAINER_INSIGHTS, EKS_GPU_UTIL, "Maximum", by_cluster)
+    pods = Metric(CONTAINER_INSIGHTS, EKS_RUNNING_PODS, "Minimum",
+                  (("Namespace", eks.names.namespace), ("ClusterName", cluster)))
+    periods = startup_alarm_periods(budget_s)
+    widgets = (
+        _graph(plan, "GPU utilisation and memory (%)",
+               [gpu.widget_row(), Metric(CONTAINER_INSIGHTS, EKS_GPU_MEMORY, "Average", by_cluster).widget_row()]),
+        _graph(plan, f"Running pods in {eks.names.namespace}", [pods.widget_row()]),
+    )
+    alarms = (
+        Alarm("not-ready", alarm_name(stack, "not-ready"),
+              f"{stack}: no running pod in {eks.names.namespace} for the startup budget ({budget_s} s)",
+              pods, "LessThanThreshold", 1, ALARM_PERIOD_S, periods, "breaching",
+              f"startup budget {budget_s} s = {periods} periods of {ALARM_PERIOD_S} s"),
+        Alarm("idle", alarm_name(stack, "idle"),
+              f"{stack}: GPUs idle (under {IDLE_GPU_PERCENT}%) for {IDLE_S // 60} min: a forgotten evaluation?",
+              gpu_peak, "LessThanThreshold", IDLE_GPU_PERCENT, IDLE_S, 1, "notBreaching",
+              f"busiest GPU minute under {IDLE_GPU_PERCENT}% for {IDLE_S} s"),
+    )
+    notes = ("eks: vLLM's own metrics (KV cache, queue, TTFT) are not collected; Container Insights GPU metrics need "
+             "the amazon-cloudwatch-observability add-on, which this stack does not install yet",)
+    return _Sources(widgets, alarms, gpu, notes=notes)
+
+
+def _jumpstart(plan: CorePlan, spec) -> _Sources:
+    stack = plan.stack
+    dims = (("EndpointName", spec.endpoint_name), ("VariantName", spec.variant_name))
+    gpu = Metric(SAGEMAKER_ENDPOINTS, "GPUUtilization", "Average", dims)
+    invocations = Metric(SAGEMAKER, "Invocations", "Sum", dims)
+    budget_s = spec.timeouts.download_s + spec.timeouts.startup_health_check_s
+    periods = startup_alarm_periods(budget_s)
+    widgets = (
+        _graph(plan, "GPU utilisation and memory (%)",
+               [gpu.widget_row(), Metric(SAGEMAKER_ENDPOINTS, "GPUMemoryUtilization", "Average", dims).widget_row()]),
+        _graph(plan, "Invocations", [invocations.widget_row()]),
+        _graph(plan, "Model latency (microseconds)", [Metric(SAGEMAKER, "ModelLatency", "Average", dims).widget_row(),
+                                                      Metric(SAGEMAKER, "ModelLatency", "p90", dims).widget_row()]),
+    )
+    alarms = (
+        Alarm("not-ready", alarm_name(stack, "not-ready"),
+              f"{stack}: the endpoint published no GPU metric within its startup timeouts ({budget_s} s)",
+              Metric(SAGEMAKER_ENDPOINTS, "GPUUtilization", "SampleCount", dims), "LessThanThreshold", 1,
+              ALARM_PERIOD_S, periods, "breaching",
+              f"download {spec.timeouts.download_s} s + health check {spec.timeouts.startup_health_check_s} s = "
+              f"{budget_s} s = {periods} periods of {ALARM_PERIOD_S} s"),
+        Alarm("idle", alarm_name(stack, "idle"),
+              f"{stack}: no invocation for {IDLE_S // 60} min while the endpoint runs: a forgotten evaluation?",
+              invocations, "LessThanThreshold", 1, IDLE_S, 1, "notBreaching",
+              f"fewer than 1 invocation in {IDLE_S} s",
+              expression=IDLE_EXPRESSION, heartbeat=_present(gpu)),
+    )
+    return _Sources(widgets, alarms, gpu)
+
+
+def _present(metric: Metric) -> Metric:
+    """The same metric counted (SampleCount): above 0 whenever it was published, whatever its value."""
+    return Metric(metric.namespace, metric.name, "SampleCount", metric.dimensions)
+
+
+def _spend_expression(plan: CorePlan, ident: str) -> str:
+    """Dollars spent so far: hours since the planned start x the plan's $/hour, at each datapoint of `ident`."""
+    return f"(EPOCH({ident}) - {planned_start_epoch(plan)}) / 3600 * {plan.cost.usd_per_hour:g}"
+
+
+def _spend_widget(plan: CorePlan, heartbeat: Metric) -> dict:
+    limit = plan_budget(plan).limit_usd
+    if plan.cost.usd_per_hour is None:
+        rows = [heartbeat.widget_row(label="running (no price: spend unknown)")]
+    else:
+        rows = [[{"expression": _spend_expression(plan, "heartbeat"), "label": "spend so far (USD, estimate)",
+                  "id": "spend"}],
+                heartbeat.widget_row(id="heartbeat", visible=False)]
+    return _graph(plan, f"Spend so far against the plan's maximum (${limit:,})", rows,
+                  annotations={"horizontal": [{"label": "budget limit", "value": limit},
+                                              {"label": f"{SPEND_ALARM_FRACTION:.0%} alarm",
+                                               "value": round(SPEND_ALARM_FRACTION * limit, 2)}]})
+
+
+def _spend_alarm(plan: CorePlan, heartbeat: Metric) -> Alarm | None:
+    if plan.cost.usd_per_hour is None:
+        return None
+    limit = plan_budget(plan).limit_usd
+    threshold = round(SPEND_ALARM_FRACTION * limit, 2)
+    return Alarm("spend", alarm_name(plan.stack, "spend"),
+                 f"{plan.stack}: estimated spend past {SPEND_ALARM_FRACTION:.0%} of the budget (${threshold:,} of "
+                 f"${limit:,})", heartbeat, "GreaterThanThreshold", threshold, ALARM_PERIOD_S, 1, "notBreaching",
+                 f"{SPEND_ALARM_FRACTION:g} x budget limit ${limit:,} (max spend over the TTL, rounded up); spend = "
+                 f"hours since the planned start x ${plan.cost.usd_per_hour:g}/h",
+                 expression=_spend_expression(plan, "m1"))
