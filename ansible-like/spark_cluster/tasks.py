@@ -134,3 +134,12 @@ def doctor(c, inventory=None, skip_bench=False, json=False):
 
 
 spark.add_task(doctor)
+
+
+@task(help={"inventory": INVENTORY_HELP, "json": COMMON_HELP["json"]})
+def metrics(c, inventory=None, json=False):
+    """Read-only snapshot per node: GPU memory and utilisation, link counters, vLLM's metrics on the head."""
+    finish(workflows.metrics_workflow(load(inventory)), json)
+
+
+spark.add_task(metrics)

@@ -3,8 +3,8 @@ on every node at once, into one TaskReport. The Fabric @task wrappers in tasks.p
 
 The skeleton runs once, in converge.py; each workflow is a declaration of its units (gather, plan, apply, verify
 per concern): linkflow.py (spark.link, spark.ssh), rayflow.py (spark.ray, spark.down), rdmaflow.py (spark.roce,
-spark.nccl), vllmflow.py (spark.vllm), units.py (the recorded sessions and the env file they share). This module
-names them all and composes spark.doctor from them.
+spark.nccl), vllmflow.py (spark.vllm), metricsflow.py (spark.metrics), units.py (the recorded sessions and the env
+file they share). This module names them all and composes spark.doctor from them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from spark_cluster import raycluster, vllm_serve
 from spark_cluster.converge import collect, new_reports
 from spark_cluster.inventory import Inventory
 from spark_cluster.linkflow import link_workflow, ssh_workflow
+from spark_cluster.metricsflow import metrics_workflow
 from spark_cluster.rayflow import down_workflow, ray_workflow
 from spark_cluster.rdmaflow import nccl_workflow, roce_workflow
 from spark_cluster.remote import NodeError, connect
@@ -20,8 +21,8 @@ from spark_cluster.report import TaskReport
 from spark_cluster.units import gather_sessions
 from spark_cluster.vllmflow import vllm_check, vllm_workflow
 
-__all__ = ["doctor_workflow", "down_workflow", "link_workflow", "nccl_workflow", "ray_workflow", "roce_workflow",
-           "ssh_workflow", "started_sessions", "vllm_check", "vllm_workflow"]
+__all__ = ["doctor_workflow", "down_workflow", "link_workflow", "metrics_workflow", "nccl_workflow", "ray_workflow",
+           "roce_workflow", "ssh_workflow", "started_sessions", "vllm_check", "vllm_workflow"]
 
 
 # ---- spark.doctor --------------------------------------------------------------------------------------------------
