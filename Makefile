@@ -1,6 +1,6 @@
 # The two commands a newcomer types: `make plan` (offline plan of every stack) and `make test`.
 # Each installs what it needs: `make plan` the virtualenv at .venv/ from requirements.txt (the plan and the Pulumi
-# program, about 45 s on 2 cores) and this project, editable; `make test` adds requirements-dev.txt (the tests, moto,
+# program, under a minute on 2 cores) and this project, editable; `make test` adds requirements-dev.txt (the tests, moto,
 # Ray for the lab) and the Debian packages the lab needs (root only; see scripts/install_lab_deps.sh).
 SHELL := /bin/bash
 PYTHON ?= python3
