@@ -12,11 +12,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components.network import ANY_IPV4
-from planner.observability import stack_namespace
+from planner.observability import log_group_prefix, stack_namespace
 from planner.plan import StackPlan
 from planner.references import managed_policy_arn
 from planner.serving import VllmCommand
-from planner.stack_config import PROJECT
 from planner.startup import S3Location
 from planner.targets.ec2 import render_user_data
 
@@ -199,7 +198,7 @@ def _agent_policy(plan: StackPlan, partition: pulumi.Input[str],
                   parameter_arn: pulumi.Input[str]) -> pulumi.Output[str]:
     """What the CloudWatch agent needs, narrower than CloudWatchAgentServerPolicy: metrics into the stack's namespace
     only, log events into the stack's log groups only, and its own config parameter."""
-    groups = pulumi.Output.concat("arn:", partition, f":logs:{plan.region}:*:log-group:/{PROJECT}/{plan.stack}/*")
+    groups = pulumi.Output.concat("arn:", partition, f":logs:{plan.region}:*:log-group:{log_group_prefix(plan.stack)}*")
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [
         {"Sid": "StackMetrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
          "Condition": {"StringEquals": {"cloudwatch:namespace": stack_namespace(plan.stack)}}},

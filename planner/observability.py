@@ -177,13 +177,18 @@ def alarm_name(stack: str, key: str) -> str:
     return f"{PROJECT}-{stack}-{key}"
 
 
+def log_group_prefix(stack: str) -> str:
+    """Every log group of the stack's agent lies under this prefix (its IAM policy allows exactly these)."""
+    return f"/{PROJECT}/{stack}/"
+
+
 def kernel_log_group(stack: str) -> str:
-    return f"/{PROJECT}/{stack}/kernel"
+    return f"{log_group_prefix(stack)}kernel"
 
 
 def prometheus_log_group(stack: str) -> str:
     """Where the agent writes vLLM's scraped metrics as embedded-metric-format events (CloudWatch extracts them)."""
-    return f"/{PROJECT}/{stack}/prometheus"
+    return f"{log_group_prefix(stack)}prometheus"
 
 
 def cloudwatch_agent_parameter(stack: str) -> str:

@@ -42,7 +42,7 @@ def preflight(plan: StackPlan, clients: AwsClients) -> list[CheckResult]:
         results.append(check_eula(plan))  # offline: needs no credentials
     if required_secret_keys(plan.config):
         results.append(check_required_secrets(plan))  # offline too
-    results.append(check_credentials(clients.client("sts")))
+    results.append(_guarded("credentials", lambda: check_credentials(clients.client("sts"))))
     target = plan.config.target
     checks: list[tuple[str, Callable[[], CheckResult]]]
     if target == "jumpstart":

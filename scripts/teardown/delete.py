@@ -182,8 +182,8 @@ def _revoke_cross_references(clients, region: str, deletions: list[Deletion], ou
                 if referencing:
                     try:
                         revoke(GroupId=group["GroupId"], IpPermissions=referencing)
-                    except ClientError as err:
-                        if not is_not_found(err):
+                    except Exception as err:  # noqa: BLE001 - this group fails; the rest of the run goes on
+                        if not (isinstance(err, ClientError) and is_not_found(err)):
                             outcomes.setdefault(group["GroupId"], Outcome("failed",
                                                                           f"revoking rules: {describe_error(err)}"))
 

@@ -56,6 +56,8 @@ def _gone(clients, region: str, kind: str, r: FoundResource) -> bool:
         return False
     except ClientError as err:
         return is_not_found(err)
+    except Exception:  # noqa: BLE001 - an unanswered poll proves this one not gone; the others are still judged
+        return False
 
 
 def still_there(clients, region: str, kind: str, resources: list[FoundResource]) -> set[str]:
