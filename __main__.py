@@ -109,7 +109,7 @@ def jumpstart_endpoint(plan: StackPlan) -> None:
         pulumi.log.warn(f"{plan.stack}: acceptEula is false; SageMaker will refuse the model until it is true "
                         f"(read {spec.eula_url or 'the EULA'} first)")
     endpoint = JumpStartEndpoint(f"{plan.stack}-jumpstart", JumpStartEndpointArgs(endpoint=spec, tags=plan.tags))
-    stack_observability(plan)
+    stack_observability(plan, after=[endpoint])  # its metric filter reads the endpoint's log group
     pulumi.export("jumpstart_resolved", True)
     pulumi.export("endpoint_name", endpoint.endpoint_name)
     pulumi.export("endpoint_arn", endpoint.endpoint_arn)
@@ -162,11 +162,12 @@ def eks_endpoint(plan: StackPlan) -> None:
     pulumi.export("startup_budget_s", eks.startup.total_s)
 
 
-def stack_observability(plan: StackPlan) -> StackObservability:
-    """The stack's CloudWatch dashboard and alarms (planner/observability.py); exports the dashboard's URL."""
+def stack_observability(plan: StackPlan, after: list[pulumi.Resource] | None = None) -> StackObservability:
+    """The stack's CloudWatch dashboard and alarms (planner/observability.py), declared after `after`; exports the
+    dashboard's URL."""
     decided = plan_observability(plan, ec2=plan.ec2, eks=plan.eks, jumpstart=plan.jumpstart)
     observability = StackObservability(f"{plan.stack}-observability", StackObservabilityArgs(
-        observability=decided, tags=plan.tags))
+        observability=decided, tags=plan.tags), opts=pulumi.ResourceOptions(depends_on=after or []))
     pulumi.export("dashboard_url", observability.dashboard_url)
     pulumi.export("alarms", [alarm.name for alarm in decided.alarms])
     return observability

@@ -15,6 +15,10 @@ from components.gpu_servers import IMDSV2_ONLY
 from planner.plan import StackPlan
 from planner.references import managed_policy_arn
 from planner.targets.eks import (
+    CLOUDWATCH_ADDON,
+    CLOUDWATCH_ADDON_CONFIGURATION,
+    CLOUDWATCH_AGENT_POLICY,
+    CLOUDWATCH_AGENT_SERVICE_ACCOUNT,
     CLUSTER_POLICIES,
     CONTROL_PLANE_LOG_TYPES,
     EBS_CSI_POLICY,
@@ -24,6 +28,7 @@ from planner.targets.eks import (
     NODE_ROOT_DEVICE,
     EksPlan,
     HelmRelease,
+    container_insights_log_group,
     kubeconfig,
 )
 
@@ -53,8 +58,10 @@ class EksCluster(pulumi.ComponentResource):
     first, so EKS does not create one that outlives the stack), API, audit and authenticator logs, a private API
     endpoint (public only to eks.publicAccessCidrs), access entries (authentication mode API; the identity that runs
     `pulumi up` is the cluster admin), two small untainted system nodes from an IMDSv2 / encrypted launch template,
-    and the add-ons the workload relies on: VPC CNI with NetworkPolicy enforcement, EKS Pod Identity, and the EBS CSI
-    driver with its own role. `kubeconfig` authenticates with `aws eks get-token`, never a stored credential.
+    and the add-ons the workload relies on: VPC CNI with NetworkPolicy enforcement, EKS Pod Identity, the EBS CSI
+    driver with its own role, and CloudWatch Observability (Container Insights with GPU metrics, the stack
+    dashboard's source) with its own role and a log group that expires. `kubeconfig` authenticates with
+    `aws eks get-token`, never a stored credential.
     """
 
     name: pulumi.Output[str]
@@ -152,6 +159,25 @@ class EksCluster(pulumi.ComponentResource):
                                                   "service_account": EBS_CSI_SERVICE_ACCOUNT}],
                       tags=tags, opts=pulumi.ResourceOptions(parent=self,
                                                              depends_on=[system_nodes, pod_identity, csi_policy]))
+
+        # Container Insights (GPU metrics for the stack's dashboard): the agent's log group first, with retention
+        # and tags, then the add-on with its Pod Identity association made at once (the agent never starts without).
+        insights_logs = aws.cloudwatch.LogGroup(
+            f"{name}-container-insights-logs", name=container_insights_log_group(cluster_id),
+            retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child)
+        agent_role = aws.iam.Role(
+            f"{name}-cloudwatch-agent-role", description=f"nemotron-deploy {plan.stack}: CloudWatch agent",
+            tags=tags, opts=child, assume_role_policy=_trust("pods.eks.amazonaws.com", tag_session=True))
+        agent_policy = aws.iam.RolePolicyAttachment(
+            f"{name}-cloudwatch-agent-policy", role=agent_role.name, opts=child,
+            policy_arn=_managed_policy(partition, CLOUDWATCH_AGENT_POLICY))
+        aws.eks.Addon(f"{name}-cloudwatch-observability", cluster_name=cluster.name,
+                      addon_name=CLOUDWATCH_ADDON.name, addon_version=CLOUDWATCH_ADDON.version,
+                      configuration_values=json.dumps(CLOUDWATCH_ADDON_CONFIGURATION),
+                      pod_identity_associations=[{"role_arn": agent_role.arn,
+                                                  "service_account": CLOUDWATCH_AGENT_SERVICE_ACCOUNT}],
+                      tags=tags, opts=pulumi.ResourceOptions(
+                          parent=self, depends_on=[system_nodes, pod_identity, agent_policy, insights_logs]))
 
         self.name = cluster.name
         self.endpoint = cluster.endpoint

@@ -21,8 +21,9 @@ class StackObservabilityArgs:
 class StackObservability(pulumi.ComponentResource):
     """One dashboard `nemotron-deploy-<stack>`, one alarm per watched condition and, with alert addresses, an SNS
     topic with an email subscription per address as every alarm's action (each address confirms its subscription
-    once). ec2 stacks also get the kernel-log group the servers' agent writes to and the metric filter that counts
-    NVIDIA Xid lines."""
+    once). A metric filter counts GPU-error lines: ec2 stacks' kernel log (NVIDIA Xid), with the log groups the
+    servers' agent writes to; a JumpStart endpoint's container log (its group comes with the endpoint, so the caller
+    orders this component after it)."""
 
     dashboard_url: pulumi.Output[str]
 
@@ -42,14 +43,15 @@ class StackObservability(pulumi.ComponentResource):
                             resource=self)
         for note in decided.notes:
             pulumi.log.warn(f"{decided.stack}: {note}", resource=self)
-        if decided.xid_logs is not None:
-            logs = decided.xid_logs
-            group = aws.cloudwatch.LogGroup(f"{name}-kernel-log", name=logs.log_group,
-                                            retention_in_days=logs.retention_days, tags=tags, opts=child)
-            aws.cloudwatch.LogGroup(f"{name}-prometheus-log", name=logs.prometheus_log_group,
-                                    retention_in_days=logs.retention_days, tags=tags, opts=child)
+        if decided.error_logs is not None:
+            logs = decided.error_logs
+            groups = {group_name: aws.cloudwatch.LogGroup(
+                f"{name}-{suffix}", name=group_name, retention_in_days=logs.retention_days, tags=tags, opts=child)
+                for suffix, group_name in logs.create_groups}
+            group = groups.get(logs.log_group)
             aws.cloudwatch.LogMetricFilter(
-                f"{name}-xid", log_group_name=group.name, pattern=logs.filter_pattern, opts=child,
+                f"{name}-{logs.key}", log_group_name=group.name if group is not None else logs.log_group,
+                pattern=logs.filter_pattern, opts=child,
                 metric_transformation={"name": logs.metric_name, "namespace": decided.namespace, "value": "1",
                                        "default_value": "0"})
         dashboard = aws.cloudwatch.Dashboard(f"{name}-dashboard", dashboard_name=decided.dashboard_name,

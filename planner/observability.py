@@ -12,8 +12,10 @@ Where the numbers come from, per target:
   measurements and vLLM's Prometheus metrics (`vllm:*`); the kernel log goes to a log group whose metric filter
   counts NVIDIA Xid lines (GPU errors).
 - eks: Container Insights (the `amazon-cloudwatch-observability` add-on) under `ContainerInsights`, by cluster:
-  GPU utilisation and memory, and running pods in the stack's namespace. vLLM's own metrics are not collected on
-  EKS yet, so the vLLM widgets are absent there and "no requests" is read as "GPUs idle".
+  GPU utilisation and memory, and running pods in the stack's namespace; a cluster the stack creates gets the add-on
+  (components/eks_cluster.py). vLLM's own metrics are not collected on EKS (the scrape would need the API key in
+  the add-on's configuration, in plain text), so the vLLM widgets are absent there and "no requests" is read as
+  "GPUs idle".
 - jumpstart: SageMaker's own endpoint metrics: `AWS/SageMaker` (Invocations, ModelLatency) and
   `/aws/sagemaker/Endpoints` (GPUUtilization, GPUMemoryUtilization), by endpoint and variant.
 
@@ -21,7 +23,10 @@ Alarms (thresholds derived from the plan):
 
 - not-ready: no serving metric for the whole startup budget (plan.ec2/plan.eks startup budget; for JumpStart the
   model download plus the container health-check timeouts), in periods of ALARM_PERIOD_S, missing data breaching.
-- gpu-xid (ec2 only): one or more Xid lines in the kernel log within ALARM_PERIOD_S.
+- gpu-xid (ec2): one or more Xid lines in the kernel log within ALARM_PERIOD_S.
+- gpu-error (jumpstart): one or more CUDA, ECC, NCCL or Xid error lines in the endpoint's container log within
+  ALARM_PERIOD_S (SageMaker publishes no Xid metric). EKS has no GPU-error alarm yet: Container Insights publishes no
+  Xid count, and the add-on's container logs are off (docs/sources.md#cloudwatch-observability-addon).
 - idle: not one request served (eks: GPUs under IDLE_GPU_PERCENT) for IDLE_S while the stack runs: a forgotten
   evaluation.
 - spend: the spend so far, estimated as the hours since the planned start (expiry - TTL) x the plan's $/hour, past
@@ -51,6 +56,10 @@ XID_METRIC = "gpu_xid_errors"
 # Requests served while the stack runs (heartbeat present); 1, never alarming, once it is gone.
 IDLE_EXPRESSION = "IF(FILL(heartbeat, 0) > 0, FILL(m1, 0), 1)"
 XID_FILTER_PATTERN = '"NVRM: Xid"'  # the kernel's line for every NVIDIA Xid (GPU error) event
+# jumpstart: SageMaker publishes no Xid metric and its host's kernel log is out of reach; the container's own log
+# (the endpoint's log group) carries CUDA's and NCCL's error lines when a GPU fails under the server.
+GPU_ERROR_METRIC = "gpu_errors"
+GPU_ERROR_FILTER_PATTERN = '?"CUDA error" ?"uncorrectable ECC" ?"NCCL error" ?"Xid"'
 
 # ec2: names the CloudWatch agent publishes (NVIDIA plugin: nvidia_smi_<measurement>; Prometheus: vLLM's names)
 EC2_GPU_UTIL = "nvidia_smi_utilization_gpu"
@@ -124,13 +133,17 @@ class Alarm:
 
 
 @dataclass(frozen=True)
-class XidLogs:
-    """ec2: the kernel log group the agent ships to, and the metric filter that counts Xid lines."""
+class ErrorLogs:
+    """A log group whose GPU-error lines a metric filter counts into the stack's namespace (as `metric_name`).
 
+    ec2: the kernel log the agent ships, declared by the stack with the agent's other group (vLLM's EMF events);
+    jumpstart: the endpoint's own log group, which components/jumpstart.py declares with the endpoint."""
+
+    key: str  # the metric filter's resource name suffix: xid (ec2), gpu-errors (jumpstart)
     log_group: str
-    prometheus_log_group: str  # the agent's EMF events of vLLM's metrics, declared with the kernel log's group
-    filter_pattern: str = XID_FILTER_PATTERN
-    metric_name: str = XID_METRIC
+    filter_pattern: str
+    metric_name: str
+    create_groups: tuple[tuple[str, str], ...]  # (resource suffix, group name) StackObservability declares
     retention_days: int = 7
 
 
@@ -145,7 +158,7 @@ class ObservabilityPlan:
     widgets: tuple[dict, ...]
     alarms: tuple[Alarm, ...]
     alert_emails: tuple[str, ...]
-    xid_logs: XidLogs | None = None
+    error_logs: ErrorLogs | None = None
     notes: tuple[str, ...] = field(default=())
 
     def body(self) -> dict:
@@ -252,7 +265,7 @@ def plan_observability(plan: CorePlan, ec2=None, eks=None, jumpstart=None) -> Ob
         notes.append(f"the spend estimate counts {plan.config.nodes} instance(s), the budget limit {plan.peak_nodes} "
                      "(the scaling maximum): the spend alarm fires late or not at all when the stack scales out")
     return ObservabilityPlan(plan.stack, plan.region, stack_namespace(plan.stack), dashboard_name(plan.stack),
-                             tuple(_placed(widgets)), tuple(alarms), alert_emails(plan.config), sources.xid_logs,
+                             tuple(_placed(widgets)), tuple(alarms), alert_emails(plan.config), sources.error_logs,
                              tuple(notes))
 
 
@@ -261,7 +274,7 @@ class _Sources:
     widgets: tuple[dict, ...]
     alarms: tuple[Alarm, ...]
     heartbeat: Metric  # a metric present every minute while the stack runs (its GPU utilisation)
-    xid_logs: XidLogs | None = None
+    error_logs: ErrorLogs | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -320,7 +333,9 @@ def _ec2(plan: CorePlan, budget_s: int) -> _Sources:
               f"fewer than 1 successful request in {IDLE_S} s",
               expression=IDLE_EXPRESSION, heartbeat=_present(gpu)),
     )
-    return _Sources(widgets, alarms, gpu, XidLogs(kernel_log_group(stack), prometheus_log_group(stack)))
+    logs = ErrorLogs("xid", kernel_log_group(stack), XID_FILTER_PATTERN, XID_METRIC,
+                     (("kernel-log", kernel_log_group(stack)), ("prometheus-log", prometheus_log_group(stack))))
+    return _Sources(widgets, alarms, gpu, logs)
 
 
 def _eks(plan: CorePlan, eks) -> _Sources:
@@ -346,9 +361,12 @@ def _eks(plan: CorePlan, eks) -> _Sources:
               gpu_peak, "LessThanThreshold", IDLE_GPU_PERCENT, IDLE_S, 1, "notBreaching",
               f"busiest GPU minute under {IDLE_GPU_PERCENT}% for {IDLE_S} s"),
     )
-    notes = ("eks: vLLM's own metrics (KV cache, queue, TTFT) are not collected; Container Insights GPU metrics need "
-             "the amazon-cloudwatch-observability add-on, which this stack does not install yet",)
-    return _Sources(widgets, alarms, gpu, notes=notes)
+    notes = ["eks: vLLM's and NIM's own metrics (KV cache, queue, TTFT) are not collected: the add-on's agent would "
+             "need the API key, which stays in the workload's Secret"]
+    if eks.settings.cluster_name is not None:
+        notes.append(f"eks: the existing cluster {cluster} must run the amazon-cloudwatch-observability add-on for "
+                     "the GPU widgets and alarms; the stack installs it only on a cluster it creates")
+    return _Sources(widgets, alarms, gpu, notes=tuple(notes))
 
 
 def _jumpstart(plan: CorePlan, spec) -> _Sources:
@@ -372,13 +390,18 @@ def _jumpstart(plan: CorePlan, spec) -> _Sources:
               ALARM_PERIOD_S, periods, "breaching",
               f"download {spec.timeouts.download_s} s + health check {spec.timeouts.startup_health_check_s} s = "
               f"{budget_s} s = {periods} periods of {ALARM_PERIOD_S} s"),
+        Alarm("gpu-error", alarm_name(stack, "gpu-error"),
+              f"{stack}: the endpoint's container logged a CUDA, ECC, NCCL or Xid error",
+              Metric(stack_namespace(stack), GPU_ERROR_METRIC, "Sum"), "GreaterThanOrEqualToThreshold", 1,
+              ALARM_PERIOD_S, 1, "notBreaching", "any GPU error line in the endpoint's log group"),
         Alarm("idle", alarm_name(stack, "idle"),
               f"{stack}: no invocation for {IDLE_S // 60} min while the endpoint runs: a forgotten evaluation?",
               invocations, "LessThanThreshold", 1, IDLE_S, 1, "notBreaching",
               f"fewer than 1 invocation in {IDLE_S} s",
               expression=IDLE_EXPRESSION, heartbeat=_present(gpu)),
     )
-    return _Sources(widgets, alarms, gpu)
+    logs = ErrorLogs("gpu-errors", spec.log_group_name, GPU_ERROR_FILTER_PATTERN, GPU_ERROR_METRIC, ())
+    return _Sources(widgets, alarms, gpu, logs)
 
 
 def _present(metric: Metric) -> Metric:

@@ -19,7 +19,7 @@ STATUSES = (OK, MISSING, NEWER, UNCHECKED)
 DOCKER_HUB = "registry-1.docker.io"
 HUGGING_FACE = "huggingface.co"
 GITHUB_API = "api.github.com"
-AWS_KINDS = ("managed-policy", "ssm-parameter", "jumpstart-model", "kubernetes-version")
+AWS_KINDS = ("managed-policy", "ssm-parameter", "jumpstart-model", "kubernetes-version", "eks-addon")
 
 
 @dataclass(frozen=True)
@@ -275,3 +275,16 @@ def kubernetes_check(reference: Reference, versions: Sequence[Mapping]) -> Refer
     if newest:
         return row(reference, NEWER, f"standard support{until}; newer: {newest}", newest)
     return row(reference, OK, f"standard support{until}")
+
+
+def addon_check(reference: Reference, kubernetes_version: str, addons: Sequence[Mapping]) -> ReferenceCheck:
+    """An EKS add-on version: the addonVersions of eks:DescribeAddonVersions for the pinned Kubernetes version."""
+    versions = [str(v.get("addonVersion")) for a in addons if a.get("addonName") == reference.name
+                for v in a.get("addonVersions", [])]
+    newest = newest_of_shape(reference.version, versions) or ""
+    if reference.version not in versions:
+        return row(reference, MISSING, f"EKS lists no {reference.name} {reference.version} for Kubernetes "
+                                       f"{kubernetes_version}", newest)
+    if newest:
+        return row(reference, NEWER, f"listed for Kubernetes {kubernetes_version}; newer: {newest}", newest)
+    return row(reference, OK, f"listed for Kubernetes {kubernetes_version}")

@@ -20,7 +20,7 @@ class Reference:
 
     key: str  # how code asks for it
     kind: str  # image | helm-chart | checkpoint | jumpstart-model | managed-policy | ssm-parameter |
-    #            kubernetes-version | github-action
+    #            kubernetes-version | eks-addon | github-action
     name: str  # image repository, chart name, Hugging Face repo id, policy ARN, parameter name, action
     version: str = ""  # tag, chart version, action version ("" where the name is the whole reference)
     source: str = ""  # anchor in docs/sources.md
@@ -67,6 +67,11 @@ REFERENCES: tuple[Reference, ...] = (
     # ---------------------------------------------------------------------------------------------- Kubernetes
     Reference("eks-kubernetes-version", "kubernetes-version", "1.35", source="eks-versions",
               note="1.34 leaves standard support on 2026-12-02 (extended support is paid)"),
+    # ---------------------------------------------------------------------------------------------- EKS add-ons
+    Reference("cloudwatch-observability-addon", "eks-addon", "amazon-cloudwatch-observability", "v4.10.3-eksbuild.1",
+              "cloudwatch-observability-addon",
+              note="Container Insights with NVIDIA GPU metrics; newer majors exist (the Helm chart is at 6.3.0): "
+                   "make check-references asks EKS which versions it lists for the pinned Kubernetes version"),
     # ---------------------------------------------------------------------------------------------- IAM policies
     *(Reference(f"policy-{name}", "managed-policy", f"arn:aws:iam::aws:policy/{path}{name}", source="iam-managed")
       for path, name in (
@@ -76,6 +81,7 @@ REFERENCES: tuple[Reference, ...] = (
           ("", "AmazonEKS_CNI_Policy"),
           ("", "AmazonEC2ContainerRegistryPullOnly"),
           ("service-role/", "AmazonEBSCSIDriverPolicy"),
+          ("", "CloudWatchAgentServerPolicy"),
       )),
     # ---------------------------------------------------------------------------------------------- AMI parameters
     Reference("dlami-x86_64", "ssm-parameter",
@@ -101,7 +107,7 @@ REFERENCES: tuple[Reference, ...] = (
 
 BY_KEY: dict[str, Reference] = {r.key: r for r in REFERENCES}
 KINDS = ("image", "helm-chart", "checkpoint", "jumpstart-model", "managed-policy", "ssm-parameter",
-         "kubernetes-version", "github-action")
+         "kubernetes-version", "eks-addon", "github-action")
 
 
 def reference(key: str) -> Reference:

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from planner.reference_checks import (
     ReferenceCheck,
+    addon_check,
     aws_error,
     jumpstart_check,
     kubernetes_check,
@@ -19,7 +20,7 @@ from planner.reference_checks import (
     policy_check,
     unchecked,
 )
-from planner.references import Reference
+from planner.references import Reference, reference
 from scripts.aws import AwsClients, session_for, token_pages
 from scripts.check_references.web import CONNECT_S, REQUEST_S, _describe
 
@@ -48,12 +49,22 @@ def _cluster_versions(client: Any, reference: Reference) -> ReferenceCheck:
     return kubernetes_check(reference, versions)
 
 
+def _addon_versions(client: Any, ref: Reference) -> ReferenceCheck:
+    kubernetes = reference("eks-kubernetes-version").name
+    addons: list[dict] = []
+    for page in client.get_paginator("describe_addon_versions").paginate(addonName=ref.name,
+                                                                         kubernetesVersion=kubernetes):
+        addons += page.get("addons", [])
+    return addon_check(ref, kubernetes, addons)
+
+
 # kind -> (service, the IAM action the read-only role needs, the call)
 AWS_CHECKS: dict[str, tuple[str, str, Callable[[Any, Reference], ReferenceCheck]]] = {
     "managed-policy": ("iam", "iam:GetPolicy", _policy),
     "ssm-parameter": ("ssm", "ssm:GetParameter", _parameter),
     "jumpstart-model": ("sagemaker", "sagemaker:ListHubContents", _hub_models),
     "kubernetes-version": ("eks", "eks:DescribeClusterVersions", _cluster_versions),
+    "eks-addon": ("eks", "eks:DescribeAddonVersions", _addon_versions),
 }
 
 

@@ -119,6 +119,9 @@ def test_roles_carry_exactly_the_managed_policies_they_need(stack):
     # The whole ARN, path included: AWS keeps this one under service-role/ (a bare policy/ ARN does not exist).
     assert _attached_arns(run, f"{stack}-eks-ebs-csi") == {
         "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"}
+    # Container Insights' agent, through Pod Identity: AWS's agent policy on its own role, nowhere else
+    assert _attached_arns(run, f"{stack}-eks-cloudwatch-agent") == {
+        "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"}
     assert _attached_arns(run, f"{stack}-gpu-") == {
         "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy", "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
         "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly"}
@@ -126,7 +129,8 @@ def test_roles_carry_exactly_the_managed_policies_they_need(stack):
              for r in run.of_type("aws:iam/role:Role")}
     assert trust == {f"{stack}-eks-role": "eks.amazonaws.com", f"{stack}-gpu-role": "ec2.amazonaws.com",
                      f"{stack}-eks-system-nodes-role": "ec2.amazonaws.com",
-                     f"{stack}-eks-ebs-csi-role": "pods.eks.amazonaws.com"}
+                     f"{stack}-eks-ebs-csi-role": "pods.eks.amazonaws.com",
+                     f"{stack}-eks-cloudwatch-agent-role": "pods.eks.amazonaws.com"}
     assert not run.of_type("aws:iam/rolePolicy:RolePolicy")  # no inline grants
 
 
@@ -137,6 +141,15 @@ def test_network_policy_enforcement_and_storage_add_ons(stack):
     csi = run.named(f"{stack}-eks-ebs-csi-driver")["inputs"]
     assert csi["podIdentityAssociations"][0]["serviceAccount"] == "ebs-csi-controller-sa"
     system = run.named(f"{stack}-eks-system-nodes")["inputs"]
+    insights = run.named(f"{stack}-eks-cloudwatch-observability")
+    assert (insights["inputs"]["addonName"], insights["inputs"]["addonVersion"]) == (
+        "amazon-cloudwatch-observability", "v4.10.3-eksbuild.1")
+    assert insights["inputs"]["podIdentityAssociations"][0]["serviceAccount"] == "cloudwatch-agent"
+    # Fluent Bit's container logs off (never-expiring log groups outside the stack); the agent's group declared first
+    assert json.loads(insights["inputs"]["configurationValues"]) == {"containerLogs": {"enabled": False}}
+    group = run.named(f"{stack}-eks-container-insights-logs")
+    assert group["inputs"]["name"] == f"/aws/containerinsights/nemotron-deploy-{stack}/performance"
+    assert group["inputs"]["retentionInDays"] == 7
     assert "taints" not in system and system["scalingConfig"]["desiredSize"] == 2
     system_template = run.named(f"{stack}-eks-system-template")["inputs"]
     assert system_template["metadataOptions"]["httpTokens"] == "required"

@@ -61,7 +61,8 @@ def test_every_resource_of_the_endpoint_is_declared_once():
         (SCHEDULE, "jumpstart-jumpstart-end"),
         (BUDGET_COMPONENT, "jumpstart-cost"), (BUDGET, "jumpstart-cost-budget"),
         (OBSERVABILITY, "jumpstart-observability"), (DASHBOARD, "jumpstart-observability-dashboard"),
-        *((ALARM, f"jumpstart-observability-{key}") for key in ("not-ready", "idle", "spend"))])
+        ("aws:cloudwatch/logMetricFilter:LogMetricFilter", "jumpstart-observability-gpu-errors"),
+        *((ALARM, f"jumpstart-observability-{key}") for key in ("not-ready", "gpu-error", "idle", "spend"))])
 
 
 def test_the_model_is_the_resolved_hub_content_with_the_eula_as_configured():

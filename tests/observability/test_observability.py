@@ -14,6 +14,7 @@ import pytest
 from components.offline import run_program
 from planner.observability import (
     ALARM_PERIOD_S,
+    GPU_ERROR_FILTER_PATTERN,
     IDLE_S,
     XID_FILTER_PATTERN,
     cloudwatch_agent_config,
@@ -88,7 +89,20 @@ def test_a_resolved_jumpstart_stack_watches_sagemakers_own_endpoint_metrics(jump
             ("/aws/sagemaker/Endpoints", "GPUUtilization"),
             ("/aws/sagemaker/Endpoints", "GPUMemoryUtilization")} <= names
     found = alarms(run)
-    assert set(found) == {"not-ready", "idle", "spend"}
+    assert set(found) == {"not-ready", "gpu-error", "idle", "spend"}
+    # GPU errors: the container log's CUDA/ECC/NCCL/Xid lines, counted on the endpoint's own log group
+    (metric_filter,) = run.of_type(METRIC_FILTER)
+    assert metric_filter["inputs"]["logGroupName"] == spec.log_group_name == (
+        f"/aws/sagemaker/Endpoints/{spec.endpoint_name}")
+    assert metric_filter["inputs"]["pattern"] == GPU_ERROR_FILTER_PATTERN
+    transform = metric_filter["inputs"]["metricTransformation"]
+    error = found["gpu-error"]
+    assert (transform["namespace"], transform["name"]) == (error["namespace"], error["metricName"]) == (
+        "nemotron-deploy/jumpstart", "gpu_errors")
+    assert (error["threshold"], error["comparisonOperator"], error["period"]) == (
+        1, "GreaterThanOrEqualToThreshold", ALARM_PERIOD_S)
+    # the endpoint's log group is declared once, by the endpoint's component
+    assert [g["inputs"]["name"] for g in run.of_type(LOG_GROUP)].count(spec.log_group_name) == 1
     ready = found["not-ready"]
     assert ready["namespace"] == "/aws/sagemaker/Endpoints" and ready["metricName"] == "GPUUtilization"
     assert ready["dimensions"] == {"EndpointName": spec.endpoint_name, "VariantName": spec.variant_name}

@@ -97,6 +97,9 @@ def stubbed_aws(references, answers=None):
             params = {"HubName": "SageMakerPublicHub", "HubContentType": "Model", "NameContains": r.name}
         elif r.kind == "kubernetes-version":
             service, operation, params = "eks", "describe_cluster_versions", {}
+        elif r.kind == "eks-addon":
+            service, operation = "eks", "describe_addon_versions"
+            params = {"addonName": r.name, "kubernetesVersion": "1.35"}
         else:
             continue
         if isinstance(given, str):
@@ -349,3 +352,21 @@ def test_the_command_without_a_network_exits_fast(tmp_path):
     assert "no network: huggingface.co unreachable (" in proc.stderr
     assert "no network: registry-1.docker.io unreachable (" in proc.stderr
     assert "no AWS credentials" in proc.stderr
+
+
+def test_an_eks_addon_version_is_asked_for_the_pinned_kubernetes_version():
+    rows, _, _, stubbers = run()
+    addon = rows["cloudwatch-observability-addon"]
+    assert (addon.status, addon.detail) == (rc.OK, "listed for Kubernetes 1.35")
+    stubbers["eks"].assert_no_pending_responses()
+    newer = copy.deepcopy(AWS_ANSWERS["describe_addon_versions"])
+    newer["addons"][0]["addonVersions"].append({"addonVersion": "v6.3.0-eksbuild.1"})
+    newer["addons"][0]["addonVersions"].append({"addonVersion": "v6.4.0-eksbuild.1-rc"})  # another shape
+    rows, *_ = run(aws_answers={"cloudwatch-observability-addon": newer})
+    assert rows["cloudwatch-observability-addon"].verdict == "newer: v6.3.0-eksbuild.1"
+    gone = copy.deepcopy(AWS_ANSWERS["describe_addon_versions"])
+    gone["addons"][0]["addonVersions"] = [{"addonVersion": "v4.10.2-eksbuild.1"}]
+    rows, *_ = run(aws_answers={"cloudwatch-observability-addon": gone})
+    assert rows["cloudwatch-observability-addon"].status == rc.MISSING
+    assert "no amazon-cloudwatch-observability v4.10.3-eksbuild.1 for Kubernetes 1.35" in (
+        rows["cloudwatch-observability-addon"].detail)
