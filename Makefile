@@ -47,6 +47,7 @@ lab-deps:
 
 bench: $(DEV_STAMP) lab-deps
 	$(PY) -m scripts.spark_link_bench --serial
+	$(PY) -m scripts.stage_weights.bench
 
 venv: $(STAMP)
 

@@ -12,6 +12,7 @@ packages=(
   util-linux       # setsid, unshare, mount (Ray session, per-node mounts)
   procps           # ps (pids of a recorded Ray or vLLM session)
   curl             # the vLLM API check (tests use a stand-in vLLM)
+  rsync            # spark.weights copies the model from the head to the other nodes
   netplan.io       # netplan generate validates the rendered netplan file
   chromium         # the evaluation report opened headless (tests/report): no console errors, a screenshot
   fonts-liberation # text for chromium's screenshot (chromium only recommends it; installs run without recommends)

@@ -10,6 +10,7 @@ import difflib
 import ipaddress
 import os
 import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +28,16 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 _TOP_KEYS = ("user", "ssh_key", "port", "known_hosts", "mtu", "network_backend", "netplan_file", "env_file",
-             "state_dir", "nodes", "ray", "nccl", "vllm")
+             "state_dir", "nodes", "ray", "nccl", "vllm", "weights")
 _NODE_KEYS = ("name", "host", "links")
 _LINK_KEYS = ("interface", "address")
 _RAY_KEYS = ("bin", "python", "port", "num_cpus", "object_store_memory", "include_dashboard")
 _NCCL_KEYS = ("tests_dir", "mpirun")
 _VLLM_KEYS = ("bin", "model", "api_key_file", "port", "context_tokens", "concurrency")
+_WEIGHTS_KEYS = ("dir", "source", "fetch_command", "copy_parallel", "hash_jobs", "timeout_s")
+# a model directory: under the home (~/...) or absolute, of plain path parts (rsync and sh see it unquoted-safe)
+_WEIGHTS_DIR = re.compile(r"^(~/|/)[A-Za-z0-9._+@=-]+(/[A-Za-z0-9._+@=-]+)*$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._+@=/-]*)?$")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,18 @@ class VllmSettings:
 
 
 @dataclass(frozen=True)
+class WeightsSettings:
+    """spark.weights: where the model lives on every node, where the head gets it, how the copies run."""
+
+    dir: str = "~/models/nemotron-3-ultra"  # the model directory on every node (default: ~/models/<vllm.model>)
+    source: str = "local"  # local: the head already has it in dir; s3://bucket/prefix: fetched on the head
+    fetch_command: str = "python3 -m scripts.stage_weights fetch {source} --to {dir}"  # run on the head
+    copy_parallel: int = 3  # nodes copying from the head at once
+    hash_jobs: int = 4  # sha256sum processes per node
+    timeout_s: int = 21600  # bound of each long step on a node: the fetch, one node's copy, one node's hashing
+
+
+@dataclass(frozen=True)
 class Inventory:
     source: str
     user: str
@@ -100,6 +117,7 @@ class Inventory:
     ray: RaySettings = field(default_factory=RaySettings)
     nccl: NcclSettings = field(default_factory=NcclSettings)
     vllm: VllmSettings = field(default_factory=VllmSettings)
+    weights: WeightsSettings = field(default_factory=WeightsSettings)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
@@ -172,13 +190,14 @@ def parse_inventory(data: object, source: str = "inventory") -> Inventory:
                                 or not netplan.endswith(".yaml") or ".." in netplan):
         raise PlanInputError("netplan_file", netplan, f"a file {NETPLAN_DIR}NAME.yaml (netplan reads only that folder)",
                              source)
+    vllm = _vllm(top.get("vllm"), source)
     return Inventory(
         source=source, user=user, nodes=nodes,
         mtu=_integer(top, "mtu", MTU_MIN, MTU_MAX, source, required=True),
         network_backend=backend,
         port=_integer(top, "port", 1, 65535, source, default=22),
-        ray=_ray(top.get("ray"), source), nccl=_nccl(top.get("nccl"), source), vllm=_vllm(top.get("vllm"), source),
-        **kwargs,
+        ray=_ray(top.get("ray"), source), nccl=_nccl(top.get("nccl"), source), vllm=vllm,
+        weights=_weights(top.get("weights"), vllm, source), **kwargs,
     )
 
 
@@ -302,6 +321,46 @@ def _vllm(raw: object, source: str) -> VllmSettings:
     if "concurrency" in item:
         kwargs["concurrency"] = _integer(item, "concurrency", 1, 4096, source, where="vllm")
     return VllmSettings(**kwargs)
+
+
+def default_weights_dir(model: str) -> str:
+    """~/models/<vllm.model> (a Hugging Face id keeps its org/ folder); a model given as a path is its own dir."""
+    model = model.rstrip("/")
+    return model if model.startswith(("/", "~/")) else f"~/models/{model}"
+
+
+def _weights(raw: object, vllm: VllmSettings, source: str) -> WeightsSettings:
+    item = {} if raw is None else _mapping(raw, "weights", _WEIGHTS_KEYS, source)
+    given = _string(item, "dir", source, where="weights")
+    folder = (given or default_weights_dir(vllm.model)).rstrip("/")
+    allowed = ("a directory ~/PATH or /PATH of letters, digits and ._+@=- parts, without . or .. parts "
+               "(the model directory on every node)")
+    if not _WEIGHTS_DIR.match(folder) or any(part in (".", "..") for part in folder.split("/")):
+        raise PlanInputError("weights.dir", folder if given else f"{folder} (from vllm.model)", allowed, source)
+    kwargs: dict = {"dir": folder}
+    origin = _string(item, "source", source, where="weights")
+    if origin is not None:
+        if origin != "local" and not _S3_URI.match(origin):
+            raise PlanInputError("weights.source", origin, "local (the head already has the model in weights.dir) or "
+                                 "s3://BUCKET/PREFIX (fetched on the head with weights.fetch_command)", source)
+        kwargs["source"] = origin
+    command = _string(item, "fetch_command", source, where="weights")
+    if command is not None:
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(command) if name is not None}
+        except ValueError:
+            fields = {"?"}
+        if "dir" not in fields or fields - {"dir", "source"}:
+            raise PlanInputError("weights.fetch_command", command, "a command run on the head with the placeholder "
+                                 "{dir} and optionally {source} (no other {...})", source)
+        kwargs["fetch_command"] = command
+    if "copy_parallel" in item:
+        kwargs["copy_parallel"] = _integer(item, "copy_parallel", 1, MAX_NODES, source, where="weights")
+    if "hash_jobs" in item:
+        kwargs["hash_jobs"] = _integer(item, "hash_jobs", 1, 64, source, where="weights")
+    if "timeout_s" in item:
+        kwargs["timeout_s"] = _integer(item, "timeout_s", 10, 7 * 86400, source, where="weights")
+    return WeightsSettings(**kwargs)
 
 
 def _mapping(raw: object, where: str, allowed: tuple[str, ...], source: str) -> dict:

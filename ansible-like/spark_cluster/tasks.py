@@ -143,3 +143,12 @@ def metrics(c, inventory=None, json=False):
 
 
 spark.add_task(metrics)
+
+
+@task(help={**COMMON_HELP, "verify-only": "copy nothing; check every node's files against the manifest (sha256)"})
+def weights(c, inventory=None, dry_run=False, verify_only=False, json=False):
+    """Model weights fetched once to the head, copied to the others over the link (rsync), sha256-checked on all."""
+    finish(workflows.weights_workflow(load(inventory), dry_run=dry_run, verify_only=verify_only), json)
+
+
+spark.add_task(weights)

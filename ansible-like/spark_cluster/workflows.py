@@ -3,8 +3,8 @@ on every node at once, into one TaskReport. The Fabric @task wrappers in tasks.p
 
 The skeleton runs once, in converge.py; each workflow is a declaration of its units (gather, plan, apply, verify
 per concern): linkflow.py (spark.link, spark.ssh), rayflow.py (spark.ray, spark.down), rdmaflow.py (spark.roce,
-spark.nccl), vllmflow.py (spark.vllm), metricsflow.py (spark.metrics), units.py (the recorded sessions and the env
-file they share). This module names them all and composes spark.doctor from them.
+spark.nccl), vllmflow.py (spark.vllm), metricsflow.py (spark.metrics), weightsflow.py (spark.weights), units.py
+(the recorded sessions and the env file they share). This module names them all and composes spark.doctor from them.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from spark_cluster.remote import NodeError, connect
 from spark_cluster.report import TaskReport
 from spark_cluster.units import gather_sessions
 from spark_cluster.vllmflow import vllm_check, vllm_workflow
+from spark_cluster.weightsflow import weights_workflow
 
 __all__ = ["doctor_workflow", "down_workflow", "link_workflow", "metrics_workflow", "nccl_workflow", "ray_workflow",
-           "roce_workflow", "ssh_workflow", "started_sessions", "vllm_check", "vllm_workflow"]
+           "roce_workflow", "ssh_workflow", "started_sessions", "vllm_check", "vllm_workflow", "weights_workflow"]
 
 
 # ---- spark.doctor --------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """`python -m scripts.preflight STACK [--json] [--stacks-dir DIR]`: can this AWS account take the stack, before
 `pulumi up`? Credentials, the vCPU or endpoint quota, whether the instance type is offered where the stack puts it,
-the capacity reservation and the Deep Learning AMI parameter; for JumpStart, that a person accepted the model's EULA;
+the capacity reservation, the Deep Learning AMI parameter and the staged copy of the weights (its manifest and every
+file it lists, docs/weights.md); for JumpStart, that a person accepted the model's EULA;
 for a stack that needs a secret to deploy (ngcApiKey for NIM), that the stack file holds it.
 
 Each check passes, fails with what to do, or is skipped with why. Exit 0 when no check failed, 1 when one did, 2 on
@@ -29,6 +30,8 @@ from scripts.preflight.capacity import check_capacity_reservation, check_dlami, 
 from scripts.preflight.offline import check_eula, check_plan, check_required_secrets
 from scripts.preflight.quotas import check_credentials, check_endpoint_quota, check_on_demand_quota
 from scripts.preflight.results import FAIL, PASS, SKIP, CheckResult
+from scripts.preflight.weights import NAME as WEIGHTS_CHECK
+from scripts.preflight.weights import check_staged_weights
 
 REPO = Path(__file__).resolve().parents[2]
 STACKS_DIR = REPO / "stacks"
@@ -56,6 +59,7 @@ def preflight(plan: StackPlan, clients: AwsClients) -> list[CheckResult]:
         ]
         if target == "ec2":
             checks.append(("dlami-parameter", lambda: check_dlami(plan, clients.client("ssm"))))
+            checks.append((WEIGHTS_CHECK, lambda: check_staged_weights(plan, clients.client("s3"))))
     if results[-1].status != PASS:
         return results + [CheckResult(name, SKIP, "needs working credentials") for name, _ in checks]
     return results + [_guarded(name, run) for name, run in checks]

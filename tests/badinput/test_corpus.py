@@ -35,6 +35,7 @@ from scripts.jumpstart import main as jumpstart_main
 from scripts.plan import main as plan_main
 from scripts.preflight import main as preflight_main
 from scripts.renew import main as renew_main
+from scripts.stage_weights.cli import main as stage_weights_main
 from scripts.teardown import main as teardown_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +62,7 @@ STACK_ENTRIES = {
     "jumpstart": lambda stack, d: (jumpstart_main, ["resolve", stack, "--stacks-dir", d]),
 }
 MAINS = {"planner": planner_main, "plan": plan_main, "preflight": preflight_main, "teardown": teardown_main,
-         "bench": bench_main, "renew": renew_main, "jumpstart": jumpstart_main}
+         "bench": bench_main, "renew": renew_main, "jumpstart": jumpstart_main, "stage_weights": stage_weights_main}
 
 
 def _set(document: dict, dotted: str, value: object) -> None:

@@ -124,7 +124,7 @@ def test_all_checks_pass_for_an_ec2_stack(stacks, capsys):
     assert code == 0
     assert {n: c["status"] for n, c in checks.items()} == {
         "plan": PASS, "credentials": PASS, "ec2-vcpu-quota": PASS, "instance-offering": PASS,
-        "capacity-reservation": SKIP, "dlami-parameter": PASS}
+        "capacity-reservation": SKIP, "dlami-parameter": PASS, "staged-weights": SKIP}
     assert "192 vCPUs needed (1 x p5.48xlarge at 192)" in checks["ec2-vcpu-quota"]["detail"]
     assert "ami-0abcdef1234567890" in checks["dlami-parameter"]["detail"]
     account.stub.assert_no_pending_responses()
@@ -372,3 +372,62 @@ def test_a_nim_stack_holding_its_ngc_key_as_a_secret_passes_that_check(stacks, c
                                           "detail": "ngcApiKey set as a Pulumi secret", "remedy": ""}
     assert "required-secrets" not in account.checks(stacks, stacks("vllm", target="eks", engine="vllm",
                                                                     eks={"namespace": "nemotron"}), capsys)[1]
+
+
+# The staged copy of the weights (weightsS3Uri): its manifest and every file it lists, in a moto bucket.
+
+def _stage(bucket: str, prefix: str, files: dict[str, bytes], manifest: bool = True) -> None:
+    import hashlib
+
+    import boto3
+
+    from planner.weights import MANIFEST_NAME, WeightFile, WeightsManifest
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=bucket)
+    for path, body in files.items():
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{path}", Body=body)
+    if manifest:
+        listed = WeightsManifest("nvidia/x", "abc", tuple(
+            WeightFile(path, len(body), hashlib.sha256(body).hexdigest()) for path, body in files.items()))
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/{MANIFEST_NAME}", Body=listed.to_json().encode())
+
+
+SHARDS = {"model-00001-of-00002.safetensors": b"a" * 1000, "model-00002-of-00002.safetensors": b"b" * 500,
+          "config.json": b"{}"}
+
+
+def test_a_complete_staged_copy_passes(stacks, capsys):
+    publish_dlami()
+    _stage("mirror", "nemotron", SHARDS)
+    code, checks = Account().p_quota(192).checks(stacks, stacks("pilot", weightsS3Uri="s3://mirror/nemotron/"),
+                                                 capsys)
+    assert code == 0 and checks["staged-weights"]["status"] == PASS
+    assert "the manifest and every file it lists are there" in checks["staged-weights"]["detail"]
+
+
+@pytest.mark.parametrize(("staged", "says"), [
+    (lambda: _stage("mirror", "nemotron", SHARDS, manifest=False), "no manifest"),
+    (lambda: (_stage("mirror", "nemotron", SHARDS),
+              __import__("boto3").client("s3", region_name=REGION).put_object(
+                  Bucket="mirror", Key="nemotron/config.json", Body=b"{ }")),
+     "config.json: 3 bytes, the manifest says 2"),
+    (lambda: (_stage("mirror", "nemotron", SHARDS),
+              __import__("boto3").client("s3", region_name=REGION).delete_object(
+                  Bucket="mirror", Key="nemotron/model-00002-of-00002.safetensors")),
+     "model-00002-of-00002.safetensors: missing"),
+    (lambda: None, "NoSuchBucket"),
+])
+def test_an_incomplete_or_unreadable_staged_copy_fails_with_the_command_that_completes_it(stacks, capsys, staged,
+                                                                                         says):
+    publish_dlami()
+    staged()
+    code, checks = Account().p_quota(192).checks(stacks, stacks("pilot", weightsS3Uri="s3://mirror/nemotron/"),
+                                                 capsys)
+    check = checks["staged-weights"]
+    assert code == 1 and check["status"] == FAIL
+    assert says in check["detail"], check["detail"]
+    assert "python -m scripts.stage_weights SOURCE --to s3://mirror/nemotron/" in check["remedy"]
+    assert {n: c["status"] for n, c in checks.items() if n != "staged-weights"} == {
+        "plan": PASS, "credentials": PASS, "ec2-vcpu-quota": PASS, "instance-offering": PASS,
+        "capacity-reservation": SKIP, "dlami-parameter": PASS}  # one failing call fails only its own check

@@ -261,8 +261,10 @@ def commands_in(value) -> Iterator[tuple[str, str]]:
 def _spark_producers(inventory) -> Iterator[tuple[str, object]]:
     """(producer, result) for every command-producing function of spark_cluster, called the way the tasks call
     them, with facts that make every plan non-empty (a fresh node, a drifted node)."""
-    from spark_cluster import clusterenv, nccl, raycluster, roce, session, sshtrust, step, vllm_serve
+    from planner.weights import WeightFile, WeightsManifest
+    from spark_cluster import clusterenv, metrics, nccl, raycluster, rdmaflow, roce, session, sshtrust, step, vllm_serve
     from spark_cluster import link as linkops
+    from spark_cluster import weights
 
     head, nodes = inventory.head, list(inventory.nodes)
     worker = nodes[1]
@@ -335,6 +337,27 @@ def _spark_producers(inventory) -> Iterator[tuple[str, object]]:
     yield "clusterenv.render_env", clusterenv.render_env(inventory, env)
     yield "nccl.mpirun_command", nccl.mpirun_command(inventory, [k for k in clusterenv.FORWARDED if k in env])
 
+    yield "metrics.snapshot_command(head)", metrics.snapshot_command(inventory, head)
+    yield "metrics.snapshot_command(worker)", metrics.snapshot_command(inventory, worker)
+    yield "metrics.vllm_metrics_command", metrics.vllm_metrics_command(inventory)
+    yield "rdmaflow.mpirun_command", rdmaflow.mpirun_command(inventory)
+
+    settings = dataclasses.replace(inventory.weights, source="s3://mirror/nemotron/")
+    manifest = WeightsManifest("nvidia/x", "abc", (WeightFile("model-00001.safetensors", 10, "0" * 64),
+                                                   WeightFile("config.json", 2, "1" * 64)))
+    jobs = weights.hash_jobs(manifest.files, settings.hash_jobs)
+    chunk = weights.input_chunks(weights.verify_input(manifest, jobs))[0]
+    yield "weights.facts_command", weights.facts_command(settings)
+    yield "weights.fetch_command", weights.fetch_command(settings)
+    yield "weights.stage_command", weights.stage_command("/tmp/nemotron-input", chunk)
+    yield "weights.verify_command(inline)", weights.verify_command(settings, len(jobs), weights.inline_input(chunk))
+    yield "weights.verify_command(staged)", weights.verify_command(settings, len(jobs),
+                                                                   weights.staged_input("/tmp/nemotron-input"))
+    address = weights.source_address(inventory, worker)
+    yield "weights.pull_command", weights.pull_command(inventory, address, True, weights.inline_input(
+        weights.input_chunks(weights.file_list(["model-00001.safetensors"]))[0]))
+    yield "weights.remove_files_command", weights.remove_files_command(settings, ["model-00001.safetensors"])
+
     _, command = vllm_serve.serving_command(inventory)
     yield "vllm_serve.key_fact_command", vllm_serve.key_fact_command(inventory)
     yield "vllm_serve.launch_step", vllm_serve.launch_step(inventory, command)
@@ -349,6 +372,13 @@ NOT_PRODUCERS = {
     "step.parse_read_file": "parses output",
     "raycluster.plan_ray": "returns node names, not commands (start_step renders them)",
     "vllm_serve.serving_command": "returns the planner's fit and argv; launch_step renders the command",
+    # the workflows' steps: they pass on what the producers above render, and add no command of their own
+    "converge.apply_steps": "runs the planned steps (rendered by their producers)",
+    "remote.run_steps": "runs the planned steps over SSH (rendered by their producers)",
+    "linkflow.plan_links": "collects link.plan_link's steps per node",
+    "linkflow.plan_keypairs": "collects sshtrust.plan_keypair's steps per node",
+    "linkflow.plan_trust": "collects sshtrust.plan_trust's steps per node",
+    "rdmaflow.plan_all_gather": "reports rdmaflow.mpirun_command as the dry run's command",
 }
 
 
@@ -367,8 +397,13 @@ def spark_producer_names() -> set[str]:
     """Module-qualified names of the spark_cluster functions and constants that look like command producers."""
     import importlib
 
+    import pkgutil
+
+    import spark_cluster
+
     names = set()
-    for module in ("clusterenv", "link", "nccl", "raycluster", "roce", "session", "sshtrust", "step", "vllm_serve"):
+    # every module of the package, so a new module's producers cannot be left out by a list kept by hand
+    for module in sorted(m.name for m in pkgutil.iter_modules(spark_cluster.__path__)):
         mod = importlib.import_module(f"spark_cluster.{module}")
         for name, value in vars(mod).items():
             if name.startswith("_") or getattr(value, "__module__", mod.__name__) != mod.__name__:
