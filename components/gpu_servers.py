@@ -17,7 +17,7 @@ from planner.plan import StackPlan
 from planner.references import managed_policy_arn
 from planner.serving import VllmCommand
 from planner.startup import S3Location
-from planner.targets.ec2 import render_user_data
+from planner.targets.ec2 import render_user_data, user_data_base64
 
 SSM_CORE_POLICY = "AmazonSSMManagedInstanceCore"
 
@@ -97,7 +97,7 @@ class GpuServerGroup(pulumi.ComponentResource):
         aws.iam.RolePolicy(f"{name}-cloudwatch-agent", role=role.id, opts=child,
                            policy=_agent_policy(plan, partition, agent_config.arn))
         aws.iam.RolePolicy(f"{name}-access", role=role.id, opts=child,
-                           policy=_access_policy(ec2.weights, partition, args.secret_arn))
+                           policy=_access_policy(ec2.weights, partition, args.secret_arn, ec2.compile_cache))
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)
 
         image = ec2.boot_image
@@ -134,14 +134,15 @@ class GpuServerGroup(pulumi.ComponentResource):
         for index in range(config.nodes):
             if ec2.roles[index] == "worker":
                 user_data = pulumi.Output.all(args.secret_arn, servers[0].private_ip).apply(
-                    lambda values, i=index: render_user_data(plan, ec2, i, values[0], head_ip=values[1]))
+                    lambda values, i=index: user_data_base64(render_user_data(plan, ec2, i, values[0],
+                                                                              head_ip=values[1])))
             else:
                 user_data = pulumi.Output.from_input(args.secret_arn).apply(
-                    lambda arn, i=index: render_user_data(plan, ec2, i, arn))
+                    lambda arn, i=index: user_data_base64(render_user_data(plan, ec2, i, arn)))
             servers.append(aws.ec2.Instance(
                 f"{name}-node-{index}", opts=server_opts,
                 launch_template={"id": template.id, "version": template.latest_version.apply(str)},
-                user_data=user_data, user_data_replace_on_change=True,
+                user_data_base64=user_data, user_data_replace_on_change=True,
                 # Stated again on the instance: an explicit setting survives a template change, and checks that see
                 # the instance alone see it.
                 metadata_options=metadata, root_block_device={
@@ -208,9 +209,10 @@ def _agent_policy(plan: StackPlan, partition: pulumi.Input[str],
     ]})
 
 
-def _access_policy(mirror: S3Location | None, partition: pulumi.Input[str],
-                   secret_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """Read exactly the stack's secret and, with a weights mirror, exactly its prefix; no wildcard action."""
+def _access_policy(mirror: S3Location | None, partition: pulumi.Input[str], secret_arn: pulumi.Input[str],
+                   compile_cache: S3Location | None = None) -> pulumi.Output[str]:
+    """Read exactly the stack's secret and, with a weights mirror, exactly its prefix; read and write exactly the
+    compile cache's prefix for this layout (no delete); no wildcard action."""
     statements: list[dict] = [{"Sid": "StackSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
                                "Resource": secret_arn}]
     if mirror is not None:
@@ -220,5 +222,13 @@ def _access_policy(mirror: S3Location | None, partition: pulumi.Input[str],
              "Condition": {"StringLike": {"s3:prefix": [mirror.prefix, f"{mirror.prefix}/*"]}}},
             {"Sid": "WeightsRead", "Effect": "Allow", "Action": "s3:GetObject",
              "Resource": pulumi.Output.concat(bucket, f"/{mirror.prefix}/*")},
+        ]
+    if compile_cache is not None:
+        cache_bucket = pulumi.Output.concat("arn:", partition, f":s3:::{compile_cache.bucket}")
+        statements += [
+            {"Sid": "CompileCacheList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": cache_bucket,
+             "Condition": {"StringLike": {"s3:prefix": [compile_cache.prefix, f"{compile_cache.prefix}/*"]}}},
+            {"Sid": "CompileCacheReadWrite", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+             "Resource": pulumi.Output.concat(cache_bucket, f"/{compile_cache.prefix}/*")},
         ]
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements})

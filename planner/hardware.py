@@ -190,6 +190,21 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
 }
 
 
+# Published network performance in Gb/s (docs/sources.md#aws-gpu-instances; "up to" figures taken as given; the
+# ml. types as their EC2 counterparts; a DGX Spark's 10 GbE port, its way to the internet and S3).
+NETWORK_GBPS: dict[str, float] = {
+    "p5.48xlarge": 3200, "p5e.48xlarge": 3200, "p5en.48xlarge": 3200, "p6-b200.48xlarge": 3200,
+    "p6-b300.48xlarge": 6400, "p5.4xlarge": 100, "p4d.24xlarge": 400, "p4de.24xlarge": 400,
+    "g6e.xlarge": 20, "g6e.12xlarge": 100, "g6e.48xlarge": 400, "g6.xlarge": 10, "g6.12xlarge": 40,
+    "g6.48xlarge": 100, "g5.xlarge": 10, "g5.12xlarge": 40, "g5.48xlarge": 100, "dgx-spark": 10,
+}
+
+
+def network_gbps(instance: InstanceType) -> float | None:
+    """The instance's published network bandwidth in Gb/s, or None where the catalogue has no figure."""
+    return NETWORK_GBPS.get(instance.name.removeprefix("ml."))
+
+
 def gpu(key: str) -> Gpu:
     """The accelerator called `key`, or a PlanInputError naming the allowed ones."""
     try:

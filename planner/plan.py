@@ -17,6 +17,7 @@ from planner.models import load_model
 from planner.regions import offering_caution
 from planner.serving import ServingOptions, render_nim, render_vllm
 from planner.stack_config import MAX_TTL_HOURS, PROJECT, TARGET_PLATFORM, StackConfig, StackFile
+from planner.startup import StartupBudget
 from planner.tags import stack_tags
 from planner.targets.ec2 import Ec2Plan, plan_ec2
 from planner.targets.eks import EksPlan, plan_eks
@@ -36,11 +37,22 @@ class StackPlan(CorePlan):
         entry = super().to_json()
         if self.jumpstart is not None:
             entry["jumpstart"] = self.jumpstart.to_json()
+        startup = self.startup
+        if startup is not None and self.fit.fits:
+            entry["cold_start"] = startup.to_json()
         return entry
+
+    @property
+    def startup(self) -> StartupBudget | None:
+        """The cold start of a target whose nodes load the weights themselves (ec2, eks)."""
+        target = self.ec2 or self.eks
+        return None if target is None else target.startup
 
 
 def serving_options(config: StackConfig) -> ServingOptions:
-    return ServingOptions(mtp_tokens=config.mtp_tokens, extra_args=tuple(config.vllm_extra_args))
+    streamed = config.target == "ec2" and config.weights_s3_uri is not None and config.weights_loader != "nvme"
+    return ServingOptions(mtp_tokens=config.mtp_tokens, extra_args=tuple(config.vllm_extra_args),
+                          stream_from=config.weights_s3_uri if streamed else None)
 
 
 def plan_stack(stack: StackFile, now: datetime) -> StackPlan:

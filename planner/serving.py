@@ -27,6 +27,9 @@ NIM_IMAGE = ref("nim-image")  # NIM LLM 2.x for this model (docs/sources.md#nim-
 NIM_PRECISIONS = ("bf16", "nvfp4")
 NIM_CACHE_PATH = "/opt/nim/.cache"
 API_PORT = 8000
+# The Run:ai Model Streamer, when a stack streams its staged S3 copy (docs/sources.md#cold-start)
+STREAM_CONCURRENCY = 32  # parallel reads per process (vLLM's default is 16)
+STREAM_MEMORY_LIMIT = 8 * 1024**3  # bytes of CPU buffer per process (8 ranks: 64 GiB of a p5's 2 TiB)
 
 # The API key on every path of the vLLM server (see the module docstring). Targets write AUTH_MODULE_FILE into a
 # directory of their own on PYTHONPATH; in containers they mount it at AUTH_MODULE_DIR (EC2 keeps it next to entry.sh).
@@ -70,6 +73,7 @@ PLANNER_FLAGS = {
     "--speculative-config": "mtpTokens", "--distributed-executor-backend": "nodes",
     "--middleware": "(fixed: the API key on every path)", "--moe-backend": "precision/instanceType",
     "--max-num-batched-tokens": "maxNumBatchedTokens",
+    "--load-format": "weightsLoader", "--model-loader-extra-config": "weightsLoader",
 }
 SECRET_FLAGS = ("--api-key", "--hf-token")
 
@@ -93,6 +97,9 @@ class ServingOptions:
     image: str = VLLM_IMAGE
     nim_image: str = NIM_IMAGE
     nim_model_profile: str | None = None
+    # A staged S3 copy the server streams straight into GPU memory (Run:ai Model Streamer, each rank reading its
+    # share and broadcasting it: `distributed`); None: vLLM loads the repo id from local disk or the hub.
+    stream_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +205,7 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
     r, layout, model = fit.request, fit.layout, fit.request.model
     repo, quantization, warnings = checkpoint_for(fit)
     warnings = warnings + _check_extra_args(options.extra_args)
-    argv = ["vllm", "serve", repo,
+    argv = ["vllm", "serve", options.stream_from or repo,
             "--served-model-name", model.served_model_name or model.name,
             "--host", "0.0.0.0", "--port", str(options.port),
             "--trust-remote-code",
@@ -230,6 +237,10 @@ def render_vllm(fit: FitResult, options: ServingOptions = ServingOptions()) -> V
              "--max-num-seqs", str(r.concurrency),
              "--gpu-memory-utilization", f"{r.gpu_memory_utilization:g}"]
     argv += batched_tokens_args(fit)
+    if options.stream_from:
+        argv += ["--load-format", "runai_streamer", "--model-loader-extra-config", json.dumps(
+            {"distributed": True, "concurrency": STREAM_CONCURRENCY, "memory_limit": STREAM_MEMORY_LIMIT},
+            separators=(",", ":"))]
     if options.mtp_tokens and layout.pipeline_parallel > 1:
         warnings += (f"MTP speculative decoding under pipeline parallel (PP {layout.pipeline_parallel}) is not "
                      "confirmed in vLLM; if vLLM refuses to start, set mtpTokens: 0",)

@@ -235,6 +235,9 @@ class StackConfig(_Strict):
     availability_zone: str | None = Field(default=None, alias="availabilityZone", pattern=r"^[a-z]{2}-[a-z]+-\d[a-z]$")
     network: NetworkConfig | None = None
     weights_s3_uri: str | None = Field(default=None, alias="weightsS3Uri", pattern=r"^s3://[a-z0-9.\-]{3,63}/.+$")
+    # With weightsS3Uri: stream the staged copy into GPU memory (default) or stage it on the NVMe RAID0 first
+    # (docs/ec2.md#weights, planner/startup.py).
+    weights_loader: Literal["stream", "nvme"] | None = Field(default=None, alias="weightsLoader")
     capacity_reservation_id: str | None = Field(default=None, alias="capacityReservationId",
                                                 pattern=r"^cr-[0-9a-f]{8,17}$")
     capacity_block: StrictBool = Field(default=False, alias="capacityBlock")
@@ -305,6 +308,9 @@ class StackConfig(_Strict):
                              "default, which the fit assumes); remove it")
         if self.target != "eks" and self.eks is not None:
             raise ValueError(f"eks: the eks section is only for target eks, not {self.target}")
+        if self.weights_loader is not None and (self.target != "ec2" or self.weights_s3_uri is None):
+            raise ValueError("weightsLoader: only for target ec2 with weightsS3Uri (how the staged copy reaches the "
+                             "GPUs); remove it or set weightsS3Uri")
         if self.capacity_block and not self.capacity_reservation_id:
             raise ValueError("capacityReservationId: a Capacity Block needs its reservation id (cr-...)")
         if self.target == "eks":

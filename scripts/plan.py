@@ -81,6 +81,9 @@ def print_entry(entry: dict, console: Console) -> None:
         ("cost", f"{hourly}; at most {spend} over the {entry['ttl_hours']:g} h TTL; >= {per_million} per 1M "
                  f"output tokens"),
         ("expires", f"{entry['expires_at']} ({SELF_END[entry['target']]})"),
+        *([("cold start", f"{entry['cold_start']['summary']}\n" + "; ".join(entry["cold_start"]["rates"]) +
+            f"\n(docs/sources.md#cold-start; the startup timeout is {entry['cold_start']['timeout_s']:,} s)")]
+          if "cold_start" in entry else []),
         ("resources", f"{len(entry['resources'])} declared" + "".join(
             f"\n{kind}: {', '.join(names)}" for kind, names in resources_by_type(entry["resources"]).items())),
         ("violations", ", ".join(v["rule"] + ": " + v["resource"] for v in entry["violations"]) or "none"),

@@ -88,20 +88,61 @@ stage() {
   local done_marker="$MODEL_CACHE/.staged" pull
   [ -f "$done_marker" ] && return 0
   docker pull --quiet "$IMAGE" & pull=$!
-  if [ -n "$WEIGHTS_S3_URI" ]; then
-    aws configure set default.s3.max_concurrent_requests 64
-    aws configure set default.s3.multipart_chunksize 64MB
-    mkdir -p "$MIRROR_SNAPSHOT"
-    aws s3 sync --only-show-errors --region "$REGION" "$WEIGHTS_S3_URI" "$MIRROR_SNAPSHOT"
-    mkdir -p "${MIRROR_SNAPSHOT%/snapshots/*}/refs"
-    printf '%s' "$MIRROR_REVISION" > "${MIRROR_SNAPSHOT%/snapshots/*}/refs/main"
-    wait "$pull"
-  else
-    wait "$pull"
-    docker run --rm --network host --env-file "$ETC/hf.env" -e HF_HOME=/models/hf \
-      -v "$MODEL_CACHE:/models" --entrypoint python3 "$IMAGE" -c @HF_DOWNLOAD@
-  fi
+  restore_compile_cache
+  case "$WEIGHTS_LOADER" in
+    stream) ;;  # vLLM streams the staged copy from S3 into GPU memory: nothing to stage
+    nvme)
+      aws configure set default.s3.max_concurrent_requests 64
+      aws configure set default.s3.multipart_chunksize 64MB
+      local snapshot="$MODEL_CACHE/$MIRROR_SNAPSHOT"
+      mkdir -p "$snapshot"
+      aws s3 sync --only-show-errors --region "$REGION" "$WEIGHTS_S3_URI" "$snapshot"
+      verify_weights "$snapshot"
+      mkdir -p "${snapshot%/snapshots/*}/refs"
+      printf '%s' "$MIRROR_REVISION" > "${snapshot%/snapshots/*}/refs/main" ;;
+    *)
+      wait "$pull"
+      docker run --rm --network host --env-file "$ETC/hf.env" -e HF_HOME=/models/hf \
+        -v "$MODEL_CACHE:/models" --entrypoint python3 "$IMAGE" -c @HF_DOWNLOAD@ ;;
+  esac
+  wait "$pull"
   touch "$done_marker"
+}
+
+# Every file of the staged copy against the manifest stage_weights wrote, 16 sha256sum at a time.
+verify_weights() {
+  local dir=$1 list part pids=() pid bad=0 files
+  list=$(mktemp)
+  aws s3 cp --only-show-errors --region "$REGION" "${WEIGHTS_S3_URI%/}/$MANIFEST" - | python3 -c '
+import json, sys
+for f in json.load(sys.stdin)["files"]:
+    print(f["sha256"] + "  " + f["path"])' > "$list" || fail "no readable $MANIFEST under $WEIGHTS_S3_URI"
+  files=$(grep -c . "$list")
+  split -n r/16 -d "$list" "$list."
+  for part in "$list".*; do (cd "$dir" && sha256sum --quiet --check "$part") & pids+=($!); done
+  for pid in "${pids[@]}"; do wait "$pid" || bad=1; done
+  rm -f "$list" "$list".*
+  (( bad == 0 )) || fail "the staged weights differ from $MANIFEST (sha256sum lines above)"
+  log "weights verified: $files files match $MANIFEST"
+}
+
+# vLLM's compile cache for this (vLLM, weights, layout), saved by an earlier start of the stack; best effort.
+restore_compile_cache() {
+  [ -n "$COMPILE_CACHE_URI" ] || return 0
+  mkdir -p "$MODEL_CACHE/vllm-cache"
+  aws s3 sync --only-show-errors --region "$REGION" "$COMPILE_CACHE_URI" "$MODEL_CACHE/vllm-cache" ||
+    log "compile cache not restored: vLLM compiles from scratch"
+  if [ -n "$(ls -A "$MODEL_CACHE/vllm-cache")" ]; then touch "$MODEL_CACHE/.cache-restored"; fi
+}
+
+save_compile_cache() {
+  [ -n "$COMPILE_CACHE_URI" ] && [ -d "$MODEL_CACHE/vllm-cache" ] && [ ! -f "$MODEL_CACHE/.cache-restored" ] ||
+    return 0
+  if aws s3 sync --only-show-errors --region "$REGION" "$MODEL_CACHE/vllm-cache" "$COMPILE_CACHE_URI"; then
+    touch "$MODEL_CACHE/.cache-restored" && log "compile cache saved to $COMPILE_CACHE_URI"
+  else
+    log "compile cache not saved: the next start compiles again"
+  fi
 }
 
 serve() {
@@ -122,6 +163,7 @@ ready() {
   done
   mkdir -p "$RUN" && touch "$RUN/ready"  # under /run: gone after a reboot
   echo "READY: $MODEL_REPO on port $PORT, $(cut -d. -f1 /proc/uptime)s after boot"
+  save_compile_cache || log "compile cache not saved"  # never fails the ready check
 }
 
 # OnFailure= of nemotron-serve: systemd runs it after every crash, and once more when it stops restarting.

@@ -15,20 +15,25 @@ the plan) and its systemd units:
   is created (and formatted) only over disks without a superblock. Then the node's IP and interface for
   Ray/NCCL/Gloo (docs/sources.md#dgx-spark), and the stack's secret from Secrets Manager into /etc/nemotron/vllm.env
   (mode 600; only HF_TOKEN also into hf.env, for the download). User data holds the secret's ARN, never a value.
-- `nemotron-stage`: the image pull and the weights, in parallel: from the S3 mirror when configured (many
-  concurrent requests), else from Hugging Face, into a Hugging Face cache on the NVMe so the planner's argv works
-  unchanged (the repository id resolves offline on every node).
+- `nemotron-stage`: the image pull and, in parallel, vLLM's compile cache for this layout from S3 (when saved by an
+  earlier start of the same stack) and the weights as the stack's loader says (docs/ec2.md#weights): `stream`
+  (default with weightsS3Uri) stages nothing, vLLM streams the staged S3 copy into GPU memory; `nvme` syncs the copy
+  onto the NVMe RAID0 and checks every file's sha256 against the staging manifest, in parallel, into a Hugging Face
+  cache layout so the repository id resolves offline on every node; without weightsS3Uri, from Hugging Face.
 - `nemotron-serve`: the vLLM container with the planner's exact argv; on multi-node stacks the head starts Ray,
   waits (bounded) for every node, then serves with PP across nodes; workers only join Ray, after their weights.
   The serving node writes the planner's modules (`nemotron_auth`, the API key on every path, not only /v1) next to
   entry.sh, which puts that directory on PYTHONPATH. A server that keeps crashing stops being restarted and
   `nemotron-serve-failed` says so on the console.
 - `nemotron-ready` (head): polls /health within a startup budget derived from the weights' size, without holding
-  up boot; marks /run/nemotron/ready (gone after a reboot).
+  up boot; marks /run/nemotron/ready (gone after a reboot); then, when no cache was restored, saves vLLM's compile
+  cache to S3 for the next start of the same (vLLM, weights, layout).
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import json
 import re
@@ -44,10 +49,20 @@ from planner.observability import VLLM_JOB, cloudwatch_agent_config, cloudwatch_
 from planner.references import ref
 from planner.serving import API_KEY_GUARD, VllmCommand
 from planner.stack_config import MAX_TTL_HOURS
-from planner.startup import RAY_PORT, S3Location, StartupBudget, s3_location, startup_budget
+from planner.startup import (
+    RAY_PORT,
+    S3Location,
+    StartupBudget,
+    compile_cache_uri,
+    s3_location,
+    startup_budget,
+    weights_loader,
+)
 from planner.tags import TAG_EXPIRES_AT
+from planner.weights import MANIFEST_NAME
 
-# cloud-init hands EC2 user data over as is; EC2 refuses more than 16 KiB before base64.
+# EC2 refuses more than 16 KiB of user data before base64: the text goes gzipped, which cloud-init recognises by its
+# magic bytes and unpacks (docs/sources.md#dlami).
 USER_DATA_LIMIT_BYTES = 16 * 1024
 # The DLAMI publishes its newest image id under these SSM parameters (docs/sources.md#dlami); the boot script below
 # is written for its Ubuntu 24.04 flavour (docker, the NVIDIA container toolkit, EFA drivers, AWS CLI, mdadm, xfs).
@@ -97,6 +112,7 @@ class Ec2Plan:
     internet_egress_reasons: tuple[str, ...]  # why a node needs the internet at boot; empty: no NAT gateway
     agent_parameter: str = ""  # the SSM parameter holding the CloudWatch agent's config ("" when nothing is served)
     agent_config: str = ""  # that config, JSON text
+    compile_cache: S3Location | None = None  # where vLLM's compile cache persists (read and written by the servers)
 
 
 def plan_ec2(plan: CorePlan) -> Ec2Plan:
@@ -109,7 +125,14 @@ def plan_ec2(plan: CorePlan) -> Ec2Plan:
                    internet_egress_reasons=internet_egress_reasons(plan) if served else (),
                    agent_parameter=cloudwatch_agent_parameter(plan.stack) if served else "",
                    agent_config=json.dumps(cloudwatch_agent_config(plan.stack, PROMETHEUS_CONFIG),
-                                           separators=(",", ":")) if served else "")
+                                           separators=(",", ":")) if served else "",
+                   compile_cache=compile_cache_location(plan))
+
+
+def compile_cache_location(plan: CorePlan) -> S3Location | None:
+    """The S3 prefix of the stack's vLLM compile cache, for exactly-scoped read and write access."""
+    uri = compile_cache_uri(plan, plan.serving.image) if isinstance(plan.serving, VllmCommand) else None
+    return None if uri is None else s3_location(uri)
 
 
 def boot_image(plan: CorePlan) -> BootImage:
@@ -181,18 +204,20 @@ def render_user_data(plan: CorePlan, ec2: Ec2Plan | None, node_index: int, secre
         "STACK": plan.stack, "REGION": plan.region, "ROLE": role, "NODE_INDEX": str(node_index),
         "NODES": str(plan.config.nodes), "SECRET_ARN": secret_arn, "IMAGE": serving.image,
         "MODEL_REPO": serving.model_repo, "WEIGHTS_S3_URI": plan.config.weights_s3_uri or "",
+        "WEIGHTS_LOADER": weights_loader(plan), "MANIFEST": MANIFEST_NAME,
+        "COMPILE_CACHE_URI": compile_cache_uri(plan, serving.image) or "",
         "CACHE_MOUNT": CACHE_MOUNT, "MODEL_CACHE": MODEL_CACHE, "NVME_DEVICES": str(plan.instance.nvme_devices),
-        "PORT": str(serving.port), "STARTUP_BUDGET_S": str(budget.total_s), "MAX_TTL_HOURS": str(MAX_TTL_HOURS),
+        "PORT": str(serving.port), "STARTUP_BUDGET_S": str(budget.timeout_s), "MAX_TTL_HOURS": str(MAX_TTL_HOURS),
         "EXPIRY_TAG": TAG_EXPIRES_AT, "SERVE_START_BURST": str(SERVE_START_BURST),
     }
-    if plan.config.weights_s3_uri:
+    if weights_loader(plan) == "nvme":
         snapshot, revision = hf_cache_snapshot(serving.model_repo, plan.config.weights_s3_uri)
-        settings |= {"MIRROR_SNAPSHOT": f"{MODEL_CACHE}/hf/{snapshot}", "MIRROR_REVISION": revision}
+        settings |= {"MIRROR_SNAPSHOT": f"hf/{snapshot}", "MIRROR_REVISION": revision}  # under MODEL_CACHE
     units = _units(role, budget, ec2.agent_parameter)
     boot_chain = [unit for unit, text in units if unit.endswith(".service") and "[Install]" in text]
     files = [
         _file("/etc/nemotron/node.conf", "0644", _node_conf(settings, budget)),
-        _file("/etc/nemotron/serving.env", "0644", _serving_env(serving)),
+        _file("/etc/nemotron/serving.env", "0644", _serving_env(serving, plan.region)),
         _file(f"{CONTAINER_ETC}/entry.sh", "0755", _container_entry(plan, serving, role, head_ip, budget)),
         *(_file(f"{CONTAINER_ETC}/{name}", "0644", source) for name, source in serving.modules.items()
           if role != "worker"),
@@ -213,10 +238,22 @@ def render_user_data(plan: CorePlan, ec2: Ec2Plan | None, node_index: int, secre
         f"- [systemctl, start, --no-block, {boot_chain[-1]}]",
         "",
     ])
-    size = len(text.encode())
+    size = len(gzipped(text))
     if size > USER_DATA_LIMIT_BYTES:
-        raise PlanInputError("user_data", f"{size} bytes", f"at most {USER_DATA_LIMIT_BYTES} bytes (EC2 limit)")
+        raise PlanInputError("user_data", f"{size} bytes gzipped",
+                             f"at most {USER_DATA_LIMIT_BYTES} bytes (EC2 limit)")
     return text
+
+
+def gzipped(text: str) -> bytes:
+    """The user data as the instance gets it: gzip with a fixed timestamp, so the same text is the same bytes and a
+    plan run twice never replaces a server."""
+    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
+
+
+def user_data_base64(text: str) -> str:
+    """What EC2's UserData takes: the gzipped text, base64-encoded."""
+    return base64.b64encode(gzipped(text)).decode()
 
 
 def _file(path: str, mode: str, content: str) -> str:
@@ -231,8 +268,11 @@ def _node_conf(settings: dict[str, str], budget: StartupBudget) -> str:
     return "\n".join(lines + [f"{key}={shlex.quote(value)}" for key, value in settings.items()])
 
 
-def _serving_env(serving: VllmCommand) -> str:
-    env = dict(serving.env) | {"HF_HOME": "/models/hf", "HF_HUB_OFFLINE": "1"}
+def _serving_env(serving: VllmCommand, region: str) -> str:
+    # VLLM_CACHE_ROOT on the NVMe: torch.compile's, Inductor's and Triton's caches, which the node saves to S3;
+    # AWS_REGION for the streamer's S3 reads (credentials: the instance role through IMDSv2).
+    env = dict(serving.env) | {"HF_HOME": "/models/hf", "HF_HUB_OFFLINE": "1", "VLLM_CACHE_ROOT": "/models/vllm-cache",
+                               "AWS_REGION": region}
     return "\n".join(f"{key}={value}" for key, value in env.items())
 
 
@@ -259,10 +299,10 @@ def _container_entry(plan: CorePlan, serving: VllmCommand, role: str, head_ip: s
                 f'sys.exit(sum(n["Alive"] for n in ray.nodes()) < {nodes})'
         lines += [
             f'ray start --head --node-ip-address="$VLLM_HOST_IP" --port={RAY_PORT} --disable-usage-stats',
-            f"# Workers join once their weights are local; wait at most the startup budget ({budget.total_s} s).",
+            f"# Workers join once their weights are local; wait at most the startup budget ({budget.timeout_s} s).",
             f"until python3 -c {shlex.quote(alive)} 2>/dev/null; do",
-            f"  if (( SECONDS > {budget.total_s} )); then",
-            f'    echo "nemotron: fewer than {nodes} Ray nodes after {budget.total_s} s" >&2; ray status >&2 || true',
+            f"  if (( SECONDS > {budget.timeout_s} )); then",
+            f'    echo "nemotron: fewer than {nodes} Ray nodes after {budget.timeout_s} s" >&2; ray status >&2 || true',
             "    exit 1",
             "  fi",
             "  sleep 15",
@@ -322,7 +362,7 @@ def _units(role: str, budget: StartupBudget, agent_parameter: str = "") -> list[
                                            *([_agent_start(agent_parameter)] if agent_parameter else [])],
                                           wants="network-online.target")),
         ("nemotron-stage.service", unit("image and weights onto the NVMe",
-                                        [*oneshot, f"TimeoutStartSec={budget.total_s}", f"{node} stage"],
+                                        [*oneshot, f"TimeoutStartSec={budget.timeout_s}", f"{node} stage"],
                                         requires="nemotron-prepare.service docker.service")),
         # The server gives up after SERVE_START_BURST failed starts within that many startup budgets (a crash loop);
         # nemotron-serve-failed says so on the console. A Ray worker keeps retrying: it fails while the head is down.
@@ -348,4 +388,4 @@ def _units(role: str, budget: StartupBudget, agent_parameter: str = "") -> list[
 
 def serve_start_limit_s(budget: StartupBudget) -> int:
     """The window in which SERVE_START_BURST failed starts of the server count as a crash loop."""
-    return SERVE_START_BURST * (SERVE_RESTART_S + budget.total_s)
+    return SERVE_START_BURST * (SERVE_RESTART_S + budget.timeout_s)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -50,6 +52,12 @@ def servers(run: OfflineRun) -> list[dict]:
     """The stack's instances, head first."""
     return sorted(run.of_type(INSTANCE), key=lambda r: r["name"])
 
+
+def boot_text(server: dict) -> str:
+    """A server's user data as cloud-init reads it: the gzipped, base64-encoded input unpacked."""
+    raw = base64.b64decode(server["inputs"]["userDataBase64"], validate=True)
+    assert raw[:2] == b"\x1f\x8b", "user data is gzipped"
+    return gzip.decompress(raw).decode()
 
 
 

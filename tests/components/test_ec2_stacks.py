@@ -24,6 +24,7 @@ from tests.components.runs import (
     NOW,
     SECRETS,
     SECURITY_GROUP,
+    boot_text,
     only,
     servers,
     shipped_plan,
@@ -104,7 +105,7 @@ def test_every_taggable_resource_carries_the_plan_tags(stack):
 
 def test_boot_script_runs_the_planners_exact_argv(stack):
     run, plan = shipped_run(stack), shipped_plan(stack)
-    head = servers(run)[0]["inputs"]["userData"]
+    head = boot_text(servers(run)[0])
     # the planner's argv, which ends with the middleware that puts the API key on every path (vLLM guards only /v1)
     assert f"exec {shlex.join(plan.serving.argv)}\n" in head
     assert plan.serving.argv[-2:] == ("--middleware", "nemotron_auth.require_api_key")
@@ -114,7 +115,7 @@ def test_boot_script_runs_the_planners_exact_argv(stack):
 def test_no_secret_value_in_resources_user_data_or_outputs(stack):
     run = shipped_run(stack)
     for server in servers(run):
-        assert server["inputs"]["userData"].startswith("#cloud-config\n")  # plain text: no secret flowed into it
+        assert boot_text(server).startswith("#cloud-config\n")  # plain text: no secret flowed into it
     version = only(run, "aws:secretsmanager/secretVersion:SecretVersion")
     assert version["inputs"]["secretString"] == HIDDEN_VALUE
     text = json.dumps(run.resources) + json.dumps(run.outputs)
@@ -132,7 +133,7 @@ def test_dead_man_switch_terminates_at_the_expiry_tag(stack):
     run, plan = shipped_run(stack), shipped_plan(stack)
     assert only(run, LAUNCH_TEMPLATE)["inputs"]["instanceInitiatedShutdownBehavior"] == "terminate"
     for server in servers(run):
-        user_data = server["inputs"]["userData"]
+        user_data = boot_text(server)
         assert "- [systemctl, enable, --now, nemotron-deadman.timer]" in user_data
         assert "OnUnitActiveSec=1min" in user_data
         assert "EXPIRY_TAG=nemotron-deploy:expires-at" in user_data
@@ -144,7 +145,7 @@ def test_dead_man_switch_terminates_at_the_expiry_tag(stack):
 def test_a_later_plan_retags_but_keeps_the_boot_script(stack):
     first = shipped_run(stack)
     later = run_program(stack, now=NOW.replace(hour=15), secrets=SECRETS)
-    assert [s["inputs"]["userData"] for s in servers(later)] == [s["inputs"]["userData"] for s in servers(first)]
+    assert [boot_text(s) for s in servers(later)] == [boot_text(s) for s in servers(first)]
     assert servers(later)[0]["inputs"]["tags"][TAG_EXPIRES_AT] == "2026-12-01T23:30:00Z"
 
 
@@ -152,8 +153,12 @@ def test_instance_role_reads_exactly_the_stack_secret(stack):
     run = shipped_run(stack)
     secret_arn = run.outputs["api_key_secret_arn"]
     policy = json.loads(run.named(f"{stack}-servers-access")["inputs"]["policy"])
-    assert policy["Statement"] == [{"Sid": "StackSecret", "Effect": "Allow",
-                                    "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn}]
+    assert policy["Statement"][0] == {"Sid": "StackSecret", "Effect": "Allow",
+                                      "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn}
+    # with a staged copy: read its prefix, read and write the compile cache's (test_ec2_variants pins them)
+    staged = shipped_plan(stack).config.weights_s3_uri is not None
+    assert [s["Sid"] for s in policy["Statement"][1:]] == (
+        ["WeightsList", "WeightsRead", "CompileCacheList", "CompileCacheReadWrite"] if staged else [])
     attachment = only(run, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")["inputs"]
     assert attachment["policyArn"] == "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     trust = json.loads(run.named(f"{stack}-servers-role")["inputs"]["assumeRolePolicy"])

@@ -15,6 +15,7 @@ from tests.components.runs import (
     LAUNCH_TEMPLATE,
     NOW,
     SECRETS,
+    boot_text,
     only,
     servers,
     stack_variant,
@@ -48,26 +49,47 @@ def test_an_ipv6_cidr_becomes_an_ipv6_rule(tmp_path):
     assert [(r.get("cidrIpv4"), r.get("cidrIpv6")) for r in rules] == [("10.1.0.0/16", None), (None, "2001:db8::/32")]
 
 
-def test_weights_mirror_grants_read_on_exactly_its_prefix_and_stages_from_it(tmp_path):
-    name = stack_variant(tmp_path, "h100-pilot", weightsS3Uri="s3://model-mirror/nemotron/fp8/")
+@pytest.mark.parametrize("loader", ["stream", "nvme"])
+def test_weights_mirror_grants_read_on_exactly_its_prefix_and_the_compile_cache_read_write(tmp_path, loader):
+    changes = {"weightsS3Uri": "s3://model-mirror/nemotron/fp8/"} | ({"weightsLoader": "nvme"} if loader == "nvme"
+                                                                     else {})
+    name = stack_variant(tmp_path, "h100-pilot", **changes)
     run = run_program(name, stacks_dir=tmp_path, now=NOW)
     statements = json.loads(run.named(f"{name}-servers-access")["inputs"]["policy"])["Statement"]
+    cache = statements[3]["Condition"]["StringLike"]["s3:prefix"][0]
+    assert cache.startswith("nemotron-deploy/compile-cache/") and len(cache.rsplit("/", 1)[-1]) == 16
     assert statements[1:] == [
         {"Sid": "WeightsList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::model-mirror",
          "Condition": {"StringLike": {"s3:prefix": ["nemotron/fp8", "nemotron/fp8/*"]}}},
         {"Sid": "WeightsRead", "Effect": "Allow", "Action": "s3:GetObject",
          "Resource": "arn:aws:s3:::model-mirror/nemotron/fp8/*"},
+        {"Sid": "CompileCacheList", "Effect": "Allow", "Action": "s3:ListBucket",
+         "Resource": "arn:aws:s3:::model-mirror", "Condition": {"StringLike": {"s3:prefix": [cache, f"{cache}/*"]}}},
+        {"Sid": "CompileCacheReadWrite", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+         "Resource": f"arn:aws:s3:::model-mirror/{cache}/*"},
     ]
-    user_data = servers(run)[0]["inputs"]["userData"]
+    user_data = boot_text(servers(run)[0])
     assert "WEIGHTS_S3_URI=s3://model-mirror/nemotron/fp8/" in user_data
-    assert "MIRROR_SNAPSHOT=/opt/dlami/nvme/nemotron/hf/hub/models--nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4/" \
-           "snapshots/" in user_data
+    assert f"WEIGHTS_LOADER={loader}" in user_data
+    assert f"COMPILE_CACHE_URI=s3://model-mirror/{cache}/" in user_data
+    mirror = "MIRROR_SNAPSHOT=hf/hub/models--nvidia--NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4/"
+    entry = user_data[user_data.index("/entry.sh"):]
+    if loader == "nvme":  # staged on the NVMe into the HF cache layout: the repo id resolves offline
+        assert mirror + "snapshots/" in user_data
+        assert "vllm serve nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4 " in entry
+        assert "runai_streamer" not in user_data
+    else:  # streamed: vLLM reads the staged copy itself, each rank its share
+        assert mirror not in user_data
+        assert "vllm serve s3://model-mirror/nemotron/fp8/ --served-model-name nvidia/NVIDIA-Nemotron-3-Ultra" in entry
+        assert ("--load-format runai_streamer --model-loader-extra-config "
+                "'{\"distributed\":true,\"concurrency\":32,\"memory_limit\":8589934592}'") in entry
     # the image still comes from Docker Hub, so the network keeps its NAT gateway
     assert len(run.of_type("aws:ec2/natGateway:NatGateway")) == 1
 
 
 def test_hf_token_reaches_the_secret_but_no_resource(tmp_path):
-    name = stack_variant(tmp_path, "h200-pilot", hfToken={"secure": "v1:cipher"}, apiKey={"secure": "v1:cipher"})
+    name = stack_variant(tmp_path, "h200-pilot", hfToken={"secure": "v1:cipher"}, apiKey={"secure": "v1:cipher"},
+                         weightsS3Uri=None)  # the token is for the hub, without a staged copy
     run = run_program(name, stacks_dir=tmp_path, now=NOW, secrets=SECRETS)
     assert run.of_type("random:index/randomPassword:RandomPassword") == []  # the configured key is used
     description = run.named(f"{name}-serving-secret")["inputs"]["description"]

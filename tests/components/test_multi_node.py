@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from tests.components.runs import INGRESS_RULE, servers, shipped_plan, shipped_run
+from tests.components.runs import INGRESS_RULE, boot_text, servers, shipped_plan, shipped_run
 
 STACK = "h100-bf16"
 NODE_NETWORK_ENV = ("VLLM_HOST_IP=", "GLOO_SOCKET_IFNAME=", "TP_SOCKET_IFNAME=", "NCCL_SOCKET_IFNAME=",
@@ -22,7 +22,7 @@ def test_head_starts_ray_waits_for_both_nodes_then_serves():
     run = shipped_run(STACK)
     head, worker = servers(run)
     assert [head["name"], worker["name"]] == [f"{STACK}-servers-node-0", f"{STACK}-servers-node-1"]
-    user_data = head["inputs"]["userData"]
+    user_data = boot_text(head)
     start = user_data.index('ray start --head --node-ip-address="$VLLM_HOST_IP" --port=6379')
     wait = user_data.index('sys.exit(sum(n["Alive"] for n in ray.nodes()) < 2)')
     serve = user_data.index(f"exec {shlex.join(shipped_plan(STACK).serving.argv)}")
@@ -33,7 +33,7 @@ def test_head_starts_ray_waits_for_both_nodes_then_serves():
 def test_worker_joins_the_heads_private_ip_and_does_not_serve():
     run = shipped_run(STACK)
     head_ip = run.outputs["private_ips"][0]
-    worker = servers(run)[1]["inputs"]["userData"]
+    worker = boot_text(servers(run)[1])
     assert f'exec ray start --block --address={head_ip}:6379 --node-ip-address="$VLLM_HOST_IP"' in worker
     assert "vllm serve" not in worker and "ray start --head" not in worker
     assert "ROLE=worker" in worker and "nemotron-ready.service" not in worker
@@ -41,7 +41,7 @@ def test_worker_joins_the_heads_private_ip_and_does_not_serve():
 
 def test_every_node_sets_its_ip_and_interface_for_ray_nccl_and_gloo():
     for server in servers(shipped_run(STACK)):
-        user_data = server["inputs"]["userData"]
+        user_data = boot_text(server)
         for assignment in NODE_NETWORK_ENV:
             assert assignment in user_data, (server["name"], assignment)
         # the interface is the one holding the node's primary private IP, found at boot, not hard-coded

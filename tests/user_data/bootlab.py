@@ -120,8 +120,11 @@ class Run:
 class Node:
     """One server's file system in a temp dir, the rendered nemotron-node script, and its scenario."""
 
-    def __init__(self, root: Path, imds: Imds, stack: str = "h100-pilot"):
-        files = {f["path"]: f["content"] for f in yaml.safe_load(render_node(stack))["write_files"]}
+    STACKS = REPO / "stacks"
+
+    def __init__(self, root: Path, imds: Imds, stack: str = "h100-pilot", stacks_dir: Path | None = None):
+        files = {f["path"]: f["content"] for f in yaml.safe_load(
+            render_node(stack, stacks_dir=stacks_dir or self.STACKS))["write_files"]}
         self.root, self.imds = root, imds
         self.etc, self.state, self.run_dir, self.sys = (root / d for d in ("etc", "state", "run", "sys"))
         self.cache, self.fake, self.bin = root / "nvme", root / "fake", root / "bin"
@@ -183,8 +186,8 @@ def booted_at(hours_ago: float) -> str:
     return (datetime.now(UTC) - timedelta(hours=hours_ago)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def render_node(stack: str, node: int = 0) -> str:
-    plan = plan_stack(load_stack(REPO / "stacks", stack), PLAN_NOW)
+def render_node(stack: str, node: int = 0, stacks_dir: Path = REPO / "stacks") -> str:
+    plan = plan_stack(load_stack(stacks_dir, stack), PLAN_NOW)
     return render_user_data(plan, plan.ec2, node, SECRET_ARN)
 
 

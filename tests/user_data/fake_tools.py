@@ -55,6 +55,27 @@ def aws(args: list[str], s: dict) -> int:
         sys.stdout.write(answer.get("stdout", ""))
         sys.stderr.write(answer.get("stderr", ""))
         return answer.get("rc", 0)
+    objects = s.get("s3", {})  # s3://bucket/key -> content: what the stand-in S3 holds
+    if args[:2] == ["s3", "cp"] and args[-1] == "-":  # an object to stdout
+        uri = next(a for a in args[2:] if a.startswith("s3://"))
+        if uri not in objects:
+            sys.stderr.write(f"fatal error: An error occurred (404) when calling the HeadObject operation: {uri}\n")
+            return 1
+        sys.stdout.write(objects[uri])
+        return 0
+    if args[:2] == ["s3", "sync"]:  # S3 to a folder: every object under the prefix, by its relative key
+        words = args[2:]
+        positional = [a for i, a in enumerate(words)
+                      if not a.startswith("-") and (i == 0 or words[i - 1] != "--region")]
+        source, target = positional[-2:]
+        if source.startswith("s3://"):
+            prefix = source.rstrip("/") + "/"
+            for uri, content in objects.items():
+                if uri.startswith(prefix):
+                    path = Path(target) / uri[len(prefix):]
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(content)
+        return s.get("s3_sync_rc", 0)
     return 0
 
 

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from planner.expiry import parse_expiry
-from tests.user_data.bootlab import booted_at, closed_port
+from planner.weights import WeightFile, WeightsManifest
+from tests.user_data.bootlab import Node, booted_at, closed_port
 
 EBS = "Amazon Elastic Block Store"
 INSTANCE_STORE = "Amazon EC2 NVMe Instance Storage"
@@ -124,7 +125,8 @@ def test_a_failed_secret_read_logs_one_line_per_try_and_no_traceback(node):
         assert stat.S_IMODE((node.etc / name).stat().st_mode) == 0o600
 
 
-def test_the_download_container_gets_the_hugging_face_token_and_never_the_api_key(node):
+def test_the_download_container_gets_the_hugging_face_token_and_never_the_api_key(tmp_path, imds):
+    node = Node(tmp_path, imds, stack="h100-bf16")  # a stack without a staged copy: the weights come from the hub
     node.disks(P5_DISKS)
     assert node("prepare", secret=[{"stdout": json.dumps({"VLLM_API_KEY": "k3y", "HF_TOKEN": "hf_t"})}]).rc == 0
     run = node("stage")
@@ -218,3 +220,96 @@ def test_dead_man_remembers_only_an_expiry_that_parses_and_stays_on_after_an_imp
     assert "stopping 168 hours after boot" in log  # the fallback, said out loud
     # the next minutes: IMDS gone and the node past the longest TTL: it still stops
     assert _deadman(node, None, booted_hours_ago=169, reachable=False)[:2] == (True, None)
+
+
+# The weights and vLLM's compile cache: streamed (h100-pilot) or staged and verified (weightsLoader: nvme).
+
+def _settings(node) -> dict[str, str]:
+    conf = (node.etc / "node.conf").read_text()
+    return {k: v.strip("'") for k, _, v in (line.partition("=") for line in conf.splitlines()) if _ and "#" not in k}
+
+
+def test_a_streamed_stack_stages_no_weights_but_restores_and_saves_its_compile_cache(node):
+    node.disks(P5_DISKS)
+    assert node("prepare").rc == 0
+    cache_uri = _settings(node)["COMPILE_CACHE_URI"]
+    assert cache_uri.startswith("s3://nemotron-model-mirror-us-east-1/nemotron-deploy/compile-cache/")
+    run = node("stage")
+    assert run.rc == 0, run.stderr
+    syncs = [a for a in run.of("aws") if a[:2] == ["s3", "sync"]]
+    assert syncs == [["s3", "sync", "--only-show-errors", "--region", "us-east-1", cache_uri,
+                      f"{node.cache}/nemotron/vllm-cache"]]  # the cache only: vLLM streams the weights itself
+    assert run.of("docker") == [["pull", "--quiet", "vllm/vllm-openai:v0.33.0"]]
+    assert not (node.cache / "nemotron" / ".cache-restored").exists()  # nothing saved yet: a first start
+    ready = node("ready")
+    assert ready.rc == 0, ready.stderr
+    assert [a for a in ready.of("aws") if a[:2] == ["s3", "sync"]] == [
+        ["s3", "sync", "--only-show-errors", "--region", "us-east-1", f"{node.cache}/nemotron/vllm-cache", cache_uri]]
+    assert "compile cache saved to " + cache_uri in ready.stderr
+
+
+def test_a_restored_compile_cache_is_not_uploaded_again_and_a_failed_upload_never_fails_ready(node):
+    node.disks(P5_DISKS)
+    assert node("prepare").rc == 0
+    cache_uri = _settings(node)["COMPILE_CACHE_URI"]
+    run = node("stage", s3={cache_uri + "torch_compile_cache/abc/model.bin": "compiled"})
+    assert run.rc == 0, run.stderr
+    assert (node.cache / "nemotron" / "vllm-cache" / "torch_compile_cache" / "abc" / "model.bin").exists()
+    ready = node("ready")
+    assert ready.rc == 0 and not [a for a in ready.of("aws") if a[:2] == ["s3", "sync"]]
+    (node.cache / "nemotron" / ".cache-restored").unlink()
+    failed = node("ready", s3_sync_rc=1)
+    assert failed.rc == 0 and "READY" in failed.stdout and "compile cache not saved" in failed.stderr
+
+
+def _nvme_node(tmp_path, imds) -> Node:
+    """h100-pilot with weightsLoader: nvme, through a copy of its stack file."""
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    text = (Node.STACKS / "Pulumi.h100-pilot.yaml").read_text() + "  nemotron-deploy:weightsLoader: nvme\n"
+    (stacks / "Pulumi.h100-pilot.yaml").write_text(text)
+    return Node(tmp_path / "node", imds, stacks_dir=stacks)
+
+
+def _staged(node, files: dict[str, str], corrupt: str | None = None) -> dict[str, str]:
+    """The stand-in S3 holding `files` under the stack's weights URI, with their manifest (one file's bytes
+    changed after the manifest was written when `corrupt` names it)."""
+    import hashlib
+
+    weights = _settings(node)["WEIGHTS_S3_URI"]
+    manifest = WeightsManifest("nvidia/x", "abc", tuple(
+        WeightFile(path, len(content), hashlib.sha256(content.encode()).hexdigest())
+        for path, content in files.items()))
+    objects = {weights + path: ("X" + content[1:] if path == corrupt else content) for path, content in files.items()}
+    return objects | {weights + "nemotron-weights-manifest.json": manifest.to_json()}
+
+
+def test_an_nvme_stack_syncs_the_staged_copy_and_checks_every_file_against_the_manifest(tmp_path, imds):
+    node = _nvme_node(tmp_path, imds)
+    node.disks(P5_DISKS)
+    assert node("prepare").rc == 0
+    files = {f"model-{i:05d}-of-00020.safetensors": f"shard {i} " * 50 for i in range(20)} | {"config.json": "{}"}
+    run = node("stage", s3=_staged(node, files))
+    assert run.rc == 0, run.stderr
+    assert "weights verified: 21 files match nemotron-weights-manifest.json" in run.stderr
+    assert (node.cache / "nemotron" / ".staged").exists()
+
+
+def test_a_staged_copy_that_differs_from_its_manifest_stops_the_boot(tmp_path, imds):
+    node = _nvme_node(tmp_path, imds)
+    node.disks(P5_DISKS)
+    assert node("prepare").rc == 0
+    files = {f"model-{i}.safetensors": f"shard {i} " * 50 for i in range(5)}
+    run = node("stage", s3=_staged(node, files, corrupt="model-3.safetensors"))
+    assert run.rc == 1
+    assert "model-3.safetensors: FAILED" in run.stdout + run.stderr
+    assert "the staged weights differ from nemotron-weights-manifest.json" in run.stderr
+    assert not (node.cache / "nemotron" / ".staged").exists()  # the next start stages again
+
+
+def test_an_nvme_stack_without_a_manifest_stops_the_boot(tmp_path, imds):
+    node = _nvme_node(tmp_path, imds)
+    node.disks(P5_DISKS)
+    assert node("prepare").rc == 0
+    run = node("stage", s3={})
+    assert run.rc == 1 and "no readable nemotron-weights-manifest.json under s3://" in run.stderr
