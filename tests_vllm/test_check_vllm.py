@@ -83,6 +83,12 @@ DEFECTS = {
         name: "def require_api_key(request, call_next):\n    return None\n" for name in c.modules}), "middleware"),
     "middleware guarding /v1 only": (lambda c: replace(c, modules={name: VLLM_OWN_CHECK for name in c.modules}),
                                      "middleware"),
+    "streamer key unknown": (lambda c: replace(c, argv=with_flag(with_flag(c.argv, "--load-format", "runai_streamer"),
+                                                                 "--model-loader-extra-config",
+                                                                 '{"distributed":true,"threads":32}')), "model-loader"),
+    "streamer concurrency a word": (lambda c: replace(c, argv=with_flag(with_flag(
+        c.argv, "--load-format", "runai_streamer"), "--model-loader-extra-config", '{"concurrency":"many"}')),
+        "model-loader"),
 }
 
 
@@ -100,6 +106,7 @@ FIXES = {
     "ssm conv layout": (lambda c: replace(c, env=c.env | {"VLLM_SSM_CONV_STATE_LAYOUT": "DS"}),
                         "env VLLM_SSM_CONV_STATE_LAYOUT"),
     "rendered middleware": (lambda c: c, "middleware"),
+    "rendered loader": (lambda c: c, "model-loader"),
     "rendered parsers": (lambda c: c, "tool-parser"),
 }
 

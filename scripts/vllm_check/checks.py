@@ -148,6 +148,22 @@ def check_engine(args: argparse.Namespace) -> str:
     return ", ".join(built)
 
 
+def check_model_loader(args: argparse.Namespace) -> str:
+    """The weights loader vLLM would build from the argv (--load-format, --model-loader-extra-config): the Run:ai
+    streamer refuses keys it does not know and values of the wrong type when it is constructed."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.model_executor.model_loader import get_model_loader
+
+    try:
+        with _vllm_log(), _hub_online():
+            engine = AsyncEngineArgs.from_cli_args(args)
+            loader = get_model_loader(engine.create_load_config())
+    except Exception as exc:  # noqa: BLE001 - ValueError from the loader, pydantic errors from LoadConfig
+        raise CheckFailed(f"{type(exc).__name__}: {' '.join(str(exc).strip().splitlines()[:2])}") from None
+    extra = engine.model_loader_extra_config or "no extra config"
+    return f"{type(loader).__name__} for load format {engine.load_format!r} accepts {extra}"
+
+
 def check_speculative(args: argparse.Namespace) -> str:
     from vllm.config.speculative import SpeculativeConfig, SpeculativeMethod
 
@@ -322,6 +338,7 @@ def run_case(case: Case) -> Iterator[Outcome]:
     if holder:
         args = holder[0]
         yield outcome("engine-args", lambda: check_engine(args))
+        yield outcome("model-loader", lambda: check_model_loader(args))
         yield outcome("speculative", lambda: check_speculative(args))
         yield outcome("reasoning-parser", lambda: check_reasoning_parser(args))
         yield outcome("tool-parser", lambda: check_tool_parser(args))
