@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 
 from components.budget import StackBudget, StackBudgetArgs
 from components.eks_cluster import ClusterAddons, ClusterAddonsArgs, EksCluster, EksClusterArgs
+from components.eks_metrics import EksMetrics, EksMetricsArgs
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components.gpu_servers import GpuServerGroup, GpuServerGroupArgs
 from components.jumpstart import JumpStartEndpoint, JumpStartEndpointArgs
@@ -89,7 +90,7 @@ def ec2_endpoint(plan: StackPlan) -> None:
         "--parameters portNumber={2},localPortNumber={2}", region, head_id, port))
     pulumi.export("local_endpoint_url", f"http://localhost:{port}/v1")
     pulumi.export("api_key_secret_arn", secret.arn)
-    pulumi.export("startup_budget_s", ec2.startup.total_s)
+    pulumi.export("startup_budget_s", ec2.startup.timeout_s)
 
 
 def jumpstart_endpoint(plan: StackPlan) -> None:
@@ -146,8 +147,11 @@ def eks_endpoint(plan: StackPlan) -> None:
                            opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[cluster]))
     workload = ModelWorkload(f"{plan.stack}-workload", ModelWorkloadArgs(
         plan=plan, api_key=secret_config(config, "apiKey"), ngc_api_key=secret_config(config, "ngcApiKey"),
-        hf_token=secret_config(config, "hfToken")),
+        hf_token=secret_config(config, "hfToken"), cluster_name=cluster.name),
         opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[addons, pool]))
+    # vLLM's own metrics (none for NIM): an agent in the model's namespace reading the key from the workload's Secret
+    EksMetrics(f"{plan.stack}-metrics", EksMetricsArgs(plan=plan, cluster_name=cluster.name, tags=plan.tags),
+               opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[workload]))
 
     stack_observability(plan)
     n, port = eks.names, plan.serving.port
@@ -159,7 +163,7 @@ def eks_endpoint(plan: StackPlan) -> None:
     pulumi.export("port_forward", f"kubectl -n {n.namespace} port-forward svc/{n.app} {port}:{port}")
     pulumi.export("local_endpoint_url", f"http://localhost:{port}/v1")
     pulumi.export("api_key", workload.api_key)
-    pulumi.export("startup_budget_s", eks.startup.total_s)
+    pulumi.export("startup_budget_s", eks.startup.timeout_s)
 
 
 def stack_observability(plan: StackPlan, after: list[pulumi.Resource] | None = None) -> StackObservability:

@@ -105,7 +105,7 @@ class EksCluster(pulumi.ComponentResource):
 
         role = aws.iam.Role(
             f"{name}-role", description=f"nemotron-deploy {plan.stack}: EKS control plane", tags=tags, opts=child,
-            assume_role_policy=_trust("eks.amazonaws.com", tag_session=True))
+            assume_role_policy=service_trust("eks.amazonaws.com", tag_session=True))
         attachments = [aws.iam.RolePolicyAttachment(
             f"{name}-{policy.lower().replace('_', '-')}", role=role.name, opts=child,
             policy_arn=_managed_policy(partition, policy)) for policy in CLUSTER_POLICIES]
@@ -151,7 +151,7 @@ class EksCluster(pulumi.ComponentResource):
                                      addon_name="eks-pod-identity-agent", tags=tags, opts=addon_opts)
         csi_role = aws.iam.Role(
             f"{name}-ebs-csi-role", description=f"nemotron-deploy {plan.stack}: EBS CSI controller", tags=tags,
-            opts=child, assume_role_policy=_trust("pods.eks.amazonaws.com", tag_session=True))
+            opts=child, assume_role_policy=service_trust("pods.eks.amazonaws.com", tag_session=True))
         csi_policy = aws.iam.RolePolicyAttachment(f"{name}-ebs-csi-policy", role=csi_role.name, opts=child,
                                                   policy_arn=_managed_policy(partition, EBS_CSI_POLICY))
         aws.eks.Addon(f"{name}-ebs-csi-driver", cluster_name=cluster.name, addon_name="aws-ebs-csi-driver",
@@ -167,7 +167,7 @@ class EksCluster(pulumi.ComponentResource):
             retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child)
         agent_role = aws.iam.Role(
             f"{name}-cloudwatch-agent-role", description=f"nemotron-deploy {plan.stack}: CloudWatch agent",
-            tags=tags, opts=child, assume_role_policy=_trust("pods.eks.amazonaws.com", tag_session=True))
+            tags=tags, opts=child, assume_role_policy=service_trust("pods.eks.amazonaws.com", tag_session=True))
         agent_policy = aws.iam.RolePolicyAttachment(
             f"{name}-cloudwatch-agent-policy", role=agent_role.name, opts=child,
             policy_arn=_managed_policy(partition, CLOUDWATCH_AGENT_POLICY))
@@ -199,7 +199,7 @@ def eks_node_role(name: str, plan: StackPlan, tags: Mapping[str, str], partition
     """Declare `{name}-role` for EC2 nodes of an EKS cluster and its policy attachments, as children of `parent`."""
     child = pulumi.ResourceOptions(parent=parent)
     role = aws.iam.Role(f"{name}-role", description=f"nemotron-deploy {plan.stack}: EKS nodes", tags=dict(tags),
-                        opts=child, assume_role_policy=_trust("ec2.amazonaws.com"))
+                        opts=child, assume_role_policy=service_trust("ec2.amazonaws.com"))
     attachments = [aws.iam.RolePolicyAttachment(
         f"{name}-{policy.lower().replace('_', '-')}", role=role.name, opts=child,
         policy_arn=_managed_policy(partition, policy)) for policy in NODE_POLICIES]
@@ -232,7 +232,7 @@ def _launch_shape(settings: dict) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps(settings).apply(lambda text: hashlib.sha256(text.encode()).hexdigest())
 
 
-def _trust(service: str, tag_session: bool = False) -> str:
+def service_trust(service: str, tag_session: bool = False) -> str:
     actions = ["sts:AssumeRole", "sts:TagSession"] if tag_session else "sts:AssumeRole"
     return json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"Service": service}, "Action": actions}]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from components.eks_cluster import eks_node_role
 from components.gpu_servers import gpu_launch_settings
 from planner.plan import StackPlan
 from planner.tags import TAG_EXPIRES_AT
-from planner.targets.eks import NODE_INSTANCE_METADATA_TAGS, NODE_ROOT_DEVICE
+from planner.targets.eks import NODE_INSTANCE_METADATA_TAGS, NODE_ROOT_DEVICE, node_user_data
 
 EXPIRY_ACTION = "nemotron-deploy-expiry"
 
@@ -61,6 +62,9 @@ class GpuNodePool(pulumi.ComponentResource):
                                      root_volume_gib=pool.root_volume_gib)
         # The EC2 servers' settings enable instance tags in IMDS; EKS nodes carry tag keys with "/" (see the constant).
         launch["metadata_options"] |= {"instance_metadata_tags": NODE_INSTANCE_METADATA_TAGS}
+        user_data = node_user_data(pool)  # the instance store as one RAID0 under the kubelet (the model cache)
+        if user_data is not None:
+            launch["user_data"] = base64.b64encode(user_data.encode()).decode()
         if not plan.config.capacity_block:  # a Capacity Block is already placed together; a group can only fail it
             placement = aws.ec2.PlacementGroup(f"{name}-placement", strategy="cluster", tags=tags, opts=child)
             launch["placement"] = {"group_name": placement.name}

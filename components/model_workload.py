@@ -3,13 +3,16 @@ pulumi_kubernetes."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.eks_cluster import service_trust
 from components.secrets import GENERATED_KEY_LENGTH
 from planner.plan import StackPlan
 from planner.targets.eks import API_KEY_SECRET_KEY, HF_SECRET_KEY, NGC_SECRET_KEY, docker_config_json, render_manifests
@@ -27,6 +30,7 @@ class ModelWorkloadArgs:
     api_key: pulumi.Input[str] | None
     ngc_api_key: pulumi.Input[str] | None
     hf_token: pulumi.Input[str] | None
+    cluster_name: pulumi.Input[str] | None = None  # for the Pod Identity association of a vLLM stack streaming S3
 
 
 class ModelWorkload(pulumi.ComponentResource):
@@ -63,12 +67,13 @@ class ModelWorkload(pulumi.ComponentResource):
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         # Its parameters carry the expiry tag and cannot change in place: a renewed expiry replaces it (bound volumes
         # keep theirs), deleting the old one first because the name is fixed.
-        storage = _declare(f"{name}-storage-class", manifests.storage_class,
-                           pulumi.ResourceOptions(parent=self, delete_before_replace=True))
+        storage = None if manifests.storage_class is None else _declare(
+            f"{name}-storage-class", manifests.storage_class,
+            pulumi.ResourceOptions(parent=self, delete_before_replace=True))
         secret = k8s.core.v1.Secret(
             f"{name}-serving-secret", metadata=manifests.serving_secret["metadata"], type="Opaque",
             string_data={key: pulumi.Output.secret(value) for key, value in values.items()}, opts=in_namespace)
-        ready = [namespace, storage, secret]
+        ready = [r for r in (namespace, storage, secret) if r is not None]
         if manifests.pull_secret is not None:
             ready.append(k8s.core.v1.Secret(
                 f"{name}-pull-secret", metadata=manifests.pull_secret["metadata"],
@@ -79,10 +84,13 @@ class ModelWorkload(pulumi.ComponentResource):
             ready.append(_declare(f"{name}-auth-proxy", manifests.auth_proxy_config, in_namespace))
         if manifests.serving_modules is not None:
             ready.append(_declare(f"{name}-serving-modules", manifests.serving_modules, in_namespace))
+        if manifests.model_service_account is not None:
+            ready += self._weights_reader(name, plan, manifests.model_service_account, args.cluster_name,
+                                          in_namespace)
         if manifests.model_cache is not None:
             # Bound only once the pod is scheduled (WaitForFirstConsumer): the workload must not wait for it.
             ready.append(_declare(f"{name}-model-cache", _skip_await(manifests.model_cache),
-                                  pulumi.ResourceOptions(parent=self, depends_on=[namespace, storage])))
+                                  pulumi.ResourceOptions(parent=self, depends_on=ready[:-1])))
         # `pulumi up` returns once the model serves: node start and image pull, then the startup budget.
         wait = f"{ROLLOUT_MARGIN_MIN + math.ceil(plan.eks.sizing.probe.allowed_s / 60)}m"
         server = _declare(f"{name}-server", manifests.workload, pulumi.ResourceOptions(
@@ -96,6 +104,27 @@ class ModelWorkload(pulumi.ComponentResource):
         self.api_key = pulumi.Output.secret(api_key)
         self.service_host = pulumi.Output.from_input(f"{n.app}.{n.namespace}.svc.cluster.local")
         self.register_outputs({"service_host": self.service_host})
+
+    def _weights_reader(self, name: str, plan: StackPlan, account: dict, cluster_name: pulumi.Input[str] | None,
+                        in_namespace: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """The model pods' ServiceAccount and, through EKS Pod Identity, a role that reads the staged weights only."""
+        if cluster_name is None:
+            raise ValueError(f"{plan.stack}: streaming the staged weights needs the cluster's name (Pod Identity)")
+        child, tags = pulumi.ResourceOptions(parent=self), dict(plan.tags)
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
+        role = aws.iam.Role(f"{name}-weights-role", description=f"nemotron-deploy {plan.stack}: model pods read the "
+                            "staged weights", tags=tags, opts=child,
+                            assume_role_policy=service_trust("pods.eks.amazonaws.com", tag_session=True))
+        policy = aws.iam.RolePolicy(f"{name}-weights-read", role=role.id, opts=child,
+                                    policy=partition.apply(lambda p: _weights_policy(plan.eks.weights, p)))
+        # Read when a pod is created: the association exists before the workload's first pod.
+        association = aws.eks.PodIdentityAssociation(
+            f"{name}-weights-pod-identity", cluster_name=cluster_name, namespace=plan.eks.names.namespace,
+            service_account=plan.eks.names.model_service_account, role_arn=role.arn, tags=tags, opts=child)
+        service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-model-service-account", metadata=account["metadata"],
+            automount_service_account_token=account["automountServiceAccountToken"], opts=in_namespace)
+        return [service_account, policy, association]
 
 
 _KINDS = {
@@ -111,6 +140,16 @@ _KINDS = {
 _TOP_LEVEL = {"metadata": "metadata", "spec": "spec", "data": "data", "provisioner": "provisioner",
               "parameters": "parameters", "reclaimPolicy": "reclaim_policy",
               "volumeBindingMode": "volume_binding_mode", "allowVolumeExpansion": "allow_volume_expansion"}
+
+
+def _weights_policy(weights, partition: str) -> str:
+    """List and read exactly the staged copy's prefix; nothing else."""
+    bucket = f"arn:{partition}:s3:::{weights.bucket}"
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "WeightsList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
+         "Condition": {"StringLike": {"s3:prefix": [weights.prefix, f"{weights.prefix}/*"]}}},
+        {"Sid": "WeightsRead", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": f"{bucket}/{weights.prefix}/*"}]})
 
 
 def _skip_await(manifest: dict) -> dict:

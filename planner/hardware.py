@@ -8,6 +8,7 @@ price of None means AWS publishes none for on-demand use (Capacity Blocks or Ult
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from planner.errors import PlanInputError, one_of
@@ -198,6 +199,15 @@ NETWORK_GBPS: dict[str, float] = {
     "g6e.xlarge": 20, "g6e.12xlarge": 100, "g6e.48xlarge": 400, "g6.xlarge": 10, "g6.12xlarge": 40,
     "g6.48xlarge": 100, "g5.xlarge": 10, "g5.12xlarge": 40, "g5.48xlarge": 100, "dgx-spark": 10,
 }
+
+
+def instance_store_gb(instance: InstanceType) -> float:
+    """The instance-store NVMe capacity in GB, from the catalogue's `8x 3.8 TB` form (0 without instance storage)."""
+    match = re.fullmatch(r"(\d+)x ([\d.]+) (TB|GB)", instance.nvme)
+    if match is None:
+        return 0.0
+    count, size, unit = int(match.group(1)), float(match.group(2)), match.group(3)
+    return count * size * (1000 if unit == "TB" else 1)
 
 
 def network_gbps(instance: InstanceType) -> float | None:

@@ -13,8 +13,11 @@ Where the numbers come from, per target:
   counts NVIDIA Xid lines (GPU errors).
 - eks: Container Insights (the `amazon-cloudwatch-observability` add-on) under `ContainerInsights`, by cluster:
   GPU utilisation and memory, and running pods in the stack's namespace; a cluster the stack creates gets the add-on
-  (components/eks_cluster.py). vLLM's own metrics are not collected on EKS (the scrape would need the API key in
-  the add-on's configuration, in plain text), so the vLLM widgets are absent there and "no requests" is read as
+  (components/eks_cluster.py). vLLM stacks also run a CloudWatch agent of their own in the model's namespace
+  (planner/targets/eks_metrics.py, the "Prometheus monitoring on EKS" pattern): it mounts the API key from the
+  workload's Secret as a file, scrapes the serving pod's /metrics and publishes vLLM's metrics into the stack's
+  namespace as on ec2 (the add-on's agent could only carry the key in plain text in its configuration). NIM stacks
+  get no scrape (NIM's metric names are not confirmed to be vLLM's): no vLLM widgets, and "no requests" is read as
   "GPUs idle".
 - jumpstart: SageMaker's own endpoint metrics: `AWS/SageMaker` (Invocations, ModelLatency) and
   `/aws/sagemaker/Endpoints` (GPUUtilization, GPUMemoryUtilization), by endpoint and variant.
@@ -27,7 +30,7 @@ Alarms (thresholds derived from the plan):
 - gpu-error (jumpstart): one or more CUDA, ECC, NCCL or Xid error lines in the endpoint's container log within
   ALARM_PERIOD_S (SageMaker publishes no Xid metric). EKS has no GPU-error alarm yet: Container Insights publishes no
   Xid count, and the add-on's container logs are off (docs/sources.md#cloudwatch-observability-addon).
-- idle: not one request served (eks: GPUs under IDLE_GPU_PERCENT) for IDLE_S while the stack runs: a forgotten
+- idle: not one request served (eks NIM: GPUs under IDLE_GPU_PERCENT) for IDLE_S while the stack runs: a forgotten
   evaluation.
 - spend: the spend so far, estimated as the hours since the planned start (expiry - TTL) x the plan's $/hour, past
   SPEND_ALARM_FRACTION of the budget limit (planner/budget.py: the plan's max spend, rounded up). Absent without
@@ -222,15 +225,22 @@ def cloudwatch_agent_config(stack: str, prometheus_config_path: str) -> dict:
             "logs_collected": {"files": {"collect_list": [{
                 "file_path": "/var/log/kern.log", "log_group_name": kernel_log_group(stack),
                 "log_stream_name": "{instance_id}"}]}},
-            "metrics_collected": {"prometheus": {
-                "prometheus_config_path": prometheus_config_path, "log_group_name": prometheus_log_group(stack),
-                "emf_processor": {"metric_namespace": namespace, "metric_declaration": [{
-                    "source_labels": ["job"], "label_matcher": f"^{VLLM_JOB}$",
-                    "dimensions": [[name for name, _ in VLLM_DIMENSIONS]],
-                    "metric_selectors": [f"^{name}$" for name in (
-                        *VLLM_GAUGES, *VLLM_COUNTERS, *(f"{h}_(sum|count)" for h in VLLM_HISTOGRAMS))]}]}}},
+            "metrics_collected": {"prometheus": prometheus_section(stack, prometheus_config_path)},
         },
     }
+
+
+def prometheus_section(stack: str, prometheus_config_path: str, cluster_name: str | None = None) -> dict:
+    """The agent's `logs.metrics_collected.prometheus` section, the same on ec2 and eks: the scrape config's path,
+    the stack's prometheus log group, and vLLM's metrics (job `vllm`) as EMF into the stack's namespace. On eks the
+    cluster is named, so the agent never asks EC2 for it (its pod cannot reach the instance metadata)."""
+    section = {"prometheus_config_path": prometheus_config_path, "log_group_name": prometheus_log_group(stack),
+               "emf_processor": {"metric_namespace": stack_namespace(stack), "metric_declaration": [{
+                   "source_labels": ["job"], "label_matcher": f"^{VLLM_JOB}$",
+                   "dimensions": [[name for name, _ in VLLM_DIMENSIONS]],
+                   "metric_selectors": [f"^{name}$" for name in (
+                       *VLLM_GAUGES, *VLLM_COUNTERS, *(f"{h}_(sum|count)" for h in VLLM_HISTOGRAMS))]}]}}
+    return ({"cluster_name": cluster_name} if cluster_name else {}) | section
 
 
 def startup_alarm_periods(budget_s: int) -> int:
@@ -246,7 +256,7 @@ def planned_start_epoch(plan: CorePlan) -> int:
 def plan_observability(plan: CorePlan, ec2=None, eks=None, jumpstart=None) -> ObservabilityPlan:
     """The dashboard and alarms of a fitted cloud stack; pass the target's plan (plan.ec2, plan.eks, plan.jumpstart)."""
     if plan.target == "ec2" and ec2 is not None:
-        sources = _ec2(plan, ec2.startup.total_s)
+        sources = _ec2(plan, ec2.startup.timeout_s)
     elif plan.target == "eks" and eks is not None:
         sources = _eks(plan, eks)
     elif plan.target == "jumpstart" and jumpstart is not None:
@@ -296,6 +306,22 @@ def _histogram_mean(namespace: str, name: str, ident: str, label: str) -> list[l
             Metric(namespace, f"{name}_count", "Sum", VLLM_DIMENSIONS).widget_row(id=count, visible=False)]
 
 
+def _vllm_widgets(plan: CorePlan, ns: str) -> tuple[dict, ...]:
+    """vLLM's own metrics as the agent publishes them into the stack's namespace (job `vllm`): ec2 and eks alike."""
+    vllm = VLLM_DIMENSIONS
+    return (
+        _graph(plan, "vLLM KV-cache usage (fraction)", [Metric(ns, VLLM_KV_CACHE, "Maximum", vllm).widget_row()]),
+        _graph(plan, "Requests running and waiting", [Metric(ns, VLLM_RUNNING, "Average", vllm).widget_row(),
+                                                      Metric(ns, VLLM_WAITING, "Average", vllm).widget_row()]),
+        _graph(plan, "TTFT and inter-token latency (s)",
+               _histogram_mean(ns, VLLM_TTFT, "ttft", "time to first token")
+               + _histogram_mean(ns, VLLM_ITL, "itl", "inter-token latency")),
+        _graph(plan, "Generation tokens/s",
+               [[{"expression": f"tokens / {DASHBOARD_PERIOD_S}", "label": "tokens/s", "id": "tps"}],
+                Metric(ns, VLLM_GENERATION_TOKENS, "Sum", vllm).widget_row(id="tokens", visible=False)]),
+    )
+
+
 def _ec2(plan: CorePlan, budget_s: int) -> _Sources:
     ns, stack = stack_namespace(plan.stack), plan.stack
     gpu = Metric(ns, EC2_GPU_UTIL, "Average")
@@ -308,15 +334,7 @@ def _ec2(plan: CorePlan, budget_s: int) -> _Sources:
         _graph(plan, "GPU utilisation (%) and memory used (MiB)", [
             Metric(ns, EC2_GPU_UTIL, "Average").widget_row(),
             Metric(ns, EC2_GPU_MEMORY, "Average").widget_row(yAxis="right")]),
-        _graph(plan, "vLLM KV-cache usage (fraction)", [Metric(ns, VLLM_KV_CACHE, "Maximum", vllm).widget_row()]),
-        _graph(plan, "Requests running and waiting", [Metric(ns, VLLM_RUNNING, "Average", vllm).widget_row(),
-                                                      Metric(ns, VLLM_WAITING, "Average", vllm).widget_row()]),
-        _graph(plan, "TTFT and inter-token latency (s)",
-               _histogram_mean(ns, VLLM_TTFT, "ttft", "time to first token")
-               + _histogram_mean(ns, VLLM_ITL, "itl", "inter-token latency")),
-        _graph(plan, "Generation tokens/s",
-               [[{"expression": f"tokens / {DASHBOARD_PERIOD_S}", "label": "tokens/s", "id": "tps"}],
-                Metric(ns, VLLM_GENERATION_TOKENS, "Sum", vllm).widget_row(id="tokens", visible=False)]),
+        *_vllm_widgets(plan, ns),
     )
     alarms = (
         Alarm("not-ready", alarm_name(stack, "not-ready"),
@@ -338,35 +356,58 @@ def _ec2(plan: CorePlan, budget_s: int) -> _Sources:
     return _Sources(widgets, alarms, gpu, logs)
 
 
+def eks_scrapes_vllm(plan: CorePlan) -> bool:
+    """Whether an eks stack runs its own metrics agent (planner/targets/eks_metrics.py): vLLM stacks only. NIM serves
+    its metrics at /v1/metrics behind the auth proxy under names not confirmed to be vLLM's, so it gets no scrape."""
+    return plan.target == "eks" and plan.engine == "vllm"
+
+
 def _eks(plan: CorePlan, eks) -> _Sources:
     cluster, stack, budget_s = eks.cluster_name, plan.stack, eks.startup.total_s
+    namespace, ns = eks.names.namespace, stack_namespace(plan.stack)
     by_cluster = (("ClusterName", cluster),)
     gpu = Metric(CONTAINER_INSIGHTS, EKS_GPU_UTIL, "Average", by_cluster)
     gpu_peak = Metric(CONTAINER_INSIGHTS, EKS_GPU_UTIL, "Maximum", by_cluster)
     pods = Metric(CONTAINER_INSIGHTS, EKS_RUNNING_PODS, "Minimum",
-                  (("Namespace", eks.names.namespace), ("ClusterName", cluster)))
+                  (("Namespace", namespace), ("ClusterName", cluster)))
     periods = startup_alarm_periods(budget_s)
+    scrape = eks_scrapes_vllm(plan)
     widgets = (
         _graph(plan, "GPU utilisation and memory (%)",
                [gpu.widget_row(), Metric(CONTAINER_INSIGHTS, EKS_GPU_MEMORY, "Average", by_cluster).widget_row()]),
-        _graph(plan, f"Running pods in {eks.names.namespace}", [pods.widget_row()]),
+        _graph(plan, f"Running pods in {namespace}", [pods.widget_row()]),
+        *(_vllm_widgets(plan, ns) if scrape else ()),
     )
-    alarms = (
-        Alarm("not-ready", alarm_name(stack, "not-ready"),
-              f"{stack}: no running pod in {eks.names.namespace} for the startup budget ({budget_s} s)",
-              pods, "LessThanThreshold", 1, ALARM_PERIOD_S, periods, "breaching",
-              f"startup budget {budget_s} s = {periods} periods of {ALARM_PERIOD_S} s"),
-        Alarm("idle", alarm_name(stack, "idle"),
-              f"{stack}: GPUs idle (under {IDLE_GPU_PERCENT}%) for {IDLE_S // 60} min: a forgotten evaluation?",
-              gpu_peak, "LessThanThreshold", IDLE_GPU_PERCENT, IDLE_S, 1, "notBreaching",
-              f"busiest GPU minute under {IDLE_GPU_PERCENT}% for {IDLE_S} s"),
-    )
-    notes = ["eks: vLLM's and NIM's own metrics (KV cache, queue, TTFT) are not collected: the add-on's agent would "
-             "need the API key, which stays in the workload's Secret"]
+    not_ready = Alarm(
+        "not-ready", alarm_name(stack, "not-ready"),
+        f"{stack}: no running pod in {namespace} for the startup budget ({budget_s} s)",
+        pods, "LessThanThreshold", 1, ALARM_PERIOD_S, periods, "breaching",
+        f"startup budget {budget_s} s = {periods} periods of {ALARM_PERIOD_S} s")
+    if scrape:
+        idle = Alarm("idle", alarm_name(stack, "idle"),
+                     f"{stack}: no request served for {IDLE_S // 60} min while the GPUs report: a forgotten "
+                     "evaluation?",
+                     Metric(ns, VLLM_REQUESTS, "Sum", VLLM_DIMENSIONS), "LessThanThreshold", 1, IDLE_S, 1,
+                     "notBreaching", f"fewer than 1 successful request in {IDLE_S} s",
+                     expression=IDLE_EXPRESSION, heartbeat=_present(gpu))
+        notes = [f"eks: vLLM's own metrics are scraped by the stack's CloudWatch agent in {namespace} (the API key "
+                 "read from the workload's Secret as a file); it starts once the model serves, so the not-ready "
+                 "alarm (running pods) watches the first start, and a model lost later shows as the idle alarm"]
+    else:
+        idle = Alarm("idle", alarm_name(stack, "idle"),
+                     f"{stack}: GPUs idle (under {IDLE_GPU_PERCENT}%) for {IDLE_S // 60} min: a forgotten evaluation?",
+                     gpu_peak, "LessThanThreshold", IDLE_GPU_PERCENT, IDLE_S, 1, "notBreaching",
+                     f"busiest GPU minute under {IDLE_GPU_PERCENT}% for {IDLE_S} s")
+        notes = ["eks: NIM's own metrics (KV cache, queue, TTFT) are not collected: NIM serves them at /v1/metrics "
+                 "behind the API-key proxy under names not confirmed to match vLLM's; \"no requests\" is read as "
+                 "\"GPUs idle\""]
     if eks.settings.cluster_name is not None:
         notes.append(f"eks: the existing cluster {cluster} must run the amazon-cloudwatch-observability add-on for "
                      "the GPU widgets and alarms; the stack installs it only on a cluster it creates")
-    return _Sources(widgets, alarms, gpu, notes=tuple(notes))
+        if scrape:
+            notes.append(f"eks: the existing cluster {cluster} must run the eks-pod-identity-agent add-on for the "
+                         "metrics agent's credentials; the stack installs it only on a cluster it creates")
+    return _Sources(widgets, (not_ready, idle), gpu, notes=tuple(notes))
 
 
 def _jumpstart(plan: CorePlan, spec) -> _Sources:

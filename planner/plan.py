@@ -50,7 +50,8 @@ class StackPlan(CorePlan):
 
 
 def serving_options(config: StackConfig) -> ServingOptions:
-    streamed = config.target == "ec2" and config.weights_s3_uri is not None and config.weights_loader != "nvme"
+    streamed = (config.target in ("ec2", "eks") and config.engine == "vllm" and config.weights_s3_uri is not None
+                and config.weights_loader != "nvme")
     return ServingOptions(mtp_tokens=config.mtp_tokens, extra_args=tuple(config.vllm_extra_args),
                           stream_from=config.weights_s3_uri if streamed else None)
 

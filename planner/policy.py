@@ -69,7 +69,7 @@ TAGGABLE_TYPES = frozenset({
     "aws:lambda/function:Function", "aws:kms/key:Key", "aws:lb/loadBalancer:LoadBalancer",
     "aws:lb/targetGroup:TargetGroup", "aws:ecr/repository:Repository", "aws:sns/topic:Topic", SSM_PARAMETER,
     "aws:appautoscaling/target:Target", "aws:budgets/budget:Budget", "aws:scheduler/scheduleGroup:ScheduleGroup",
-    "aws:cloudwatch/metricAlarm:MetricAlarm",
+    "aws:cloudwatch/metricAlarm:MetricAlarm", "aws:eks/podIdentityAssociation:PodIdentityAssociation",
 })
 
 # Launch-template tag specifications that must carry the tags: what the template launches is what the reaper finds.

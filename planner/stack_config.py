@@ -178,7 +178,8 @@ class EksConfig(_Strict):
     A new cluster's API endpoint is private; `publicAccessCidrs` opens it to named networks only (for a `pulumi up`
     run from outside the VPC). Node-pool bounds default to `nodes`. `installAddons` installs the NVIDIA and EFA
     device plugins and, for multi-node layouts, the LeaderWorkerSet controller (turn off on clusters that already
-    run them, e.g. through the GPU Operator).
+    run them, e.g. through the GPU Operator). `modelCache` puts the model cache on the node's instance store (default)
+    or on gp3.
     """
 
     cluster_name: str | None = Field(default=None, alias="clusterName", pattern=r"^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$")
@@ -193,6 +194,9 @@ class EksConfig(_Strict):
     system_instance_type: str = Field(default="m7i.large", alias="systemInstanceType",
                                       pattern=r"^[a-z][a-z0-9\-]*\.[a-z0-9]+$")
     install_addons: StrictBool = Field(default=True, alias="installAddons")
+    # Where the model cache lives: the GPU node's instance-store NVMe (a RAID0, gone with the node) when it is large
+    # enough, or an encrypted gp3 volume (kept across pod moves, ~1 GB/s): planner/targets/eks.py.
+    model_cache: Literal["instance-store", "gp3"] = Field(default="instance-store", alias="modelCache")
 
     @field_validator("public_access_cidrs")
     @classmethod
@@ -235,8 +239,8 @@ class StackConfig(_Strict):
     availability_zone: str | None = Field(default=None, alias="availabilityZone", pattern=r"^[a-z]{2}-[a-z]+-\d[a-z]$")
     network: NetworkConfig | None = None
     weights_s3_uri: str | None = Field(default=None, alias="weightsS3Uri", pattern=r"^s3://[a-z0-9.\-]{3,63}/.+$")
-    # With weightsS3Uri: stream the staged copy into GPU memory (default) or stage it on the NVMe RAID0 first
-    # (docs/ec2.md#weights, planner/startup.py).
+    # With weightsS3Uri: stream the staged copy into GPU memory (default; the only way on eks) or, on ec2, stage it
+    # on the NVMe RAID0 first (docs/ec2.md#weights, planner/startup.py).
     weights_loader: Literal["stream", "nvme"] | None = Field(default=None, alias="weightsLoader")
     capacity_reservation_id: str | None = Field(default=None, alias="capacityReservationId",
                                                 pattern=r"^cr-[0-9a-f]{8,17}$")
@@ -327,9 +331,9 @@ class StackConfig(_Strict):
         if engine == "nim" and self.nodes > 1:
             raise ValueError("nodes: 1 for engine nim on eks (multi-node NIM is not supported here; use engine "
                              "vllm, which runs a LeaderWorkerSet with Ray)")
-        if self.weights_s3_uri is not None:
-            raise ValueError("weightsS3Uri: not used by target eks (pods download the weights into their model-cache "
-                             "volume); remove it")
+        if self.weights_s3_uri is not None and engine != "vllm":
+            raise ValueError("weightsS3Uri: not used by engine nim (NIM downloads its profile from NGC into the model "
+                             "cache); remove it, or use engine vllm, which streams the staged copy")
         if self.allowed_cidrs:
             raise ValueError("allowedCidrs: not used by target eks (the API is a ClusterIP Service; clients are "
                              "admitted by the label nemotron-deploy/client=true); remove it")

@@ -136,7 +136,8 @@ def startup_budget(plan: CorePlan) -> StartupBudget:
               "(the streamer's measured share of line rate)" if net else
               f"S3 {s3:g} GB/s = {S3_NODE_CAP_GBPS} Gb/s (no network figure for {plan.instance.name}) / 8 x "
               f"{S3_EFFICIENCY:g}")
-    warm = WARM_CACHE_WARMUP_S if loader != "hub" else None
+    # the compile cache persists to S3 on EC2 only (the EKS pods' cache dies with them)
+    warm = WARM_CACHE_WARMUP_S if loader != "hub" and plan.target == "ec2" else None
     price = None if plan.cost.usd_per_hour is None else plan.cost.usd_per_hour
     common = {"boot_s": BOOT_S, "warm_warmup_s": warm, "usd_per_hour": price}
     if loader == "stream":

@@ -11,15 +11,17 @@ Sizes and why:
 - /dev/shm = 1/32 of the node's memory, at most 64 GiB: NCCL's shared-memory transport, vLLM's shared-memory
   broadcast queues and Ray's object store live there; the container runtime's 64 MiB default makes NCCL fail.
 - Model cache = weights x 1.25, rounded up to 64 GiB: one full copy plus partial downloads, tokenizer and config files,
-  and NIM's engine files, on encrypted gp3 at 16,000 IOPS / 1,000 MiB/s.
+  and NIM's engine files. On the GPU node's instance-store NVMe when it has enough (p5: 8 x 3.8 TB): the node's
+  bootstrap (AL2023 nodeadm, `localStorage: RAID0`) assembles the disks into one array under the kubelet's and
+  containerd's directories, so the cache is an emptyDir on the array (kept across container restarts, gone with the
+  pod). Only an instance type without enough instance storage falls back to an encrypted gp3 volume at 16,000 IOPS /
+  1,000 MiB/s (docs/sources.md#eks-local-storage).
 - vLLM's API key on every path: the planner's `--middleware` module (vLLM checks the key only under /v1) ships in
   a ConfigMap (source code, no secret: the key comes from the Secret), mounted read-only into the serving container
   (the Deployment's, or the LeaderWorkerSet leader's; workers only run Ray) and put on PYTHONPATH. NIM instead sits
   behind the auth-proxy sidecar.
-- Startup probe = the planner's startup budget (weights over the stated download and load rates plus warm-up, capped
-  at the TTL), in 30-second periods. On the first start the freshly downloaded weights are still in the page cache
-  (2 TiB of host memory), so the load term holds although gp3 reads at ~1 GB/s; a restart reads from the volume but
-  skips the download, far inside the budget.
+- Startup probe = the planner's startup timeout (planner/startup.py: the modelled cold start x 1.5, capped at the
+  TTL), in 30-second periods.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from dataclasses import dataclass, field
 
 from planner.core import CorePlan
 from planner.errors import PlanInputError
+from planner.hardware import GIB, instance_store_gb
 from planner.references import ref, reference
 from planner.serving import API_KEY_GUARD, AUTH_MODULE_DIR, NimEnvironment, VllmCommand
 from planner.stack_config import PROJECT, EksConfig, StackConfig
-from planner.startup import RAY_PORT, StartupBudget, startup_budget
+from planner.startup import RAY_PORT, S3Location, StartupBudget, s3_location, startup_budget, weights_loader
 from planner.tags import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
+from planner.targets.eks_metrics import ModelTarget, model_ingress, render_metrics_agent
 
 # --------------------------------------------------------------------------------------------- cluster and nodes
 
@@ -66,13 +70,15 @@ def container_insights_log_group(cluster: str) -> str:
 GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"  # EKS-optimized Amazon Linux 2023 with the NVIDIA driver and toolkit
 SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
 NODE_ROOT_DEVICE = "/dev/xvda"  # the EKS AL2023 AMIs' root device
-NODE_ROOT_VOLUME_GIB = 200  # containerd image layers (NIM ~20 GiB, vLLM ~10 GiB) and logs; weights are on the PVC
+NODE_ROOT_VOLUME_GIB = 200  # images (NIM ~20 GiB, vLLM ~10 GiB) and logs, before the instance store takes them
 SYSTEM_NODES = 2  # CoreDNS, the EBS CSI controller and the LWS controller: the GPU taint keeps them off GPU nodes
 SYSTEM_ROOT_VOLUME_GIB = 50
 # Instance tags in IMDS stay off on EKS nodes, stated explicitly so an account default cannot turn them on: with them
 # on, EC2 refuses tag keys holding "/", and EKS puts kubernetes.io/cluster/<name> and k8s.io/cluster-autoscaler/...
 # on every node of a managed node group, so launches fail ("... is not a valid tag key") or EKS drops the setting.
 NODE_INSTANCE_METADATA_TAGS = "disabled"
+LOCAL_STORAGE_STRATEGY = "RAID0"  # nodeadm: one array of every instance-store disk (docs/sources.md#eks-local-storage)
+MIME_BOUNDARY = "nemotron-deploy"
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 POOL_LABEL = f"{PROJECT}/pool"
@@ -98,6 +104,7 @@ class NodePool:
     taints: tuple[dict[str, str], ...]
     efa_cards: int
     root_volume_gib: int
+    local_storage: str | None = None  # nodeadm's instance.localStorage.strategy (RAID0), None: no instance store
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class EksPlan:
     multi_node: bool  # a LeaderWorkerSet with Ray instead of a Deployment
     startup: StartupBudget
     sizing: WorkloadSizing
+    weights: S3Location | None = None  # vLLM streams the staged copy (weightsS3Uri): what its pods may read
 
 
 def plan_eks(plan: CorePlan) -> EksPlan:
@@ -122,7 +130,14 @@ def plan_eks(plan: CorePlan) -> EksPlan:
     return EksPlan(settings=settings, cluster_name=cluster_name(plan, settings), names=names(plan, settings),
                    gpu_pool=gpu_node_pool(plan, settings), system_pool=system_node_pool(plan, settings),
                    addons=cluster_addons(plan, settings), multi_node=multi_node(plan), startup=startup,
-                   sizing=workload_sizing(plan, startup))
+                   sizing=workload_sizing(plan, startup), weights=streamed_weights(plan))
+
+
+def streamed_weights(plan: CorePlan) -> S3Location | None:
+    """The staged copy a vLLM stack streams from S3 into GPU memory (no download into the cache), or None."""
+    if not isinstance(plan.serving, VllmCommand) or weights_loader(plan) != "stream":
+        return None
+    return s3_location(plan.config.weights_s3_uri)
 
 
 def eks_settings(config: StackConfig) -> EksConfig:
@@ -145,7 +160,33 @@ def gpu_node_pool(plan: CorePlan, settings: EksConfig) -> NodePool:
         max_size=nodes if settings.max_nodes is None else settings.max_nodes, desired_size=nodes,
         labels={POOL_LABEL: "gpu", GPU_PRESENT_LABEL: "true", f"{PROJECT}/stack": plan.stack},
         taints=({"key": GPU_TAINT_KEY, "value": "present", "effect": "NO_SCHEDULE"},),
-        efa_cards=plan.instance.efa_cards, root_volume_gib=NODE_ROOT_VOLUME_GIB)
+        efa_cards=plan.instance.efa_cards, root_volume_gib=NODE_ROOT_VOLUME_GIB,
+        local_storage=LOCAL_STORAGE_STRATEGY if cache_on_nvme(plan, settings) else None)
+
+
+def cache_on_nvme(plan: CorePlan, settings: EksConfig) -> bool:
+    """Whether the GPU node's instance-store NVMe holds the model cache: asked for (eks.modelCache, the default) and
+    large enough; else the gp3 fallback."""
+    return (settings.model_cache == "instance-store"
+            and instance_store_gb(plan.instance) * 1e9 >= model_cache_gib(plan) * GIB)
+
+
+def model_cache_gib(plan: CorePlan) -> int:
+    """One full copy of the weights plus partial downloads and engine files, in steps of CACHE_STEP_GIB."""
+    return math.ceil(plan.fit.weights_gib * CACHE_HEADROOM / CACHE_STEP_GIB) * CACHE_STEP_GIB
+
+
+def node_user_data(pool: NodePool) -> str | None:
+    """The GPU nodes' launch-template user data: a MIME part EKS merges with its own bootstrap, holding the nodeadm
+    NodeConfig that assembles the instance store into one RAID0 under the kubelet and containerd (None: nothing)."""
+    if pool.local_storage is None:
+        return None
+    config = {"apiVersion": "node.eks.aws/v1alpha1", "kind": "NodeConfig",
+              "spec": {"instance": {"localStorage": {"strategy": pool.local_storage}}}}
+    return "\n".join([
+        "MIME-Version: 1.0", f'Content-Type: multipart/mixed; boundary="{MIME_BOUNDARY}"', "",
+        f"--{MIME_BOUNDARY}", "Content-Type: application/node.eks.aws", "", "---",
+        json.dumps(config, indent=1), "", f"--{MIME_BOUNDARY}--", ""])
 
 
 def system_node_pool(plan: CorePlan, settings: EksConfig) -> NodePool:
@@ -263,7 +304,7 @@ class ProbeBudget:
 
     @property
     def failure_threshold(self) -> int:
-        return math.ceil(self.budget.total_s / self.period_s)
+        return math.ceil(self.budget.timeout_s / self.period_s)
 
     @property
     def allowed_s(self) -> int:
@@ -282,6 +323,7 @@ class WorkloadSizing:
     efa_per_pod: int  # EFA devices a pod takes; 0 on one node (no traffic leaves it)
     shm_gib: int
     cache_gib: int
+    cache_on_nvme: bool  # an emptyDir on the node's instance-store RAID0; False: a gp3 volume
     cpu_request: int
     memory_request_gib: int
     probe: ProbeBudget
@@ -295,11 +337,11 @@ def multi_node(plan: CorePlan) -> bool:
 def workload_sizing(plan: CorePlan, startup: StartupBudget) -> WorkloadSizing:
     """GPUs from the layout, /dev/shm and cache from the node and the weights, the probe from the startup budget."""
     layout, instance = plan.fit.layout, plan.instance
-    cache = math.ceil(plan.fit.weights_gib * CACHE_HEADROOM / CACHE_STEP_GIB) * CACHE_STEP_GIB
     return WorkloadSizing(
         pods=layout.nodes, gpus_per_pod=layout.gpus_per_node,
         efa_per_pod=instance.efa_cards if layout.nodes > 1 else 0,
-        shm_gib=min(SHM_MAX_GIB, instance.memory_gib // 32), cache_gib=cache,
+        shm_gib=min(SHM_MAX_GIB, instance.memory_gib // 32), cache_gib=model_cache_gib(plan),
+        cache_on_nvme=cache_on_nvme(plan, eks_settings(plan.config)),
         # Requests keep other pods off the node's CPUs and memory without limits that would throttle tokenization
         # or OOM-kill the loader.
         cpu_request=instance.vcpus // 4, memory_request_gib=instance.memory_gib // 8,
@@ -327,6 +369,11 @@ class Names:
     @property
     def storage_class(self) -> str:
         return f"{self.app}-model-cache"
+
+    @property
+    def model_service_account(self) -> str:
+        """The model pods' ServiceAccount: EKS Pod Identity gives it read access to the staged weights."""
+        return f"{self.app}-model"
 
     @property
     def model_cache(self) -> str:
@@ -393,22 +440,27 @@ class Manifests:
     """Every Kubernetes object the workload declares, in apply order. Secrets carry their keys, not their values."""
 
     namespace: dict
-    storage_class: dict
+    storage_class: dict | None  # the gp3 fallback's, when the instance store cannot hold the cache
     serving_secret: dict
     pull_secret: dict | None  # NIM: nvcr.io credentials
     auth_proxy_config: dict | None  # NIM: the API-key proxy's nginx template
     serving_modules: dict | None  # vLLM: the planner's Python modules (the API-key middleware) as a ConfigMap
-    model_cache: dict | None  # one node: a PVC; several: the LeaderWorkerSet's volumeClaimTemplates
+    model_cache: dict | None  # gp3 fallback on one node: a PVC (several: the LeaderWorkerSet's claim templates)
     workload: dict  # Deployment, or LeaderWorkerSet when the layout spans nodes
     service: dict
     network_policy: dict
     disruption_budget: dict
+    # vLLM: the stack's metrics agent (planner/targets/eks_metrics.py), declared by components/eks_metrics.py
+    metrics_agent: tuple[dict, ...] = ()
+    # vLLM streaming its staged copy: the model pods' ServiceAccount, which EKS Pod Identity maps to the read role
+    model_service_account: dict | None = None
 
     def all(self) -> list[dict]:
         return [m for m in (self.namespace, self.storage_class, self.serving_secret, self.pull_secret,
                             self.auth_proxy_config, self.serving_modules, self.model_cache, self.workload,
                             self.service,
-                            self.network_policy, self.disruption_budget) if m is not None]
+                            self.network_policy, self.disruption_budget, self.model_service_account)
+                if m is not None] + list(self.metrics_agent)
 
 
 def serving_secret_keys(plan: CorePlan, hf_token: bool) -> tuple[str, ...]:
@@ -453,7 +505,7 @@ def render_manifests(plan: CorePlan, eks: EksPlan | None, hf_token: bool = False
     n, size = eks.names, eks.sizing
     nim = isinstance(plan.serving, NimEnvironment)
     secret_keys = serving_secret_keys(plan, hf_token)
-    storage_class = {
+    storage_class = None if size.cache_on_nvme else {
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": _metadata(plan, eks, n.storage_class, False),
         "provisioner": "ebs.csi.aws.com", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
@@ -465,7 +517,7 @@ def render_manifests(plan: CorePlan, eks: EksPlan | None, hf_token: bool = False
     cache_claim_spec = {"accessModes": ["ReadWriteOnce"], "storageClassName": n.storage_class,
                         "resources": {"requests": {"storage": f"{size.cache_gib}Gi"}}}
     model_cache = None
-    if not eks.multi_node:
+    if not eks.multi_node and not size.cache_on_nvme:
         model_cache = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                        "metadata": _metadata(plan, eks, n.model_cache), "spec": cache_claim_spec}
     if eks.multi_node:
@@ -481,6 +533,14 @@ def render_manifests(plan: CorePlan, eks: EksPlan | None, hf_token: bool = False
     if eks.multi_node:
         # Ray, NCCL bootstrap and Gloo between the pods of the group, on any port (EFA traffic bypasses the kernel).
         ingress.append({"from": [{"podSelector": {"matchLabels": selector_labels(plan, eks)}}]})
+    # vLLM stacks: the stack's metrics agent (planner/targets/eks_metrics.py) scrapes /metrics on the api port.
+    scraped = ModelTarget(app=n.app, namespace=n.namespace, cluster_name=eks.cluster_name,
+                          serving_secret=n.serving_secret, api_key_item=API_KEY_SECRET_KEY,
+                          selector=selector_labels(plan, eks), annotations=annotations(plan),
+                          serving_port=plan.serving.port, multi_node=eks.multi_node,
+                          node_selector={POOL_LABEL: "system"} if eks.settings.cluster_name is None else None)
+    ingress += model_ingress(plan, scraped)
+    agent = render_metrics_agent(plan, scraped)
     return Manifests(
         namespace={"apiVersion": "v1", "kind": "Namespace",
                    "metadata": {"name": n.namespace, "labels": {f"{PROJECT}/stack": n.app}}},
@@ -512,6 +572,10 @@ def render_manifests(plan: CorePlan, eks: EksPlan | None, hf_token: bool = False
                            "metadata": _metadata(plan, eks, n.app),
                            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": selector_labels(plan, eks)},
                                     "unhealthyPodEvictionPolicy": "AlwaysAllow"}},
+        metrics_agent=tuple(agent.all()) if agent is not None else (),
+        model_service_account=None if eks.weights is None else {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(plan, eks, n.model_service_account),
+            "automountServiceAccountToken": False},
     )
 
 
@@ -602,7 +666,7 @@ def _pod_spec(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, containers: li
     spec = {
         "nodeSelector": {POOL_LABEL: "gpu", "node.kubernetes.io/instance-type": plan.instance.name},
         "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-        "automountServiceAccountToken": False,
+        "automountServiceAccountToken": False,  # EKS Pod Identity mounts its own token, for AWS only
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 60,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
@@ -617,6 +681,8 @@ def _pod_spec(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, containers: li
     else:
         spec["securityContext"] |= _vllm_pod_security(size)
         spec["volumes"].append({"name": "home", "emptyDir": {"sizeLimit": f"{VLLM_HOME_GIB}Gi"}})
+        if eks.weights is not None:  # the staged copy, read with the model role through EKS Pod Identity
+            spec["serviceAccountName"] = eks.names.model_service_account
     return spec
 
 
@@ -638,7 +704,8 @@ def _vllm_security_context(size: WorkloadSizing) -> dict:
 
 def _deployment(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, nim: bool) -> dict:
     n = eks.names
-    cache_volume = {"name": "model-cache", "persistentVolumeClaim": {"claimName": n.model_cache}}
+    cache_volume = (_nvme_cache_volume(size) if size.cache_on_nvme
+                    else {"name": "model-cache", "persistentVolumeClaim": {"claimName": n.model_cache}})
     if nim:
         containers = [_nim_container(plan, eks, size), _auth_proxy_container(plan, eks)]
         volumes = [cache_volume, {"name": "auth-proxy", "configMap": {"name": n.auth_proxy}}]
@@ -657,6 +724,11 @@ def _deployment(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, nim: bool) -
                          "spec": _pod_spec(plan, eks, size, containers, volumes, nim)},
         },
     }
+
+
+def _nvme_cache_volume(size: WorkloadSizing) -> dict:
+    """The model cache on the node's instance-store RAID0 (the kubelet's directory lives there)."""
+    return {"name": "model-cache", "emptyDir": {"sizeLimit": f"{size.cache_gib}Gi"}}
 
 
 def _nim_container(plan: CorePlan, eks: EksPlan, size: WorkloadSizing) -> dict:
@@ -698,7 +770,8 @@ def _serving_modules_volume(plan: CorePlan, eks: EksPlan) -> dict:
 
 def _vllm_env(plan: CorePlan, eks: EksPlan, leader: bool) -> list[dict]:
     serving = _vllm(plan)
-    env = _plain_env({"HF_HOME": HF_HOME, "HOME": VLLM_HOME, "USER": "vllm"} | serving.env)
+    env = _plain_env({"HF_HOME": HF_HOME, "HOME": VLLM_HOME, "USER": "vllm"} | serving.env
+                     | ({"AWS_REGION": plan.region} if eks.weights is not None else {}))
     if eks.multi_node:
         # Ray, Gloo and NCCL bind to the pod's own interface and address (docs/sources.md#dgx-spark: workers that never
         # join picked the wrong one); EFA through libfabric when the image carries aws-ofi-nccl.
@@ -734,8 +807,11 @@ def _vllm_container(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, command:
     return container
 
 
-def download_command(plan: CorePlan) -> str:
-    """Fetch the weights into the pod's HF cache on its volume (resumes; a no-op when they are complete)."""
+def download_command(plan: CorePlan, eks: EksPlan | None = None) -> str:
+    """Fetch the weights into the pod's HF cache on its volume (resumes; a no-op when they are complete); a comment
+    when they stream from the staged copy instead."""
+    if eks is not None and eks.weights is not None:
+        return f"# the weights stream from s3://{eks.weights.bucket}/{eks.weights.prefix}/ into GPU memory"
     fetch = (f"from huggingface_hub import snapshot_download; "
              f"snapshot_download({json.dumps(_vllm(plan).model_repo)}, max_workers=16)")
     return f"python3 -c {shlex.quote(fetch)}"
@@ -743,13 +819,13 @@ def download_command(plan: CorePlan) -> str:
 
 def leader_script(plan: CorePlan, eks: EksPlan) -> str:
     """The LWS leader: weights, Ray head, a wait (bounded by the startup budget) for every pod, the planner's argv."""
-    nodes, budget = plan.fit.layout.nodes, eks.startup.total_s
+    nodes, budget = plan.fit.layout.nodes, eks.startup.timeout_s
     alive = (f'import ray, sys; ray.init(address="auto", logging_level="ERROR"); '
              f'sys.exit(sum(n["Alive"] for n in ray.nodes()) < {nodes})')
     return "\n".join([
         "set -euo pipefail",
         API_KEY_GUARD,  # before the download and Ray: a missing key stops the pod at once
-        download_command(plan),
+        download_command(plan, eks),
         f'ray start --head --node-ip-address="$VLLM_HOST_IP" --port={RAY_PORT} --disable-usage-stats',
         f"until python3 -c {shlex.quote(alive)} 2>/dev/null; do",
         f"  if (( SECONDS > {budget} )); then",
@@ -768,10 +844,10 @@ def worker_script(plan: CorePlan, eks: EksPlan) -> str:
 
     $(LWS_LEADER_ADDRESS) is expanded by the kubelet from the variable the LWS controller injects.
     """
-    budget = eks.startup.total_s
+    budget = eks.startup.timeout_s
     return "\n".join([
         "set -euo pipefail",
-        download_command(plan),
+        download_command(plan, eks),
         f"until (exec 3<>/dev/tcp/$(LWS_LEADER_ADDRESS)/{RAY_PORT}) 2>/dev/null; do",
         f'  if (( SECONDS > {budget} )); then echo "nemotron: no Ray head after {budget} s" >&2; exit 1; fi',
         "  sleep 10",
@@ -790,6 +866,12 @@ def _leader_worker_set(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, cache
 
     leader = _vllm_container(plan, eks, size, ["bash", "-c", leader_script(plan, eks)], probes=True)
     worker = _vllm_container(plan, eks, size, ["bash", "-c", worker_script(plan, eks)], probes=False, leader=False)
+    # The cache: an emptyDir on each node's instance store, or (gp3 fallback) one claim per pod, kept across group
+    # restarts so downloads resume.
+    cache = [_nvme_cache_volume(size)] if size.cache_on_nvme else []
+    claims = {} if size.cache_on_nvme else {
+        "volumeClaimTemplates": [{"metadata": {"name": "model-cache"}, "spec": cache_claim_spec}],
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"}}
     return {
         "apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
         "metadata": _metadata(plan, eks, n.leader_worker_set),
@@ -802,11 +884,9 @@ def _leader_worker_set(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, cache
                 "size": size.pods,
                 # A pod or container restart recreates the whole group: Ray and NCCL cannot re-admit one member.
                 "restartPolicy": "RecreateGroupOnPodRestart",
-                "leaderTemplate": template("leader", leader, [_serving_modules_volume(plan, eks)]),
-                "workerTemplate": template("worker", worker, []),
-                # One cache volume per pod, kept across group restarts so downloads resume.
-                "volumeClaimTemplates": [{"metadata": {"name": "model-cache"}, "spec": cache_claim_spec}],
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+                "leaderTemplate": template("leader", leader, [_serving_modules_volume(plan, eks), *cache]),
+                "workerTemplate": template("worker", worker, cache),
+                **claims,
             },
         },
     }

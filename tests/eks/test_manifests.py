@@ -44,7 +44,9 @@ def two_node_plan(tmp_path_factory):
     stacks_dir = tmp_path_factory.mktemp("stacks")
     # BF16 over TP 8 x PP 2 leaves 71.64 - 4 GiB reserve - 65.27 GiB weights = 2.37 GiB per GPU: 8 sequences of
     # 131,072 tokens (216.3 MiB each = 1.69 GiB) fit, 16 (3.38 GiB) do not
-    return variant_plan(stacks_dir, write_variant(stacks_dir, "eks-vllm", nodes=2, precision="bf16", concurrency=8))
+    # ... and the gp3 model cache (eks.modelCache), so the fallback's StorageClass and claim templates are covered
+    return variant_plan(stacks_dir, write_variant(stacks_dir, "eks-vllm", eks={"modelCache": "gp3"}, nodes=2,
+                                                  precision="bf16", concurrency=8))
 
 
 @pytest.fixture(params=PLANS)
@@ -66,12 +68,15 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(plan):
     manifests = manifests_of(plan, hf_token=True)
     version = kubernetes_version(plan)
     checked = [kind for manifest in manifests.all() for kind in validate(manifest, version)]
-    expected = {"Namespace", "StorageClass", "Secret", "ConfigMap", "Service", "NetworkPolicy", "PodDisruptionBudget"}
+    expected = {"Namespace", "Secret", "ConfigMap", "Service", "NetworkPolicy", "PodDisruptionBudget"} | (
+        set() if plan.eks.sizing.cache_on_nvme else {"StorageClass"})
     assert expected <= set(checked)
     if plan.fit.layout.nodes > 1:
-        assert checked.count("PodTemplate") == 2 and "PersistentVolumeClaim" in checked  # the LWS's contents
+        assert checked.count("PodTemplate") == 2  # the LWS's contents
+        assert ("PersistentVolumeClaim" in checked) == (not plan.eks.sizing.cache_on_nvme)
     else:
-        assert {"Deployment", "PersistentVolumeClaim"} <= set(checked)
+        assert "Deployment" in checked
+        assert ("PersistentVolumeClaim" in checked) == (not plan.eks.sizing.cache_on_nvme)
 
 
 def test_the_schema_check_can_fail_and_knows_no_leaderworkerset():
@@ -112,19 +117,21 @@ def test_startup_probe_allows_the_derived_budget_and_at_most_one_period_more(pla
     probes = [c["startupProbe"] for c in containers(workload) if "startupProbe" in c]
     assert len(probes) == 1  # the serving container (the LWS leader); workers serve nothing
     allowed = probes[0]["periodSeconds"] * probes[0]["failureThreshold"]
-    assert budget.total_s <= allowed < budget.total_s + probes[0]["periodSeconds"]
+    assert budget.timeout_s <= allowed < budget.timeout_s + probes[0]["periodSeconds"]
     server = next(c for c in containers(workload) if "startupProbe" in c)
     assert {"readinessProbe", "livenessProbe"} <= set(server)
 
 
-@pytest.mark.parametrize(("stack", "budget_s", "threshold"), [
-    # 550 GB at 0.2 GB/s (2,750 s) + load at 2 GB/s (275 s) + warm-up 1,200 s
-    ("eks-vllm", 3138, 105),  # NVFP4, 352.3 GB: 1,762 s from the hub + 176 s load + 1,200 s warm-up
-    ("eks-nim", 3138, 105),
+@pytest.mark.parametrize(("stack", "cold_s", "budget_s", "threshold"), [
+    # NVFP4, 352.3 GB streamed from the staged copy at 7.5 GB/s (47 s) + boot 180 s + warm-up 1,200 s; x 1.5
+    ("eks-vllm", 180 + 47 + 1200, 2141, 72),
+    # NIM fetches its profile from NGC, modelled as the hub: 1,762 s at 0.2 GB/s + 176 s load; x 1.5
+    ("eks-nim", 180 + 1762 + 176 + 1200, 4977, 166),
 ])
-def test_probe_budget_figures(stack, budget_s, threshold):
+def test_probe_budget_figures(stack, cold_s, budget_s, threshold):
     probe = shipped_plan(stack).eks.sizing.probe
-    assert (probe.budget.total_s, probe.failure_threshold, probe.period_s) == (budget_s, threshold, 30)
+    assert (probe.budget.total_s, probe.budget.timeout_s, probe.failure_threshold, probe.period_s) == (
+        cold_s, budget_s, threshold, 30)
 
 
 def test_probes_hit_each_engines_health_endpoints():
@@ -174,6 +181,14 @@ def test_shared_memory_and_model_cache_are_sized_from_node_and_weights(plan):
                 assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
     # weights x 1.25 rounded up to 64 GiB: NVFP4 328.1 GiB -> 448 GiB; BF16 1,044.0 GiB -> 1,344 GiB
     assert size.cache_gib == {328: 448, 1044: 1344}[round(plan.fit.weights_gib)]
+    if size.cache_on_nvme:  # p5/p5en: 8 x 3.8 TB of instance store, one RAID0 under the kubelet (node_user_data)
+        assert manifests.storage_class is None and manifests.model_cache is None
+        for template in pod_templates(manifests.workload):
+            cache = next(v for v in template["spec"]["volumes"] if v["name"] == "model-cache")
+            assert cache == {"name": "model-cache", "emptyDir": {"sizeLimit": f"{size.cache_gib}Gi"}}
+        assert plan.eks.gpu_pool.local_storage == "RAID0"
+        return
+    assert plan.eks.gpu_pool.local_storage is None
     if manifests.model_cache is not None:
         claim = manifests.model_cache["spec"]
     else:
@@ -186,6 +201,23 @@ def test_shared_memory_and_model_cache_are_sized_from_node_and_weights(plan):
         f"{k}={v}" for k, v in plan.tags.items())
 
 
+def test_the_gpu_nodes_bootstrap_joins_their_instance_store_into_one_raid0():
+    from email import message_from_string
+
+    import yaml
+
+    from planner.targets.eks import node_user_data
+
+    pool = shipped_plan("eks-vllm").eks.gpu_pool
+    message = message_from_string(node_user_data(pool))
+    assert message.is_multipart() and message.get_content_type() == "multipart/mixed"  # what EKS merges
+    (part,) = message.get_payload()
+    assert part.get_content_type() == "application/node.eks.aws"
+    config = yaml.safe_load(part.get_payload())
+    assert config == {"apiVersion": "node.eks.aws/v1alpha1", "kind": "NodeConfig",
+                      "spec": {"instance": {"localStorage": {"strategy": "RAID0"}}}}
+
+
 def test_network_policy_admits_labelled_clients_on_the_api_port_only(plan):
     manifests = manifests_of(plan)
     spec = manifests.network_policy["spec"]
@@ -195,10 +227,14 @@ def test_network_policy_admits_labelled_clients_on_the_api_port_only(plan):
     clients = spec["ingress"][0]
     assert clients == {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {CLIENT_LABEL: "true"}}}],
                        "ports": [{"protocol": "TCP", "port": port}]}
+    rules = spec["ingress"][1:]
+    if plan.engine == "vllm":  # the stack's metrics agent, on the api port only (tests/eks/test_metrics_agent.py)
+        agent = rules.pop()
+        assert agent["ports"] == [{"protocol": "TCP", "port": port}] and "namespaceSelector" not in agent["from"][0]
     if plan.fit.layout.nodes > 1:  # the group's own pods reach each other on every port (Ray, NCCL)
-        assert spec["ingress"][1] == {"from": [{"podSelector": {"matchLabels": spec["podSelector"]["matchLabels"]}}]}
+        assert rules == [{"from": [{"podSelector": {"matchLabels": spec["podSelector"]["matchLabels"]}}]}]
     else:
-        assert len(spec["ingress"]) == 1
+        assert rules == []
 
 
 def test_service_and_disruption_budget(plan):

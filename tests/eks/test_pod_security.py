@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from planner.targets.eks import EFA_RESOURCE
-from tests.eks.cases import DEPLOYMENT, manifests_of, only, shipped_run
+from tests.eks.cases import manifests_of, shipped_run
 from tests.eks.workloads import VARIANTS, plan_of, role_of, templates_by_role
 
 # variant, pod role, container: the user it runs as (0: root), the capabilities it adds back
@@ -98,7 +98,7 @@ def test_every_vllm_pod_has_a_writable_home_and_can_write_its_model_cache(varian
 
 
 def test_what_pulumi_declares_carries_the_same_security_contexts():
-    declared = only(shipped_run("eks-vllm"), DEPLOYMENT)["inputs"]["spec"]["template"]["spec"]
+    declared = shipped_run("eks-vllm").named("eks-vllm-workload-server")["inputs"]["spec"]["template"]["spec"]
     rendered = manifests_of(plan_of("eks-vllm")).workload["spec"]["template"]["spec"]
     assert declared["securityContext"] == rendered["securityContext"]
     assert [c["securityContext"] for c in declared["containers"]] == [

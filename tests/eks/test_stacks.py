@@ -14,7 +14,6 @@ from planner.targets.eks import CLUSTER_POLICIES, EFA_DEVICE_PLUGIN, NODE_POLICI
 from tests.eks.cases import (
     API_KEY,
     CLUSTER,
-    DEPLOYMENT,
     EKS_STACKS,
     HELM_RELEASE,
     HF_TOKEN,
@@ -130,8 +129,14 @@ def test_roles_carry_exactly_the_managed_policies_they_need(stack):
     assert trust == {f"{stack}-eks-role": "eks.amazonaws.com", f"{stack}-gpu-role": "ec2.amazonaws.com",
                      f"{stack}-eks-system-nodes-role": "ec2.amazonaws.com",
                      f"{stack}-eks-ebs-csi-role": "pods.eks.amazonaws.com",
-                     f"{stack}-eks-cloudwatch-agent-role": "pods.eks.amazonaws.com"}
-    assert not run.of_type("aws:iam/rolePolicy:RolePolicy")  # no inline grants
+                     f"{stack}-eks-cloudwatch-agent-role": "pods.eks.amazonaws.com"} | (
+                         {f"{stack}-metrics-role": "pods.eks.amazonaws.com",
+                          f"{stack}-workload-weights-role": "pods.eks.amazonaws.com"} if stack == "eks-vllm" else {})
+    # no inline grants but the vLLM metrics agent's (tests/eks/test_metrics_agent.py) and the model pods' read of
+    # the staged weights, and no managed policy on either
+    assert sorted(r["name"] for r in run.of_type("aws:iam/rolePolicy:RolePolicy")) == (
+        [f"{stack}-metrics-policy", f"{stack}-workload-weights-read"] if stack == "eks-vllm" else [])
+    assert not _attached_arns(run, f"{stack}-metrics") and not _attached_arns(run, f"{stack}-workload")
 
 
 def test_network_policy_enforcement_and_storage_add_ons(stack):
@@ -186,8 +191,12 @@ def test_every_declared_kubernetes_object_validates_against_the_schemas(stack):
     run, plan = shipped_run(stack), shipped_plan(stack)
     declared = [r for r in run.resources if r["type"].startswith("kubernetes:") and r["type"] != HELM_RELEASE]
     kinds = sorted(r["type"].rsplit(":", 1)[-1] for r in declared)
-    expected = ["Deployment", "Namespace", "NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget", "Secret",
-                "Service", "StorageClass", "ConfigMap"] + (["Secret"] if plan.engine == "nim" else [])
+    # the model cache on the p5's instance store: no StorageClass or PersistentVolumeClaim (gp3 is the fallback)
+    expected = ["Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Secret",
+                "Service", "ConfigMap"] + (["Secret"] if plan.engine == "nim" else [])
+    if plan.engine == "vllm":  # the metrics agent (tests/eks/test_metrics_agent.py), the model pods' account
+        expected += ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy",
+                     "ServiceAccount"]
     assert kinds == sorted(expected)
     for resource in declared:
         validate(declared_manifest(resource), kubernetes_version(plan))
@@ -195,7 +204,7 @@ def test_every_declared_kubernetes_object_validates_against_the_schemas(stack):
 
 def test_gpu_limits_of_the_declared_deployment_equal_the_layout(stack):
     plan = shipped_plan(stack)
-    pod = only(shipped_run(stack), DEPLOYMENT)["inputs"]["spec"]["template"]["spec"]
+    pod = shipped_run(stack).named(f"{stack}-workload-server")["inputs"]["spec"]["template"]["spec"]
     server = pod["containers"][0]
     assert server["resources"]["limits"] == {"nvidia.com/gpu": str(plan.fit.layout.gpus_per_node)}
     assert server["startupProbe"]["failureThreshold"] * server["startupProbe"]["periodSeconds"] == \
@@ -236,4 +245,29 @@ def test_exports_say_how_to_reach_the_endpoint(stack):
     assert outputs["port_forward"] == f"kubectl -n nemotron port-forward svc/{stack} 8000:8000"
     assert outputs["kubeconfig_command"] == \
         f"aws eks update-kubeconfig --region us-east-1 --name nemotron-deploy-{stack}"
-    assert outputs["startup_budget_s"] == 3138
+    assert outputs["startup_budget_s"] == {"eks-vllm": 2141, "eks-nim": 4977}[stack]  # test_manifests derives them
+
+
+def test_a_streaming_vllm_stack_reads_exactly_its_staged_copy_through_pod_identity():
+    run, plan = shipped_run("eks-vllm"), shipped_plan("eks-vllm")
+    assert (plan.eks.weights.bucket, plan.eks.weights.prefix) == (
+        "nemotron-model-mirror-us-east-1", "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4")
+    policy = json.loads(run.named("eks-vllm-workload-weights-read")["inputs"]["policy"])["Statement"]
+    bucket = "arn:aws:s3:::nemotron-model-mirror-us-east-1"
+    assert policy == [
+        {"Sid": "WeightsList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
+         "Condition": {"StringLike": {"s3:prefix": [plan.eks.weights.prefix, f"{plan.eks.weights.prefix}/*"]}}},
+        {"Sid": "WeightsRead", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": f"{bucket}/{plan.eks.weights.prefix}/*"}]
+    association = run.named("eks-vllm-workload-weights-pod-identity")["inputs"]
+    assert (association["namespace"], association["serviceAccount"]) == ("nemotron", "eks-vllm-model")
+    pod = run.named("eks-vllm-workload-server")["inputs"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "eks-vllm-model" and pod["automountServiceAccountToken"] is False
+    server = pod["containers"][0]
+    assert {"name": "AWS_REGION", "value": "us-east-1"} in server["env"]
+    launch = server["command"][-1]
+    assert "vllm serve s3://nemotron-model-mirror-us-east-1/nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4/ " in launch
+    assert "--load-format runai_streamer" in launch
+    # NIM fetches from NGC: no weights role, no service account of its own
+    nim = shipped_run("eks-nim")
+    assert not [r for r in nim.resources if "weights" in r["name"]]

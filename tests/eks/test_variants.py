@@ -36,9 +36,13 @@ def test_an_existing_cluster_gets_a_node_group_and_the_workload_only(tmp_path):
     name = write_variant(tmp_path, "eks-vllm", eks={"clusterName": "platform-prod"}, network=NETWORK)
     run = run_program(name, stacks_dir=tmp_path, now=NOW, secrets=SECRETS)
     assert run.of_type(CLUSTER) == [] and run.of_type("aws:ec2/vpc:Vpc") == []
-    assert run.of_type("aws:eks/addon:Addon") == [] and run.of_type("aws:cloudwatch/logGroup:LogGroup") == []
+    assert run.of_type("aws:eks/addon:Addon") == []
+    # the stack's own vLLM metrics agent (its log group and Pod Identity role) comes with the workload
+    assert [r["inputs"]["name"] for r in run.of_type("aws:cloudwatch/logGroup:LogGroup")] == [
+        f"/nemotron-deploy/{name}/prometheus"]
     assert [r["name"] for r in run.of_type(NODE_GROUP)] == [f"{name}-gpu-nodes"]  # no system nodes
-    assert [r["name"] for r in run.of_type("aws:iam/role:Role")] == [f"{name}-gpu-role"]
+    assert [r["name"] for r in run.of_type("aws:iam/role:Role")] == [
+        f"{name}-gpu-role", f"{name}-metrics-role", f"{name}-workload-weights-role"]
     nodes = run.named(f"{name}-gpu-nodes")["inputs"]
     assert nodes["clusterName"] == "platform-prod" and nodes["subnetIds"] == [NETWORK["subnetId"]]
     # the looked-up cluster's security group and endpoint reach the template and the provider
@@ -49,7 +53,8 @@ def test_an_existing_cluster_gets_a_node_group_and_the_workload_only(tmp_path):
     assert kubeconfig["clusters"][0]["name"] == "platform-prod"
     assert kubeconfig["clusters"][0]["cluster"] == {
         "server": found["endpoint"], "certificate-authority-data": found["certificateAuthorities"][0]["data"]}
-    assert len(run.of_type(DEPLOYMENT)) == 1 and run.outputs["cluster_name"] == "platform-prod"
+    assert sorted(r["name"] for r in run.of_type(DEPLOYMENT)) == [f"{name}-metrics-agent", f"{name}-workload-server"]
+    assert run.outputs["cluster_name"] == "platform-prod"
     assert check_resources(run.resources, variant_plan(tmp_path, name).tags) == []
 
 
@@ -65,7 +70,8 @@ def test_an_existing_network_with_control_plane_subnets_creates_no_network(tmp_p
 def test_two_nodes_declare_a_leader_worker_set_and_its_controller(tmp_path):
     name = write_variant(tmp_path, "eks-vllm", nodes=2, precision="bf16", concurrency=8)
     run, plan = run_program(name, stacks_dir=tmp_path, now=NOW), variant_plan(tmp_path, name)
-    assert run.of_type(DEPLOYMENT) == [] and run.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
+    assert [r["name"] for r in run.of_type(DEPLOYMENT)] == [f"{name}-metrics-agent"]  # the model is an LWS
+    assert run.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
     lws = only(run, LWS)["inputs"]
     assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1" and lws["kind"] == "LeaderWorkerSet"
     template = lws["spec"]["leaderWorkerTemplate"]
@@ -156,8 +162,10 @@ BASE = {"aws:region": "us-east-1", "nemotron-deploy:target": "eks", "nemotron-de
      "subnet ids such as"),
     ({"eks": {"namespace": "Bad_NS"}}, "nemotron-deploy:eks.namespace", "Bad_NS", "a Kubernetes name"),
     ({"allowedCidrs": ["10.0.0.0/16"]}, "nemotron-deploy:allowedCidrs", ["10.0.0.0/16"], "not used by target eks"),
-    ({"weightsS3Uri": "s3://bucket/prefix"}, "nemotron-deploy:weightsS3Uri", "s3://bucket/prefix",
-     "not used by target eks"),
+    ({"engine": "nim", "weightsS3Uri": "s3://bucket/prefix"}, "nemotron-deploy:weightsS3Uri", "s3://bucket/prefix",
+     "not used by engine nim"),
+    ({"weightsS3Uri": "s3://bucket/prefix", "weightsLoader": "nvme"}, "nemotron-deploy:weightsLoader", "nvme",
+     "only for target ec2"),
     ({"eks": {"clusterName": "prod", "publicAccessCidrs": ["10.0.0.0/16"]}, "network": NETWORK},
      "nemotron-deploy:eks.clusterName", "prod", "keeps its own subnets and endpoint"),
 ])

@@ -12,7 +12,9 @@ from planner.targets.eks import pod_templates
 from tests.eks.cases import EKS_STACKS, shipped_plan, variant_plan, write_variant
 
 # Variants beyond the shipped stacks: a copy of a shipped stack with top-level keys changed (cases.write_variant).
-DERIVED = {"two-node-vllm": ("eks-vllm", {"nodes": 2, "precision": "bf16", "concurrency": 8})}
+# two-node-vllm also takes the gp3 model cache, so the fallback's StorageClass and claim templates stay covered.
+DERIVED = {"two-node-vllm": ("eks-vllm", {"nodes": 2, "precision": "bf16", "concurrency": 8,
+                                          "eks": {"modelCache": "gp3"}})}
 VARIANTS = (*EKS_STACKS, *DERIVED)
 
 

@@ -261,10 +261,22 @@ def commands_in(value) -> Iterator[tuple[str, str]]:
 def _spark_producers(inventory) -> Iterator[tuple[str, object]]:
     """(producer, result) for every command-producing function of spark_cluster, called the way the tasks call
     them, with facts that make every plan non-empty (a fresh node, a drifted node)."""
-    from planner.weights import WeightFile, WeightsManifest
-    from spark_cluster import clusterenv, metrics, nccl, raycluster, rdmaflow, roce, session, sshtrust, step, vllm_serve
+    from spark_cluster import (
+        clusterenv,
+        metrics,
+        nccl,
+        raycluster,
+        rdmaflow,
+        roce,
+        session,
+        sshtrust,
+        step,
+        vllm_serve,
+        weights,
+    )
     from spark_cluster import link as linkops
-    from spark_cluster import weights
+
+    from planner.weights import WeightFile, WeightsManifest
 
     head, nodes = inventory.head, list(inventory.nodes)
     worker = nodes[1]
@@ -396,7 +408,6 @@ def spark_scripts() -> Iterator[RenderedScript]:
 def spark_producer_names() -> set[str]:
     """Module-qualified names of the spark_cluster functions and constants that look like command producers."""
     import importlib
-
     import pkgutil
 
     import spark_cluster
