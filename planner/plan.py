@@ -4,7 +4,7 @@ stack's target (planner/targets/). Computed once, passed down: the only module t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from planner.budget import budget_warnings
@@ -44,9 +44,14 @@ class StackPlan(CorePlan):
 
     @property
     def startup(self) -> StartupBudget | None:
-        """The cold start of a target whose nodes load the weights themselves (ec2, eks)."""
+        """The cold start of the stack's target: its nodes' (ec2, eks), or SageMaker's download and load from which
+        the endpoint's two timeouts follow (jumpstart, resolved)."""
         target = self.ec2 or self.eks
-        return None if target is None else target.startup
+        if target is not None:
+            return target.startup
+        if self.jumpstart is not None:
+            return replace(self.jumpstart.timeouts.budget, usd_per_hour=self.cost.usd_per_hour)
+        return None
 
 
 def serving_options(config: StackConfig) -> ServingOptions:

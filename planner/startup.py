@@ -149,9 +149,10 @@ def startup_budget(plan: CorePlan) -> StartupBudget:
                              round(weights_gb / local), WARMUP_S, cap_s, load_gb_s=local, loader=loader,
                              rates=(s3_why, f"NVMe to GPU {local:g} GB/s = {LOCAL_STREAM_GB_S_PER_GPU:g} GB/s per "
                                             f"GPU (the streamer from local disk) x {gpus}"), **common)
-    return StartupBudget(weights_gb, "Hugging Face", HF_STAGE_GB_S, round(weights_gb / HF_STAGE_GB_S),
+    hub = "NGC" if plan.engine == "nim" else "Hugging Face"  # NIM fetches its profile from NGC, at the same rate
+    return StartupBudget(weights_gb, hub, HF_STAGE_GB_S, round(weights_gb / HF_STAGE_GB_S),
                          round(weights_gb / LOAD_GB_S), WARMUP_S, cap_s, loader=loader,
-                         rates=(f"Hugging Face {HF_STAGE_GB_S:g} GB/s (one host, assumed)",
+                         rates=(f"{hub} {HF_STAGE_GB_S:g} GB/s (one host, assumed)",
                                 f"disk to GPU {LOAD_GB_S:g} GB/s (vLLM's default loader, assumed)"), **common)
 
 

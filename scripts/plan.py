@@ -58,6 +58,17 @@ def resources_by_type(resources: list[dict]) -> dict[str, list[str]]:
     return grouped
 
 
+def cold_start_text(entry: dict) -> str:
+    """The cold start's summary, its rates and the timeouts that follow from it (docs/sources.md#cold-start)."""
+    cold = entry["cold_start"]
+    rates = "; ".join(cold["rates"]) or "SageMaker's download at 1 GB/s, load at 2 GB/s (assumed)"
+    if "jumpstart" in entry:
+        timeouts = f"SageMaker's timeouts: {entry['jumpstart']['timeouts']['describe']}"
+    else:
+        timeouts = f"the startup timeout is {cold['timeout_s']:,} s"
+    return f"{cold['summary']}\n{rates}\n(docs/sources.md#cold-start; {timeouts})"
+
+
 def print_entry(entry: dict, console: Console) -> None:
     fit = entry["fit"]
     verdict = "[bold green]fits[/]" if fit["fits"] else "[bold red]does not fit[/]"
@@ -81,9 +92,7 @@ def print_entry(entry: dict, console: Console) -> None:
         ("cost", f"{hourly}; at most {spend} over the {entry['ttl_hours']:g} h TTL; >= {per_million} per 1M "
                  f"output tokens"),
         ("expires", f"{entry['expires_at']} ({SELF_END[entry['target']]})"),
-        *([("cold start", f"{entry['cold_start']['summary']}\n" + "; ".join(entry["cold_start"]["rates"]) +
-            f"\n(docs/sources.md#cold-start; the startup timeout is {entry['cold_start']['timeout_s']:,} s)")]
-          if "cold_start" in entry else []),
+        *([("cold start", cold_start_text(entry))] if "cold_start" in entry else []),
         ("resources", f"{len(entry['resources'])} declared" + "".join(
             f"\n{kind}: {', '.join(names)}" for kind, names in resources_by_type(entry["resources"]).items())),
         ("violations", ", ".join(v["rule"] + ": " + v["resource"] for v in entry["violations"]) or "none"),
