@@ -38,6 +38,7 @@ _WEIGHTS_KEYS = ("dir", "source", "fetch_command", "copy_parallel", "hash_jobs",
 # a model directory: under the home (~/...) or absolute, of plain path parts (rsync and sh see it unquoted-safe)
 _WEIGHTS_DIR = re.compile(r"^(~/|/)[A-Za-z0-9._+@=-]+(/[A-Za-z0-9._+@=-]+)*$")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._+@=/-]*)?$")
+_HUB_REPO = re.compile(r"^hf://[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ class WeightsSettings:
     """spark.weights: where the model lives on every node, where the head gets it, how the copies run."""
 
     dir: str = "~/models/nemotron-3-ultra"  # the model directory on every node (default: ~/models/<vllm.model>)
-    source: str = "local"  # local: the head already has it in dir; s3://bucket/prefix: fetched on the head
+    source: str = "local"  # local: the head has it in dir; s3://bucket/prefix or hf://org/name: the head fetches it
     fetch_command: str = "python3 -m scripts.stage_weights fetch {source} --to {dir}"  # run on the head
     copy_parallel: int = 3  # nodes copying from the head at once
     hash_jobs: int = 4  # sha256sum processes per node
@@ -340,9 +341,10 @@ def _weights(raw: object, vllm: VllmSettings, source: str) -> WeightsSettings:
     kwargs: dict = {"dir": folder}
     origin = _string(item, "source", source, where="weights")
     if origin is not None:
-        if origin != "local" and not _S3_URI.match(origin):
-            raise PlanInputError("weights.source", origin, "local (the head already has the model in weights.dir) or "
-                                 "s3://BUCKET/PREFIX (fetched on the head with weights.fetch_command)", source)
+        if origin != "local" and not _S3_URI.match(origin) and not _HUB_REPO.match(origin):
+            raise PlanInputError("weights.source", origin, "local (the head already has the model in weights.dir), "
+                                 "s3://BUCKET/PREFIX (a staged copy) or hf://ORG/NAME (Hugging Face), fetched on the "
+                                 "head with weights.fetch_command", source)
         kwargs["source"] = origin
     command = _string(item, "fetch_command", source, where="weights")
     if command is not None:

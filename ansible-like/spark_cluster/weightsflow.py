@@ -119,7 +119,7 @@ def head_manifest(run: Run, facts: weights.WeightsFacts) -> WeightsManifest | No
     if facts.manifest is None:
         run.fail(run.head, f"no manifest {weights.manifest_path(settings)} on the head: put the model there with its "
                            f"manifest ({MANIFEST_NAME}, written last by `python -m scripts.stage_weights fetch`), or "
-                           "set weights.source to an s3:// prefix")
+                           "set weights.source to an s3:// prefix or an hf:// repository")
         abandon(run, f"not copied: the head {run.head} has no manifest")
         return None
     try:

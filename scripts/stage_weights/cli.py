@@ -8,6 +8,7 @@ copy, and fetch it onto a node.
   python -m scripts.stage_weights verify s3://BUCKET/PREFIX [--json]
       the manifest is there and every file it names is listed at its size: exit 0, else 1 with what is missing
   python -m scripts.stage_weights fetch s3://BUCKET/PREFIX --to DIR [--concurrency N] [--chunk-size-mib N] [--json]
+  python -m scripts.stage_weights fetch hf://ORG/NAME --to DIR [--revision REV] [--json]  (no S3 copy: the hub)
       every file the manifest names, each sha256-checked, into DIR; the manifest last. Resumable too.
 
 (A local directory named `verify` or `fetch` is given as `./verify`.) Credentials come from the standard chain;
@@ -30,8 +31,9 @@ from planner.cli import OneLineParser, run_main, whole
 from planner.errors import PlanInputError
 from scripts.aws import AwsClients, missing_credentials, session_for
 from scripts.stage_weights.fetch import DEFAULT_CHUNK_MIB, DEFAULT_CONCURRENCY, MIB, fetch
+from scripts.stage_weights.hubfetch import fetch_from_hub
 from scripts.stage_weights.locations import PROG, StageError, staged_prefix
-from scripts.stage_weights.sources import open_source
+from scripts.stage_weights.sources import HUB_SCHEME, open_source
 from scripts.stage_weights.stage import stage
 from scripts.stage_weights.staged import staged_copy_problems
 from scripts.stage_weights.upload import MAX_PART, MIN_PART
@@ -54,8 +56,9 @@ def parsers() -> dict[str, argparse.ArgumentParser]:
     verify.add_argument("uri", metavar="s3://BUCKET/PREFIX")
     verify.add_argument("--json", action="store_true", help='{"uri", "complete", "problems"}')
     fetching = OneLineParser(prog=f"{PROG} fetch", description="Fetch a staged copy, checking every sha256.")
-    fetching.add_argument("uri", metavar="s3://BUCKET/PREFIX")
+    fetching.add_argument("uri", metavar="s3://BUCKET/PREFIX | hf://ORG/NAME")
     fetching.add_argument("--to", required=True, metavar="DIR", type=Path)
+    fetching.add_argument("--revision", help="hf:// only: a branch, tag or commit (default main)")
     fetching.add_argument("--concurrency", type=whole, default=DEFAULT_CONCURRENCY, help="ranged GETs in flight")
     fetching.add_argument("--chunk-size-mib", type=whole, default=DEFAULT_CHUNK_MIB, help="bytes per GET, 1 to 1024")
     fetching.add_argument("--json", action="store_true")
@@ -129,12 +132,17 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    dest = staged_prefix(args.uri, "URI")
+    hub = args.uri.startswith(HUB_SCHEME)
+    dest = None if hub else staged_prefix(args.uri, "URI")
     concurrency = in_range("--concurrency", args.concurrency, 1, MOST_CONCURRENCY)
     chunk_mib = in_range("--chunk-size-mib", args.chunk_size_mib, 1, 1024)
     if args.to.exists() and not args.to.is_dir():
         raise PlanInputError("--to", str(args.to), "a directory (made when missing)")
-    report = fetch(s3_client(concurrency), dest, args.to, concurrency=concurrency, chunk_size=chunk_mib * MIB)
+    if dest is None:  # straight from the hub (a Spark head without an S3 copy): one file at a time
+        source = open_source(args.uri, args.revision)
+        report = fetch_from_hub(source, args.to)
+    else:
+        report = fetch(s3_client(concurrency), dest, args.to, concurrency=concurrency, chunk_size=chunk_mib * MIB)
     totals = report.to_json()
     if args.json:
         print(json.dumps(totals, indent=1))

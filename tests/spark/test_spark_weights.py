@@ -62,6 +62,7 @@ BAD = [
     ({"dir": "~"}, "weights.dir", "~/PATH or /PATH"),
     ({"dir": ""}, "weights.dir", "non-empty string"),
     ({"source": "https://example.com/model"}, "weights.source", "local (the head already has the model"),
+    ({"source": "hf://onlyname"}, "weights.source", "hf://ORG/NAME (Hugging Face)"),
     ({"source": "s3://Bad_Bucket/x"}, "weights.source", "s3://BUCKET/PREFIX"),
     ({"fetch_command": "aws s3 sync {source} /data"}, "weights.fetch_command", "{dir}"),
     ({"fetch_command": "fetch {source} {dir} {token}"}, "weights.fetch_command", "no other {...}"),
@@ -269,3 +270,9 @@ def test_report_lines_name_the_files():
                                  copies=True) == ["rsync"]
     assert weights.missing_tools(weights.WeightsFacts(frozenset({"sha256sum", "timeout", "gzip"}), None, {}),
                                  copies=False) == []
+
+
+def test_a_hub_repository_is_a_source_the_head_fetches_with_stage_weights():
+    settings = inventory({"source": "hf://nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4", "dir": "~/models/ultra"})
+    command = weights.fetch_command(settings.weights)
+    assert "python3 -m scripts.stage_weights fetch hf://nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4 --to" in command

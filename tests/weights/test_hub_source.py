@@ -109,3 +109,38 @@ def test_a_hub_refusal_is_one_line_naming_the_call():
         HubSource(REPO_ID, None, api=Refusing(), download=lambda *a, **k: None)
     assert str(caught.value) == (f"hf:model_info {REPO_ID}@main: OSError: 401 Client Error: Unauthorized for url "
                                  "https://huggingface.co/api/models/x")
+
+
+def test_fetch_from_the_hub_checks_every_file_writes_the_manifest_last_and_resumes(hub, tmp_path):
+    from scripts.stage_weights.hubfetch import fetch_from_hub
+
+    fake = FakeHub(hub, lfs={"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"})
+    source = HubSource(REPO_ID, "main", api=fake, download=fake.download)
+    target = tmp_path / "node" / "model"
+    report = fetch_from_hub(source, target, progress=lambda _: None)
+    assert report.bytes_downloaded == report.total_bytes and report.files_skipped == 0
+    for path in hub.iterdir():
+        assert (target / path.name).read_bytes() == path.read_bytes()
+    manifest = parse_manifest((target / "nemotron-weights-manifest.json").read_text())
+    assert (manifest.model, manifest.revision) == (REPO_ID, COMMIT)
+    assert {f.path: f.sha256 for f in manifest.files} == {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in hub.iterdir()}
+    # a rerun fetches nothing; a file cut short is fetched again, alone
+    fake.downloads.clear()
+    with (target / "model-00002-of-00002.safetensors").open("r+b") as fh:
+        fh.truncate(MIB)
+    again = fetch_from_hub(HubSource(REPO_ID, "main", api=fake, download=fake.download), target,
+                           progress=lambda _: None)
+    assert fake.downloads == ["model-00002-of-00002.safetensors"] and again.files_skipped == 2
+
+
+def test_fetch_from_the_hub_keeps_no_file_whose_bytes_are_not_the_hubs_sha256(hub, tmp_path):
+    from scripts.stage_weights.hubfetch import fetch_from_hub
+
+    fake = FakeHub(hub, lfs={"model-00001-of-00002.safetensors"}, lie_about="model-00001-of-00002.safetensors")
+    target = tmp_path / "model"
+    with pytest.raises(StageError, match="sha256 mismatch, not kept: model-00001-of-00002.safetensors"):
+        fetch_from_hub(HubSource(REPO_ID, "main", api=fake, download=fake.download), target, progress=lambda _: None)
+    assert not (target / "model-00001-of-00002.safetensors").exists()
+    assert not (target / "nemotron-weights-manifest.json").exists()  # incomplete: no manifest
+    assert (target / "config.json").exists()
