@@ -13,8 +13,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-import requests
 
+from tests.moto_server import fake_aws_env, running_moto_server
 from tests.teardown.aws_fakes import REGION, ROLE, at_now, spec, toolkit_tags
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,31 +23,14 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def moto_server(monkeypatch):
     """A moto server on 127.0.0.1 (moto's backends are per process: reset when the test is done)."""
-    from moto.server import ThreadedMotoServer
-
     monkeypatch.delenv("AWS_PROFILE", raising=False)  # the test's own clients name their credentials
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
+    with running_moto_server() as url:
         yield url
-    finally:
-        requests.post(f"{url}/moto-api/reset", timeout=10)
-        server.stop()
 
 
 def cli(argv: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scripts.teardown", *argv], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout, check=False)
-
-
-def fake_aws_env(home: Path, endpoint: str) -> dict[str, str]:
-    """Only what the command needs: fake credentials, a region, the server, a HOME with no AWS files."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": endpoint,
-            "AWS_EC2_METADATA_DISABLED": "true"}
 
 
 def test_the_cli_reaps_what_moto_serves_and_names_what_it_cannot_list(moto_server, tmp_path):

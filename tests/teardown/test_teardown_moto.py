@@ -16,6 +16,7 @@ from botocore.parsers import ResponseParserError
 from planner.tags import TAG_EXPIRES_AT
 from scripts import teardown
 from scripts.aws import AwsClients
+from tests.moto_server import running_moto_server
 from tests.teardown.aws_fakes import (
     REGION,
     CallCounter,
@@ -419,20 +420,13 @@ def test_listing_calls_grow_with_pages_not_resources(aws_env):
 # ---- endpoint and input ----------------------------------------------------------------------------------------
 
 def test_aws_endpoint_url_is_honoured(aws_env, capsys, monkeypatch, policy):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    with running_moto_server() as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
         account = populate(at_now())  # the same client chain the CLI uses, so it lands on the server
-        assert AwsClients(account.session)("ec2", REGION).meta.endpoint_url == f"http://{host}:{port}"
+        assert AwsClients(account.session)("ec2", REGION).meta.endpoint_url == url
         code, report, _ = run(capsys, ["--expired", "--yes"], session=account.session, policy=policy)
         assert code == 0 and report["left"] == []
         assert not set(account.doomed) & set(existing(account))
-    finally:
-        server.stop()
 
 
 BAD_INPUT = [

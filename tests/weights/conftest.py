@@ -7,8 +7,8 @@ import itertools
 
 import boto3
 import pytest
-import requests
 
+from tests.moto_server import running_moto_server
 from tests.weights.staging import REGION, fake_aws_env
 
 _buckets = itertools.count(1)
@@ -21,17 +21,8 @@ def pytest_configure(config):
 @pytest.fixture(scope="module")
 def moto_server():
     """A moto server on 127.0.0.1, port chosen by the system; reset and stopped when the module is done."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    try:
+    with running_moto_server() as url:
         yield url
-    finally:
-        requests.post(f"{url}/moto-api/reset", timeout=10)
-        server.stop()
 
 
 @pytest.fixture

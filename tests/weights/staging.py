@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from scripts.stage_weights.bench import write_shard
+from tests.moto_server import REGION, fake_aws_env
 
 REPO = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
+
 __all__ = ["MIB", "REGION", "REPO", "cli", "cli_argv", "cli_json", "fake_aws_env", "sha256_of", "write_shard"]
 MIB = 2**20
-
-
-def fake_aws_env(home: Path, endpoint: str) -> dict[str, str]:
-    """Only what the command needs: fake credentials, a region, the server, no AWS files."""
-    home.mkdir(parents=True, exist_ok=True)
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": endpoint,
-            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials"}
 
 
 def cli_argv(*argv: str) -> list[str]:
