@@ -149,7 +149,7 @@ def eks_endpoint(plan: StackPlan) -> None:
         plan=plan, api_key=secret_config(config, "apiKey"), ngc_api_key=secret_config(config, "ngcApiKey"),
         hf_token=secret_config(config, "hfToken"), cluster_name=cluster.name),
         opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[addons, pool]))
-    # vLLM's own metrics (none for NIM): an agent in the model's namespace reading the key from the workload's Secret
+    # the server's own metrics (vLLM's with the key from the workload's Secret, NIM's from its own port): an agent
     EksMetrics(f"{plan.stack}-metrics", EksMetricsArgs(plan=plan, cluster_name=cluster.name, tags=plan.tags),
                opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[workload]))
 

@@ -1,5 +1,5 @@
-"""vLLM's metrics on EKS: the stack's CloudWatch agent (planner/targets/eks_metrics.py) declared through
-pulumi_kubernetes, with its log group and its IAM role through EKS Pod Identity."""
+"""The model's own metrics on EKS (vLLM or NIM): the stack's CloudWatch agent (planner/targets/eks_metrics.py)
+declared through pulumi_kubernetes, with its log group and its IAM role through EKS Pod Identity."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.eks_cluster import service_trust
-from planner.observability import prometheus_log_group
+from planner.observability import ENGINE_METRICS, prometheus_log_group
 from planner.plan import StackPlan
 from planner.targets.eks import LOG_RETENTION_DAYS, render_manifests
 from planner.targets.eks_metrics import agent_name, agent_policy_statements, log_group_arn
@@ -39,21 +39,20 @@ class EksMetricsArgs:
 
 
 class EksMetrics(pulumi.ComponentResource):
-    """For a vLLM stack on EKS: the prometheus log group (7 days, the stack's tags), an IAM role trusted by EKS Pod
-    Identity with one inline policy (PutMetricData into the stack's namespace; log streams and events in that log
-    group; nothing else), the Pod Identity association of the agent's service account, and the agent's Kubernetes
-    objects (service account, Role and RoleBinding, the two ConfigMaps, the Deployment, its NetworkPolicy). NIM stacks:
-    nothing. Pass the Kubernetes provider in `providers` and depend on the workload (its namespace and the Secret the
-    agent reads the API key from)."""
+    """For an eks stack, vLLM or NIM: the prometheus log group (7 days, the stack's tags), an IAM role trusted by
+    EKS Pod Identity with one inline policy (PutMetricData into the stack's namespace; log streams and events in that
+    log group; nothing else), the Pod Identity association of the agent's service account, and the agent's
+    Kubernetes objects (service account, Role and RoleBinding, the two ConfigMaps, the Deployment, its NetworkPolicy).
+    Pass the Kubernetes provider in `providers` and depend on the workload (its namespace, and on vLLM the Secret the
+    agent reads the API key from; NIM's agent mounts no Secret)."""
 
     def __init__(self, name: str, args: EksMetricsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("nemotron-deploy:index:EksMetrics", name, None, opts)
         plan, tags = args.plan, dict(args.tags)
         if plan.eks is None:
             raise ValueError(f"{plan.stack}: EksMetrics serves fitted eks plans, not {plan.target}")
-        documents = render_manifests(plan, plan.eks).metrics_agent  # empty for NIM: no scrape
-        if documents:
-            self._declare_agent(name, plan, documents, args.cluster_name, tags)
+        documents = render_manifests(plan, plan.eks).metrics_agent
+        self._declare_agent(name, plan, documents, args.cluster_name, tags)
         self.register_outputs({})
 
     def _declare_agent(self, name: str, plan: StackPlan, documents: tuple[dict, ...],
@@ -62,8 +61,9 @@ class EksMetrics(pulumi.ComponentResource):
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self)).partition
         group = aws.cloudwatch.LogGroup(f"{name}-prometheus-log", name=prometheus_log_group(plan.stack),
                                         retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child)
+        engine = ENGINE_METRICS[plan.engine].engine
         role = aws.iam.Role(
-            f"{name}-role", description=f"nemotron-deploy {plan.stack}: vLLM metrics agent", tags=tags, opts=child,
+            f"{name}-role", description=f"nemotron-deploy {plan.stack}: {engine} metrics agent", tags=tags, opts=child,
             assume_role_policy=service_trust("pods.eks.amazonaws.com", tag_session=True))
         policy = aws.iam.RolePolicy(
             f"{name}-policy", role=role.id, opts=child,

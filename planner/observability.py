@@ -13,12 +13,12 @@ Where the numbers come from, per target:
   counts NVIDIA Xid lines (GPU errors).
 - eks: Container Insights (the `amazon-cloudwatch-observability` add-on) under `ContainerInsights`, by cluster:
   GPU utilisation and memory, and running pods in the stack's namespace; a cluster the stack creates gets the add-on
-  (components/eks_cluster.py). vLLM stacks also run a CloudWatch agent of their own in the model's namespace
-  (planner/targets/eks_metrics.py, the "Prometheus monitoring on EKS" pattern): it mounts the API key from the
-  workload's Secret as a file, scrapes the serving pod's /metrics and publishes vLLM's metrics into the stack's
-  namespace as on ec2 (the add-on's agent could only carry the key in plain text in its configuration). NIM stacks
-  get no scrape (NIM's metric names are not confirmed to be vLLM's): no vLLM widgets, and "no requests" is read as
-  "GPUs idle".
+  (components/eks_cluster.py). Every eks stack also runs a CloudWatch agent of its own in the model's namespace
+  (planner/targets/eks_metrics.py, the "Prometheus monitoring on EKS" pattern) that publishes the engine's metrics
+  into the stack's namespace under one table of names per engine (ENGINE_METRICS), the same dashboard widgets for
+  both: vLLM's /metrics on its api port, with the API key mounted from the workload's Secret as a file (the add-on's
+  agent could only carry the key in plain text in its configuration); NIM's /v1/metrics on the NIM container's own
+  port (job `nim`, no key: the API key is the auth proxy's, which guards only the Service's port).
 - jumpstart: SageMaker's own endpoint metrics: `AWS/SageMaker` (Invocations, ModelLatency) and
   `/aws/sagemaker/Endpoints` (GPUUtilization, GPUMemoryUtilization), by endpoint and variant.
 
@@ -30,8 +30,9 @@ Alarms (thresholds derived from the plan):
 - gpu-error (jumpstart): one or more CUDA, ECC, NCCL or Xid error lines in the endpoint's container log within
   ALARM_PERIOD_S (SageMaker publishes no Xid metric). EKS has no GPU-error alarm yet: Container Insights publishes no
   Xid count, and the add-on's container logs are off (docs/sources.md#cloudwatch-observability-addon).
-- idle: not one request served (eks NIM: GPUs under IDLE_GPU_PERCENT) for IDLE_S while the stack runs: a forgotten
-  evaluation.
+- idle: not one request served for IDLE_S while the stack runs (its GPU metric is present): a forgotten evaluation.
+  The requests counter is the engine's (ENGINE_METRICS): vLLM's request_success_total; NIM publishes none, so its
+  finished requests are counted as e2e_request_latency_seconds_count.
 - spend: the spend so far, estimated as the hours since the planned start (expiry - TTL) x the plan's $/hour, past
   SPEND_ALARM_FRACTION of the budget limit (planner/budget.py: the plan's max spend, rounded up). Absent without
   a price.
@@ -53,7 +54,6 @@ ALARM_PERIOD_S = 300
 # CloudWatch refuses an alarm whose evaluation periods x period exceed one day (periods under an hour).
 MAX_ALARM_WINDOW_S = 24 * 3600
 IDLE_S = 3600
-IDLE_GPU_PERCENT = 1  # eks: the GPUs' busiest minute below this for IDLE_S reads as "nobody used it"
 SPEND_ALARM_FRACTION = 0.8
 XID_METRIC = "gpu_xid_errors"
 # Requests served while the stack runs (heartbeat present); 1, never alarming, once it is gone.
@@ -64,22 +64,65 @@ XID_FILTER_PATTERN = '"NVRM: Xid"'  # the kernel's line for every NVIDIA Xid (GP
 GPU_ERROR_METRIC = "gpu_errors"
 GPU_ERROR_FILTER_PATTERN = '?"CUDA error" ?"uncorrectable ECC" ?"NCCL error" ?"Xid"'
 
-# ec2: names the CloudWatch agent publishes (NVIDIA plugin: nvidia_smi_<measurement>; Prometheus: vLLM's names)
+# ec2: names the CloudWatch agent publishes (NVIDIA plugin: nvidia_smi_<measurement>; Prometheus: vLLM's names,
+# ENGINE_METRICS below)
 EC2_GPU_UTIL = "nvidia_smi_utilization_gpu"
 EC2_GPU_MEMORY = "nvidia_smi_memory_used"  # MiB (utilization_memory is the share of time memory was busy)
 EC2_GPU_MEASUREMENTS = ("utilization_gpu", "utilization_memory", "memory_used", "memory_total")
-VLLM_KV_CACHE = "vllm:kv_cache_usage_perc"
-VLLM_RUNNING = "vllm:num_requests_running"
-VLLM_WAITING = "vllm:num_requests_waiting"
-VLLM_TTFT = "vllm:time_to_first_token_seconds"  # histogram: _sum and _count
-VLLM_ITL = "vllm:inter_token_latency_seconds"  # histogram: _sum and _count
-VLLM_GENERATION_TOKENS = "vllm:generation_tokens_total"  # counter: the agent publishes the delta per scrape
-VLLM_REQUESTS = "vllm:request_success_total"  # counter: the agent publishes the delta per scrape
-VLLM_GAUGES = (VLLM_KV_CACHE, VLLM_RUNNING, VLLM_WAITING)
-VLLM_JOB = "vllm"  # the scrape job; the agent's only dimension on vLLM's metrics
-VLLM_DIMENSIONS = (("job", VLLM_JOB),)
-VLLM_COUNTERS = (VLLM_GENERATION_TOKENS, VLLM_REQUESTS)
-VLLM_HISTOGRAMS = (VLLM_TTFT, VLLM_ITL)
+
+
+@dataclass(frozen=True)
+class EngineMetrics:
+    """An inference engine's Prometheus names, as its scrape job publishes them into the stack's namespace (one
+    dimension: job), by role: what the dashboard and the idle alarm read, and everything the agent keeps (EMF)."""
+
+    engine: str  # shown in titles: vLLM | NIM
+    job: str  # the scrape job; the agent's only dimension on these metrics
+    kv_cache: str  # gauge: KV-cache usage, 1 = 100%
+    running: str  # gauge: requests running
+    waiting: str  # gauge: requests waiting
+    ttft: str  # histogram (_sum and _count): time to first token
+    itl: str  # histogram (_sum and _count): inter-token latency (time per output token)
+    generation_tokens: str  # counter: the agent publishes the delta per scrape
+    requests: str  # counter of finished requests (the idle alarm's): the agent publishes the delta per scrape
+    requests_meaning: str  # what `requests` counts, for the alarm's derivation
+    gauges: tuple[str, ...]  # everything the agent keeps, by Prometheus type
+    counters: tuple[str, ...]
+    histograms: tuple[str, ...]  # each kept as its _sum and _count
+
+    @property
+    def dimensions(self) -> tuple[tuple[str, str], ...]:
+        return (("job", self.job),)
+
+    def metric_selectors(self) -> list[str]:
+        """The EMF declaration's metric_selectors: exactly the engine's gauges, counters and histograms' _sum/_count."""
+        return [f"^{name}$" for name in (*self.gauges, *self.counters,
+                                         *(f"{h}_(sum|count)" for h in self.histograms))]
+
+
+# vLLM's names (docs/sources.md#observability) and NIM's (NVIDIA's "Observability for NVIDIA NIM for LLMs",
+# docs/sources.md#cloudwatch-agent-prometheus-eks): NIM publishes no request_success_total, so its idle alarm counts
+# finished requests as e2e_request_latency_seconds_count (one sample per finished request).
+ENGINE_METRICS = {
+    "vllm": EngineMetrics(
+        engine="vLLM", job="vllm", kv_cache="vllm:kv_cache_usage_perc", running="vllm:num_requests_running",
+        waiting="vllm:num_requests_waiting", ttft="vllm:time_to_first_token_seconds",
+        itl="vllm:inter_token_latency_seconds", generation_tokens="vllm:generation_tokens_total",
+        requests="vllm:request_success_total", requests_meaning="successful request",
+        gauges=("vllm:kv_cache_usage_perc", "vllm:num_requests_running", "vllm:num_requests_waiting"),
+        counters=("vllm:generation_tokens_total", "vllm:request_success_total"),
+        histograms=("vllm:time_to_first_token_seconds", "vllm:inter_token_latency_seconds")),
+    "nim": EngineMetrics(
+        engine="NIM", job="nim", kv_cache="gpu_cache_usage_perc", running="num_requests_running",
+        waiting="num_requests_waiting", ttft="time_to_first_token_seconds", itl="time_per_output_token_seconds",
+        generation_tokens="generation_tokens_total", requests="e2e_request_latency_seconds_count",
+        requests_meaning="finished request (e2e_request_latency_seconds_count)",
+        gauges=("gpu_cache_usage_perc", "num_requests_running", "num_requests_waiting", "num_request_max"),
+        counters=("prompt_tokens_total", "generation_tokens_total"),
+        histograms=("time_to_first_token_seconds", "time_per_output_token_seconds", "e2e_request_latency_seconds",
+                    "request_prompt_tokens", "request_generation_tokens")),
+}
+VLLM_JOB = ENGINE_METRICS["vllm"].job  # the ec2 servers' scrape job
 # eks: Container Insights (enhanced observability) names, by ClusterName
 CONTAINER_INSIGHTS = "ContainerInsights"
 EKS_GPU_UTIL = "node_gpu_utilization"
@@ -230,16 +273,18 @@ def cloudwatch_agent_config(stack: str, prometheus_config_path: str) -> dict:
     }
 
 
-def prometheus_section(stack: str, prometheus_config_path: str, cluster_name: str | None = None) -> dict:
+def prometheus_section(stack: str, prometheus_config_path: str, cluster_name: str | None = None,
+                       engine: str = "vllm") -> dict:
     """The agent's `logs.metrics_collected.prometheus` section, the same on ec2 and eks: the scrape config's path,
-    the stack's prometheus log group, and vLLM's metrics (job `vllm`) as EMF into the stack's namespace. On eks the
-    cluster is named, so the agent never asks EC2 for it (its pod cannot reach the instance metadata)."""
+    the stack's prometheus log group, and the engine's metrics (ENGINE_METRICS: job `vllm` or `nim`) as EMF into the
+    stack's namespace. On eks the cluster is named, so the agent never asks EC2 for it (its pod cannot reach the
+    instance metadata)."""
+    names = ENGINE_METRICS[engine]
     section = {"prometheus_config_path": prometheus_config_path, "log_group_name": prometheus_log_group(stack),
                "emf_processor": {"metric_namespace": stack_namespace(stack), "metric_declaration": [{
-                   "source_labels": ["job"], "label_matcher": f"^{VLLM_JOB}$",
-                   "dimensions": [[name for name, _ in VLLM_DIMENSIONS]],
-                   "metric_selectors": [f"^{name}$" for name in (
-                       *VLLM_GAUGES, *VLLM_COUNTERS, *(f"{h}_(sum|count)" for h in VLLM_HISTOGRAMS))]}]}}
+                   "source_labels": ["job"], "label_matcher": f"^{names.job}$",
+                   "dimensions": [[name for name, _ in names.dimensions]],
+                   "metric_selectors": names.metric_selectors()}]}}
     return ({"cluster_name": cluster_name} if cluster_name else {}) | section
 
 
@@ -299,42 +344,53 @@ def _placed(widgets: list[dict]) -> list[dict]:
     return [w | {"x": 12 * (i % 2), "y": 6 * (i // 2)} for i, w in enumerate(widgets)]
 
 
-def _histogram_mean(namespace: str, name: str, ident: str, label: str) -> list[list]:
+def _histogram_mean(namespace: str, name: str, dimensions: tuple[tuple[str, str], ...], ident: str,
+                    label: str) -> list[list]:
     total, count = f"{ident}s", f"{ident}c"
     return [[{"expression": f"{total} / {count}", "label": label, "id": ident}],
-            Metric(namespace, f"{name}_sum", "Sum", VLLM_DIMENSIONS).widget_row(id=total, visible=False),
-            Metric(namespace, f"{name}_count", "Sum", VLLM_DIMENSIONS).widget_row(id=count, visible=False)]
+            Metric(namespace, f"{name}_sum", "Sum", dimensions).widget_row(id=total, visible=False),
+            Metric(namespace, f"{name}_count", "Sum", dimensions).widget_row(id=count, visible=False)]
 
 
-def _vllm_widgets(plan: CorePlan, ns: str) -> tuple[dict, ...]:
-    """vLLM's own metrics as the agent publishes them into the stack's namespace (job `vllm`): ec2 and eks alike."""
-    vllm = VLLM_DIMENSIONS
+def _engine_widgets(plan: CorePlan, ns: str, names: EngineMetrics) -> tuple[dict, ...]:
+    """The engine's own metrics as the agent publishes them into the stack's namespace (job `vllm` or `nim`): the
+    same widgets on ec2 (vLLM) and eks (vLLM or NIM), by ENGINE_METRICS."""
+    dims = names.dimensions
     return (
-        _graph(plan, "vLLM KV-cache usage (fraction)", [Metric(ns, VLLM_KV_CACHE, "Maximum", vllm).widget_row()]),
-        _graph(plan, "Requests running and waiting", [Metric(ns, VLLM_RUNNING, "Average", vllm).widget_row(),
-                                                      Metric(ns, VLLM_WAITING, "Average", vllm).widget_row()]),
+        _graph(plan, f"{names.engine} KV-cache usage (fraction)",
+               [Metric(ns, names.kv_cache, "Maximum", dims).widget_row()]),
+        _graph(plan, "Requests running and waiting", [Metric(ns, names.running, "Average", dims).widget_row(),
+                                                      Metric(ns, names.waiting, "Average", dims).widget_row()]),
         _graph(plan, "TTFT and inter-token latency (s)",
-               _histogram_mean(ns, VLLM_TTFT, "ttft", "time to first token")
-               + _histogram_mean(ns, VLLM_ITL, "itl", "inter-token latency")),
+               _histogram_mean(ns, names.ttft, dims, "ttft", "time to first token")
+               + _histogram_mean(ns, names.itl, dims, "itl", "inter-token latency")),
         _graph(plan, "Generation tokens/s",
                [[{"expression": f"tokens / {DASHBOARD_PERIOD_S}", "label": "tokens/s", "id": "tps"}],
-                Metric(ns, VLLM_GENERATION_TOKENS, "Sum", vllm).widget_row(id="tokens", visible=False)]),
+                Metric(ns, names.generation_tokens, "Sum", dims).widget_row(id="tokens", visible=False)]),
     )
+
+
+def _idle_alarm(stack: str, ns: str, names: EngineMetrics, gpu: Metric, running: str) -> Alarm:
+    """Not one request finished for IDLE_S while `gpu` reports (the stack runs): the engine's requests counter."""
+    return Alarm("idle", alarm_name(stack, "idle"),
+                 f"{stack}: no request served for {IDLE_S // 60} min while {running} run: a forgotten evaluation?",
+                 Metric(ns, names.requests, "Sum", names.dimensions), "LessThanThreshold", 1, IDLE_S, 1,
+                 "notBreaching", f"fewer than 1 {names.requests_meaning} in {IDLE_S} s",
+                 expression=IDLE_EXPRESSION, heartbeat=_present(gpu))
 
 
 def _ec2(plan: CorePlan, budget_s: int) -> _Sources:
     ns, stack = stack_namespace(plan.stack), plan.stack
     gpu = Metric(ns, EC2_GPU_UTIL, "Average")
-    vllm = VLLM_DIMENSIONS
-    running = Metric(ns, VLLM_RUNNING, "SampleCount", vllm)
-    requests = Metric(ns, VLLM_REQUESTS, "Sum", vllm)
+    vllm = ENGINE_METRICS["vllm"]
+    running = Metric(ns, vllm.running, "SampleCount", vllm.dimensions)
     xid = Metric(ns, XID_METRIC, "Sum")
     periods = startup_alarm_periods(budget_s)
     widgets = (
         _graph(plan, "GPU utilisation (%) and memory used (MiB)", [
             Metric(ns, EC2_GPU_UTIL, "Average").widget_row(),
             Metric(ns, EC2_GPU_MEMORY, "Average").widget_row(yAxis="right")]),
-        *_vllm_widgets(plan, ns),
+        *_engine_widgets(plan, ns, vllm),
     )
     alarms = (
         Alarm("not-ready", alarm_name(stack, "not-ready"),
@@ -345,68 +401,58 @@ def _ec2(plan: CorePlan, budget_s: int) -> _Sources:
               f"{stack}: the kernel logged an NVIDIA Xid (GPU error) on a server", xid,
               "GreaterThanOrEqualToThreshold", 1, ALARM_PERIOD_S, 1, "notBreaching",
               "any Xid line in the kernel log"),
-        Alarm("idle", alarm_name(stack, "idle"),
-              f"{stack}: no request served for {IDLE_S // 60} min while the servers run: a forgotten evaluation?",
-              requests, "LessThanThreshold", 1, IDLE_S, 1, "notBreaching",
-              f"fewer than 1 successful request in {IDLE_S} s",
-              expression=IDLE_EXPRESSION, heartbeat=_present(gpu)),
+        _idle_alarm(stack, ns, vllm, gpu, "the servers"),
     )
     logs = ErrorLogs("xid", kernel_log_group(stack), XID_FILTER_PATTERN, XID_METRIC,
                      (("kernel-log", kernel_log_group(stack)), ("prometheus-log", prometheus_log_group(stack))))
     return _Sources(widgets, alarms, gpu, logs)
 
 
-def eks_scrapes_vllm(plan: CorePlan) -> bool:
-    """Whether an eks stack runs its own metrics agent (planner/targets/eks_metrics.py): vLLM stacks only. NIM serves
-    its metrics at /v1/metrics behind the auth proxy under names not confirmed to be vLLM's, so it gets no scrape."""
-    return plan.target == "eks" and plan.engine == "vllm"
+def eks_engine_metrics(plan: CorePlan) -> EngineMetrics:
+    """The names an eks stack's own metrics agent (planner/targets/eks_metrics.py) scrapes and publishes: vLLM's
+    from its api port, NIM's from the NIM container's own port at /v1/metrics (behind no key: the key is the auth
+    proxy's, which the agent bypasses on the pod network)."""
+    if plan.target != "eks" or plan.engine not in ENGINE_METRICS:
+        raise PlanInputError("plan", plan.stack, "an eks plan serving vllm or nim")
+    return ENGINE_METRICS[plan.engine]
 
 
 def _eks(plan: CorePlan, eks) -> _Sources:
     cluster, stack, budget_s = eks.cluster_name, plan.stack, eks.startup.total_s
     namespace, ns = eks.names.namespace, stack_namespace(plan.stack)
+    names = eks_engine_metrics(plan)
     by_cluster = (("ClusterName", cluster),)
     gpu = Metric(CONTAINER_INSIGHTS, EKS_GPU_UTIL, "Average", by_cluster)
-    gpu_peak = Metric(CONTAINER_INSIGHTS, EKS_GPU_UTIL, "Maximum", by_cluster)
     pods = Metric(CONTAINER_INSIGHTS, EKS_RUNNING_PODS, "Minimum",
                   (("Namespace", namespace), ("ClusterName", cluster)))
     periods = startup_alarm_periods(budget_s)
-    scrape = eks_scrapes_vllm(plan)
     widgets = (
         _graph(plan, "GPU utilisation and memory (%)",
                [gpu.widget_row(), Metric(CONTAINER_INSIGHTS, EKS_GPU_MEMORY, "Average", by_cluster).widget_row()]),
         _graph(plan, f"Running pods in {namespace}", [pods.widget_row()]),
-        *(_vllm_widgets(plan, ns) if scrape else ()),
+        *_engine_widgets(plan, ns, names),
     )
     not_ready = Alarm(
         "not-ready", alarm_name(stack, "not-ready"),
         f"{stack}: no running pod in {namespace} for the startup budget ({budget_s} s)",
         pods, "LessThanThreshold", 1, ALARM_PERIOD_S, periods, "breaching",
         f"startup budget {budget_s} s = {periods} periods of {ALARM_PERIOD_S} s")
-    if scrape:
-        idle = Alarm("idle", alarm_name(stack, "idle"),
-                     f"{stack}: no request served for {IDLE_S // 60} min while the GPUs report: a forgotten "
-                     "evaluation?",
-                     Metric(ns, VLLM_REQUESTS, "Sum", VLLM_DIMENSIONS), "LessThanThreshold", 1, IDLE_S, 1,
-                     "notBreaching", f"fewer than 1 successful request in {IDLE_S} s",
-                     expression=IDLE_EXPRESSION, heartbeat=_present(gpu))
-        notes = [f"eks: vLLM's own metrics are scraped by the stack's CloudWatch agent in {namespace} (the API key "
-                 "read from the workload's Secret as a file); it starts once the model serves, so the not-ready "
-                 "alarm (running pods) watches the first start, and a model lost later shows as the idle alarm"]
+    idle = _idle_alarm(stack, ns, names, gpu, "the GPUs report")
+    if plan.engine == "nim":
+        source = (f"NIM's own metrics are scraped by the stack's CloudWatch agent in {namespace} from the NIM "
+                  "container's port at /v1/metrics (no key: the API-key proxy guards only the Service's port); NIM "
+                  "publishes no request_success_total, so the idle alarm counts finished requests as "
+                  "e2e_request_latency_seconds_count")
     else:
-        idle = Alarm("idle", alarm_name(stack, "idle"),
-                     f"{stack}: GPUs idle (under {IDLE_GPU_PERCENT}%) for {IDLE_S // 60} min: a forgotten evaluation?",
-                     gpu_peak, "LessThanThreshold", IDLE_GPU_PERCENT, IDLE_S, 1, "notBreaching",
-                     f"busiest GPU minute under {IDLE_GPU_PERCENT}% for {IDLE_S} s")
-        notes = ["eks: NIM's own metrics (KV cache, queue, TTFT) are not collected: NIM serves them at /v1/metrics "
-                 "behind the API-key proxy under names not confirmed to match vLLM's; \"no requests\" is read as "
-                 "\"GPUs idle\""]
+        source = (f"vLLM's own metrics are scraped by the stack's CloudWatch agent in {namespace} (the API key read "
+                  "from the workload's Secret as a file)")
+    notes = [f"eks: {source}; the agent starts once the model serves, so the not-ready alarm (running pods) watches "
+             "the first start, and a model lost later shows as the idle alarm"]
     if eks.settings.cluster_name is not None:
         notes.append(f"eks: the existing cluster {cluster} must run the amazon-cloudwatch-observability add-on for "
                      "the GPU widgets and alarms; the stack installs it only on a cluster it creates")
-        if scrape:
-            notes.append(f"eks: the existing cluster {cluster} must run the eks-pod-identity-agent add-on for the "
-                         "metrics agent's credentials; the stack installs it only on a cluster it creates")
+        notes.append(f"eks: the existing cluster {cluster} must run the eks-pod-identity-agent add-on for the "
+                     "metrics agent's credentials; the stack installs it only on a cluster it creates")
     return _Sources(widgets, (not_ready, idle), gpu, notes=tuple(notes))
 
 

@@ -48,8 +48,8 @@ REFERENCES: tuple[Reference, ...] = (
               note="the nginx stable line 1.30, unprivileged build (listens on 8080, runs as uid 101)"),
     Reference("cloudwatch-agent-image", "image", "public.ecr.aws/cloudwatch-agent/cloudwatch-agent", "1.300066.1",
               "cloudwatch-agent-prometheus-eks",
-              note="the EKS stacks' vLLM metrics agent; tag read from public deployment code of 2026, not from the "
-                   "registry: make check-references asks public.ecr.aws whether it exists and what is newer"),
+              note="the EKS stacks' metrics agent (vLLM, NIM); tag read from public deployment code of 2026, not "
+                   "from the registry: make check-references asks public.ecr.aws whether it exists and what is newer"),
     # ---------------------------------------------------------------------------------------------- checkpoints
     Reference("checkpoint-bf16", "checkpoint", "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-BF16",
               source="nemotron-3-ultra-checkpoints"),

@@ -450,7 +450,7 @@ class Manifests:
     service: dict
     network_policy: dict
     disruption_budget: dict
-    # vLLM: the stack's metrics agent (planner/targets/eks_metrics.py), declared by components/eks_metrics.py
+    # the stack's metrics agent, vLLM or NIM (planner/targets/eks_metrics.py), declared by components/eks_metrics.py
     metrics_agent: tuple[dict, ...] = ()
     # vLLM streaming its staged copy: the model pods' ServiceAccount, which EKS Pod Identity maps to the read role
     model_service_account: dict | None = None
@@ -533,7 +533,9 @@ def render_manifests(plan: CorePlan, eks: EksPlan | None, hf_token: bool = False
     if eks.multi_node:
         # Ray, NCCL bootstrap and Gloo between the pods of the group, on any port (EFA traffic bypasses the kernel).
         ingress.append({"from": [{"podSelector": {"matchLabels": selector_labels(plan, eks)}}]})
-    # vLLM stacks: the stack's metrics agent (planner/targets/eks_metrics.py) scrapes /metrics on the api port.
+    # The stack's metrics agent (planner/targets/eks_metrics.py) scrapes the model's own port: vLLM's /metrics on the
+    # api port, NIM's /v1/metrics on the NIM container's port (serving.port, never the auth proxy's); it alone may
+    # reach that port besides the clients' rule above.
     scraped = ModelTarget(app=n.app, namespace=n.namespace, cluster_name=eks.cluster_name,
                           serving_secret=n.serving_secret, api_key_item=API_KEY_SECRET_KEY,
                           selector=selector_labels(plan, eks), annotations=annotations(plan),

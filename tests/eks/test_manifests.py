@@ -228,9 +228,11 @@ def test_network_policy_admits_labelled_clients_on_the_api_port_only(plan):
     assert clients == {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {CLIENT_LABEL: "true"}}}],
                        "ports": [{"protocol": "TCP", "port": port}]}
     rules = spec["ingress"][1:]
-    if plan.engine == "vllm":  # the stack's metrics agent, on the api port only (tests/eks/test_metrics_agent.py)
-        agent = rules.pop()
-        assert agent["ports"] == [{"protocol": "TCP", "port": port}] and "namespaceSelector" not in agent["from"][0]
+    # the stack's metrics agent, on the model's own port only: vLLM's api port, NIM's (not the auth proxy's)
+    # (tests/eks/test_metrics_agent.py)
+    agent = rules.pop()
+    assert agent["ports"] == [{"protocol": "TCP", "port": plan.serving.port}]
+    assert "namespaceSelector" not in agent["from"][0]
     if plan.fit.layout.nodes > 1:  # the group's own pods reach each other on every port (Ray, NCCL)
         assert rules == [{"from": [{"podSelector": {"matchLabels": spec["podSelector"]["matchLabels"]}}]}]
     else:

@@ -129,13 +129,13 @@ def test_roles_carry_exactly_the_managed_policies_they_need(stack):
     assert trust == {f"{stack}-eks-role": "eks.amazonaws.com", f"{stack}-gpu-role": "ec2.amazonaws.com",
                      f"{stack}-eks-system-nodes-role": "ec2.amazonaws.com",
                      f"{stack}-eks-ebs-csi-role": "pods.eks.amazonaws.com",
-                     f"{stack}-eks-cloudwatch-agent-role": "pods.eks.amazonaws.com"} | (
-                         {f"{stack}-metrics-role": "pods.eks.amazonaws.com",
-                          f"{stack}-workload-weights-role": "pods.eks.amazonaws.com"} if stack == "eks-vllm" else {})
-    # no inline grants but the vLLM metrics agent's (tests/eks/test_metrics_agent.py) and the model pods' read of
+                     f"{stack}-eks-cloudwatch-agent-role": "pods.eks.amazonaws.com",
+                     f"{stack}-metrics-role": "pods.eks.amazonaws.com"} | (
+                         {f"{stack}-workload-weights-role": "pods.eks.amazonaws.com"} if stack == "eks-vllm" else {})
+    # no inline grants but the metrics agent's (tests/eks/test_metrics_agent.py) and, on vLLM, the model pods' read of
     # the staged weights, and no managed policy on either
     assert sorted(r["name"] for r in run.of_type("aws:iam/rolePolicy:RolePolicy")) == (
-        [f"{stack}-metrics-policy", f"{stack}-workload-weights-read"] if stack == "eks-vllm" else [])
+        [f"{stack}-metrics-policy"] + ([f"{stack}-workload-weights-read"] if stack == "eks-vllm" else []))
     assert not _attached_arns(run, f"{stack}-metrics") and not _attached_arns(run, f"{stack}-workload")
 
 
@@ -194,9 +194,10 @@ def test_every_declared_kubernetes_object_validates_against_the_schemas(stack):
     # the model cache on the p5's instance store: no StorageClass or PersistentVolumeClaim (gp3 is the fallback)
     expected = ["Deployment", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Secret",
                 "Service", "ConfigMap"] + (["Secret"] if plan.engine == "nim" else [])
-    if plan.engine == "vllm":  # the metrics agent (tests/eks/test_metrics_agent.py), the model pods' account
-        expected += ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy",
-                     "ServiceAccount"]
+    # the metrics agent (tests/eks/test_metrics_agent.py); on vLLM also the model pods' account
+    expected += ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy"]
+    if plan.engine == "vllm":
+        expected += ["ServiceAccount"]
     assert kinds == sorted(expected)
     for resource in declared:
         validate(declared_manifest(resource), kubernetes_version(plan))

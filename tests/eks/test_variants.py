@@ -37,7 +37,7 @@ def test_an_existing_cluster_gets_a_node_group_and_the_workload_only(tmp_path):
     run = run_program(name, stacks_dir=tmp_path, now=NOW, secrets=SECRETS)
     assert run.of_type(CLUSTER) == [] and run.of_type("aws:ec2/vpc:Vpc") == []
     assert run.of_type("aws:eks/addon:Addon") == []
-    # the stack's own vLLM metrics agent (its log group and Pod Identity role) comes with the workload
+    # the stack's own metrics agent (its log group and Pod Identity role) comes with the workload
     assert [r["inputs"]["name"] for r in run.of_type("aws:cloudwatch/logGroup:LogGroup")] == [
         f"/nemotron-deploy/{name}/prometheus"]
     assert [r["name"] for r in run.of_type(NODE_GROUP)] == [f"{name}-gpu-nodes"]  # no system nodes

@@ -181,12 +181,18 @@ def test_eks_uses_container_insights_by_cluster():
     assert idle["heartbeat"]["metric"]["metricName"] == "node_gpu_utilization"
 
 
-def test_eks_nim_has_no_vllm_metrics_and_reads_idle_gpus():
+def test_eks_nim_has_nims_metrics_and_idles_on_finished_requests():
+    # NIM stacks run the same metrics agent on the NIM container's port (tests/eks/test_metrics_agent.py): the same
+    # widgets under NIM's names, and idle means no finished request while the GPUs report
     run = shipped_run("eks-nim")
-    assert not [name for _, name in metric_names(dashboard_body(run)) if name.startswith("vllm:")]
-    idle = alarms(run)["idle"]
-    assert (idle["namespace"], idle["metricName"], idle["statistic"]) == (
-        "ContainerInsights", "node_gpu_utilization", "Maximum")
+    names = metric_names(dashboard_body(run))
+    assert not [name for _, name in names if name.startswith("vllm:")]
+    ns = "nemotron-deploy/eks-nim"
+    assert {(ns, "gpu_cache_usage_perc"), (ns, "num_requests_waiting"), (ns, "time_to_first_token_seconds_sum"),
+            (ns, "time_per_output_token_seconds_count"), (ns, "generation_tokens_total")} <= names
+    idle = {q["id"]: q for q in alarms(run)["idle"]["metricQueries"]}
+    assert idle["m1"]["metric"]["metricName"] == "e2e_request_latency_seconds_count"
+    assert idle["heartbeat"]["metric"]["metricName"] == "node_gpu_utilization"
     assert alarms(run)["not-ready"]["threshold"] == 1
 
 
