@@ -19,10 +19,12 @@ from dataclasses import dataclass
 
 from planner.core import CorePlan
 from planner.hardware import GIB, network_gbps
+from planner.serving import STREAM_CONCURRENCY
 
 # docs/sources.md#cold-start: every rate below, with its source or marked as an assumption.
-S3_NODE_CAP_GBPS = 100  # assumption: no public measurement of one instance reading S3 faster than 100 Gb/s
+S3_CONNECTION_GBPS = 5  # one connection to S3 at most; more need more connections (ranged GETs)
 S3_EFFICIENCY = 0.6  # Run:ai Model Streamer from S3: 15 GB in 4.88 s on a 40 Gb/s g5.12xlarge (3.07 of 5 GB/s)
+SYNC_CONNECTIONS = 64  # the boot script's `aws s3 sync` (max_concurrent_requests)
 S3_STAGE_GB_S = 1.0  # JumpStart: SageMaker's download of the artifact prefix (no figure published; pessimistic)
 HF_STAGE_GB_S = 0.2  # one host pulling from the Hugging Face CDN
 LOAD_GB_S = 2.0  # safetensors from local disk into GPU memory, vLLM's default loader, all ranks together
@@ -110,11 +112,24 @@ class StartupBudget:
                 "rates": list(self.rates), "summary": self.summary()}
 
 
-def s3_node_gb_s(plan: CorePlan) -> float:
-    """What one node reads from S3 in the stack's region, GB/s: its network bandwidth (at most S3_NODE_CAP_GBPS)
-    at the streamer's measured share of line rate."""
-    gbps = min(network_gbps(plan.instance) or S3_NODE_CAP_GBPS, S3_NODE_CAP_GBPS)
-    return round(gbps / 8 * S3_EFFICIENCY, 2)
+def s3_node_gbps(plan: CorePlan, connections: int) -> tuple[float, str]:
+    """What one node can read from S3 in its region, Gb/s, and why: one network card's bandwidth (S3 traffic leaves
+    through one ENI, on the primary card), at most S3_CONNECTION_GBPS per connection."""
+    net = network_gbps(plan.instance)
+    if net is None:
+        return S3_CONNECTION_GBPS * connections, f"{plan.instance.name} has no network figure: connections only"
+    cards = max(plan.instance.efa_cards, 1)
+    card = net / cards
+    limit = min(card, S3_CONNECTION_GBPS * connections)
+    return limit, (f"{card:g} Gb/s per network card ({net:g} Gb/s over {cards}), {S3_CONNECTION_GBPS} Gb/s x "
+                   f"{connections} connections")
+
+
+def s3_node_gb_s(plan: CorePlan, connections: int) -> tuple[float, str]:
+    """GB/s one node reads from S3 at the streamer's measured share of line rate, and the arithmetic."""
+    gbps, why = s3_node_gbps(plan, connections)
+    rate = round(gbps / 8 * S3_EFFICIENCY, 2)
+    return rate, f"S3 {rate:g} GB/s = min({why}) / 8 x {S3_EFFICIENCY:g} (the streamer's measured share of line rate)"
 
 
 def weights_loader(plan: CorePlan) -> str:
@@ -130,12 +145,8 @@ def startup_budget(plan: CorePlan) -> StartupBudget:
     weights_gb = plan.fit.weights_gib * GIB / 1e9
     loader, cap_s = weights_loader(plan), round(plan.config.ttl_hours * 3600)
     gpus = plan.fit.layout.tensor_parallel * plan.fit.layout.pipeline_parallel // max(plan.config.nodes, 1) or 1
-    s3 = s3_node_gb_s(plan)
-    net = network_gbps(plan.instance)
-    s3_why = (f"S3 {s3:g} GB/s = min({net:g} Gb/s network, {S3_NODE_CAP_GBPS} Gb/s cap) / 8 x {S3_EFFICIENCY:g} "
-              "(the streamer's measured share of line rate)" if net else
-              f"S3 {s3:g} GB/s = {S3_NODE_CAP_GBPS} Gb/s (no network figure for {plan.instance.name}) / 8 x "
-              f"{S3_EFFICIENCY:g}")
+    # streaming: every rank reads its share with STREAM_CONCURRENCY connections; staging: the sync's requests
+    s3, s3_why = s3_node_gb_s(plan, STREAM_CONCURRENCY * gpus if loader == "stream" else SYNC_CONNECTIONS)
     # the compile cache persists to S3 on EC2 only (the EKS pods' cache dies with them)
     warm = WARM_CACHE_WARMUP_S if loader != "hub" and plan.target == "ec2" else None
     price = None if plan.cost.usd_per_hour is None else plan.cost.usd_per_hour
