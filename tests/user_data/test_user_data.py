@@ -247,7 +247,8 @@ def test_a_weights_mirror_is_staged_into_the_hugging_face_cache_layout():
 
 
 # NVIDIA's NVFP4 checkpoint is 352.3 GB as published; a p5.48xlarge's 3,200 Gb/s over 32 network cards leave 100 Gb/s
-# for S3 (one ENI), at the streamer's measured 0.6 of line rate: 7.5 GB/s. Boot 180 s, cold warm-up 1,200 s, warm 300 s; timeout x 1.5.
+# for S3 (one ENI), at the streamer's measured 0.6 of line rate: 7.5 GB/s. Boot 180 s, cold warm-up 1,200 s, warm
+# 300 s; timeout x 1.5.
 @pytest.mark.parametrize(("config", "stage_s", "load_s", "total_s", "timeout_s", "warm_s"), [
     # from Hugging Face at 0.2 GB/s (1,762 s), loaded at 2 GB/s (176 s); no compile cache without an S3 copy
     ({"weightsS3Uri": None}, 1762, 176, 180 + 1762 + 176 + 1200, 4977, 3318),
