@@ -153,7 +153,7 @@ def eks_endpoint(plan: StackPlan) -> None:
     EksMetrics(f"{plan.stack}-metrics", EksMetricsArgs(plan=plan, cluster_name=cluster.name, tags=plan.tags),
                opts=pulumi.ResourceOptions(providers=[kubernetes], depends_on=[workload]))
 
-    stack_observability(plan)
+    stack_observability(plan, after=[cluster])  # its metric filter reads the cluster's containers' log group
     n, port = eks.names, plan.serving.port
     pulumi.export("cluster_name", cluster.name)
     pulumi.export("node_group_name", pool.node_group_name)

@@ -28,7 +28,7 @@ from planner.targets.eks import (
     NODE_ROOT_DEVICE,
     EksPlan,
     HelmRelease,
-    container_insights_log_group,
+    container_insights_log_groups,
     kubeconfig,
 )
 
@@ -162,9 +162,10 @@ class EksCluster(pulumi.ComponentResource):
 
         # Container Insights (GPU metrics for the stack's dashboard): the agent's log group first, with retention
         # and tags, then the add-on with its Pod Identity association made at once (the agent never starts without).
-        insights_logs = aws.cloudwatch.LogGroup(
-            f"{name}-container-insights-logs", name=container_insights_log_group(cluster_id),
+        insights_logs = [aws.cloudwatch.LogGroup(
+            f"{name}-container-insights-{group.rsplit('/', 1)[-1]}-logs", name=group,
             retention_in_days=LOG_RETENTION_DAYS, tags=tags, opts=child)
+            for group in container_insights_log_groups(cluster_id)]
         agent_role = aws.iam.Role(
             f"{name}-cloudwatch-agent-role", description=f"nemotron-deploy {plan.stack}: CloudWatch agent",
             tags=tags, opts=child, assume_role_policy=service_trust("pods.eks.amazonaws.com", tag_session=True))
@@ -177,7 +178,7 @@ class EksCluster(pulumi.ComponentResource):
                       pod_identity_associations=[{"role_arn": agent_role.arn,
                                                   "service_account": CLOUDWATCH_AGENT_SERVICE_ACCOUNT}],
                       tags=tags, opts=pulumi.ResourceOptions(
-                          parent=self, depends_on=[system_nodes, pod_identity, agent_policy, insights_logs]))
+                          parent=self, depends_on=[system_nodes, pod_identity, agent_policy, *insights_logs]))
 
         self.name = cluster.name
         self.endpoint = cluster.endpoint

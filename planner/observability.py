@@ -27,9 +27,10 @@ Alarms (thresholds derived from the plan):
 - not-ready: no serving metric for the whole startup budget (plan.ec2/plan.eks startup budget; for JumpStart the
   model download plus the container health-check timeouts), in periods of ALARM_PERIOD_S, missing data breaching.
 - gpu-xid (ec2): one or more Xid lines in the kernel log within ALARM_PERIOD_S.
-- gpu-error (jumpstart): one or more CUDA, ECC, NCCL or Xid error lines in the endpoint's container log within
-  ALARM_PERIOD_S (SageMaker publishes no Xid metric). EKS has no GPU-error alarm yet: Container Insights publishes no
-  Xid count, and the add-on's container logs are off (docs/sources.md#cloudwatch-observability-addon).
+- gpu-error (jumpstart, eks): one or more CUDA, ECC, NCCL or Xid error lines in the server's container log within
+  ALARM_PERIOD_S: the endpoint's log group (SageMaker publishes no Xid metric); on EKS the containers' log group the
+  add-on's Fluent Bit fills on a cluster the stack creates (Container Insights publishes no Xid count;
+  docs/sources.md#cloudwatch-observability-addon).
 - idle: not one request served for IDLE_S while the stack runs (its GPU metric is present): a forgotten evaluation.
   The requests counter is the engine's (ENGINE_METRICS): vLLM's request_success_total; NIM publishes none, so its
   finished requests are counted as e2e_request_latency_seconds_count.
@@ -185,7 +186,7 @@ class ErrorLogs:
     ec2: the kernel log the agent ships, declared by the stack with the agent's other group (vLLM's EMF events);
     jumpstart: the endpoint's own log group, which components/jumpstart.py declares with the endpoint."""
 
-    key: str  # the metric filter's resource name suffix: xid (ec2), gpu-errors (jumpstart)
+    key: str  # the metric filter's resource name suffix: xid (ec2), gpu-errors (jumpstart, eks)
     log_group: str
     filter_pattern: str
     metric_name: str
@@ -418,7 +419,7 @@ def eks_engine_metrics(plan: CorePlan) -> EngineMetrics:
 
 
 def _eks(plan: CorePlan, eks) -> _Sources:
-    cluster, stack, budget_s = eks.cluster_name, plan.stack, eks.startup.total_s
+    cluster, stack, budget_s = eks.cluster_name, plan.stack, eks.startup.timeout_s
     namespace, ns = eks.names.namespace, stack_namespace(plan.stack)
     names = eks_engine_metrics(plan)
     by_cluster = (("ClusterName", cluster),)
@@ -438,6 +439,12 @@ def _eks(plan: CorePlan, eks) -> _Sources:
         pods, "LessThanThreshold", 1, ALARM_PERIOD_S, periods, "breaching",
         f"startup budget {budget_s} s = {periods} periods of {ALARM_PERIOD_S} s")
     idle = _idle_alarm(stack, ns, names, gpu, "the GPUs report")
+    alarms: tuple[Alarm, ...] = (not_ready, idle)
+    logs = None
+    if eks.settings.cluster_name is None:  # the add-on's Fluent Bit ships the containers' output (a cluster we create)
+        alarms = (not_ready, _gpu_error_alarm(stack, "a model container logged"), idle)
+        logs = ErrorLogs("gpu-errors", container_insights_application_log_group(cluster), GPU_ERROR_FILTER_PATTERN,
+                         GPU_ERROR_METRIC, ())
     if plan.engine == "nim":
         source = (f"NIM's own metrics are scraped by the stack's CloudWatch agent in {namespace} from the NIM "
                   "container's port at /v1/metrics (no key: the API-key proxy guards only the Service's port); NIM "
@@ -453,7 +460,22 @@ def _eks(plan: CorePlan, eks) -> _Sources:
                      "the GPU widgets and alarms; the stack installs it only on a cluster it creates")
         notes.append(f"eks: the existing cluster {cluster} must run the eks-pod-identity-agent add-on for the "
                      "metrics agent's credentials; the stack installs it only on a cluster it creates")
-    return _Sources(widgets, (not_ready, idle), gpu, notes=tuple(notes))
+        notes.append(f"eks: no GPU-error alarm on the existing cluster {cluster}: it reads the containers' log group "
+                     "that the add-on's Fluent Bit fills on a cluster the stack creates")
+    return _Sources(widgets, alarms, gpu, logs, notes=tuple(notes))
+
+
+def container_insights_application_log_group(cluster: str) -> str:
+    """Where the add-on's Fluent Bit sends the containers' output (docs/sources.md#cloudwatch-observability-addon)."""
+    return f"/aws/containerinsights/{cluster}/application"
+
+
+def _gpu_error_alarm(stack: str, who: str) -> Alarm:
+    """CUDA, ECC, NCCL or Xid lines counted by the GPU-error metric filter (jumpstart, eks)."""
+    return Alarm("gpu-error", alarm_name(stack, "gpu-error"),
+                 f"{stack}: {who} a CUDA, ECC, NCCL or Xid error",
+                 Metric(stack_namespace(stack), GPU_ERROR_METRIC, "Sum"), "GreaterThanOrEqualToThreshold", 1,
+                 ALARM_PERIOD_S, 1, "notBreaching", "any GPU error line in the server's log group")
 
 
 def _jumpstart(plan: CorePlan, spec) -> _Sources:
@@ -477,10 +499,7 @@ def _jumpstart(plan: CorePlan, spec) -> _Sources:
               ALARM_PERIOD_S, periods, "breaching",
               f"download {spec.timeouts.download_s} s + health check {spec.timeouts.startup_health_check_s} s = "
               f"{budget_s} s = {periods} periods of {ALARM_PERIOD_S} s"),
-        Alarm("gpu-error", alarm_name(stack, "gpu-error"),
-              f"{stack}: the endpoint's container logged a CUDA, ECC, NCCL or Xid error",
-              Metric(stack_namespace(stack), GPU_ERROR_METRIC, "Sum"), "GreaterThanOrEqualToThreshold", 1,
-              ALARM_PERIOD_S, 1, "notBreaching", "any GPU error line in the endpoint's log group"),
+        _gpu_error_alarm(stack, "the endpoint's container logged"),
         Alarm("idle", alarm_name(stack, "idle"),
               f"{stack}: no invocation for {IDLE_S // 60} min while the endpoint runs: a forgotten evaluation?",
               invocations, "LessThanThreshold", 1, IDLE_S, 1, "notBreaching",

@@ -55,18 +55,20 @@ CLUSTER_POLICIES = ("AmazonEKSClusterPolicy",)
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryPullOnly")
 EBS_CSI_POLICY = "AmazonEBSCSIDriverPolicy"  # for the EBS CSI controller only, through EKS Pod Identity
 # Container Insights with NVIDIA GPU metrics (docs/sources.md#cloudwatch-observability-addon): the add-on's agent gets
-# AWS's agent policy through EKS Pod Identity, for its own service account only. Fluent Bit's container logs stay off:
-# the add-on would create log groups that never expire, outside the stack's tags and teardown; the agent's one log
-# group is declared by the stack beforehand, with the cluster's retention.
+# AWS's agent policy through EKS Pod Identity, for its own service account only. Its agent and Fluent Bit (the
+# containers' output: the GPU-error alarm reads it) write to log groups the stack declares beforehand, with the
+# cluster's retention and the stack's tags, so none is created without an expiry.
 CLOUDWATCH_ADDON = reference("cloudwatch-observability-addon")
 CLOUDWATCH_AGENT_POLICY = "CloudWatchAgentServerPolicy"
 CLOUDWATCH_AGENT_SERVICE_ACCOUNT = "cloudwatch-agent"
-CLOUDWATCH_ADDON_CONFIGURATION = {"containerLogs": {"enabled": False}}
+CLOUDWATCH_ADDON_CONFIGURATION = {"containerLogs": {"enabled": True}}
+CONTAINER_INSIGHTS_LOG_KINDS = ("performance", "application", "dataplane", "host")
 
 
-def container_insights_log_group(cluster: str) -> str:
-    """Where the add-on's agent writes Container Insights' events (EMF) for `cluster`."""
-    return f"/aws/containerinsights/{cluster}/performance"
+def container_insights_log_groups(cluster: str) -> tuple[str, ...]:
+    """The log groups the add-on writes for `cluster`: the agent's Container Insights events (performance) and
+    Fluent Bit's containers' output (application), Kubernetes components (dataplane) and node logs (host)."""
+    return tuple(f"/aws/containerinsights/{cluster}/{kind}" for kind in CONTAINER_INSIGHTS_LOG_KINDS)
 GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"  # EKS-optimized Amazon Linux 2023 with the NVIDIA driver and toolkit
 SYSTEM_AMI_TYPE = "AL2023_x86_64_STANDARD"
 NODE_ROOT_DEVICE = "/dev/xvda"  # the EKS AL2023 AMIs' root device

@@ -150,11 +150,13 @@ def test_network_policy_enforcement_and_storage_add_ons(stack):
     assert (insights["inputs"]["addonName"], insights["inputs"]["addonVersion"]) == (
         "amazon-cloudwatch-observability", "v4.10.3-eksbuild.1")
     assert insights["inputs"]["podIdentityAssociations"][0]["serviceAccount"] == "cloudwatch-agent"
-    # Fluent Bit's container logs off (never-expiring log groups outside the stack); the agent's group declared first
-    assert json.loads(insights["inputs"]["configurationValues"]) == {"containerLogs": {"enabled": False}}
-    group = run.named(f"{stack}-eks-container-insights-logs")
-    assert group["inputs"]["name"] == f"/aws/containerinsights/nemotron-deploy-{stack}/performance"
-    assert group["inputs"]["retentionInDays"] == 7
+    # Fluent Bit's container logs on (the GPU-error alarm reads them); every group the add-on writes is declared
+    # first, with the cluster's retention and the stack's tags: none is left to be created without an expiry
+    assert json.loads(insights["inputs"]["configurationValues"]) == {"containerLogs": {"enabled": True}}
+    for kind in ("performance", "application", "dataplane", "host"):
+        group = run.named(f"{stack}-eks-container-insights-{kind}-logs")
+        assert group["inputs"]["name"] == f"/aws/containerinsights/nemotron-deploy-{stack}/{kind}"
+        assert group["inputs"]["retentionInDays"] == 7 and group["inputs"]["tags"] == shipped_plan(stack).tags
     assert "taints" not in system and system["scalingConfig"]["desiredSize"] == 2
     system_template = run.named(f"{stack}-eks-system-template")["inputs"]
     assert system_template["metadataOptions"]["httpTokens"] == "required"

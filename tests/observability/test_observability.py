@@ -71,7 +71,7 @@ def test_every_cloud_stack_declares_one_dashboard_and_its_alarms(stack):
     run = shipped_run(stack)
     (dashboard,) = run.of_type(DASHBOARD)
     assert dashboard["inputs"]["dashboardName"] == f"nemotron-deploy-{stack}"
-    expected = {"not-ready", "idle", "spend"} | ({"gpu-xid"} if stack in EC2_STACKS else set())
+    expected = {"not-ready", "idle", "spend"} | ({"gpu-xid"} if stack in EC2_STACKS else {"gpu-error"})
     assert set(alarms(run)) == expected
     for alarm in run.of_type(ALARM):
         assert alarm["inputs"]["tags"] == shipped_plan(stack).tags
@@ -169,7 +169,15 @@ def test_eks_uses_container_insights_by_cluster():
             ("ContainerInsights", "namespace_number_of_running_pods")} <= names
     ready = alarms(run)["not-ready"]
     assert ready["dimensions"]["ClusterName"] == cluster
-    assert ready["evaluationPeriods"] == -(-shipped_plan("eks-vllm").eks.startup.total_s // 300)
+    # the probe's budget, the modelled cold start x 1.5: 2,141 s -> 8 periods of 300 s
+    assert ready["evaluationPeriods"] == -(-shipped_plan("eks-vllm").eks.startup.timeout_s // 300) == 8
+    # GPU errors: CUDA, ECC, NCCL or Xid lines in the containers' log group the add-on's Fluent Bit fills
+    (metric_filter,) = run.of_type(METRIC_FILTER)
+    assert metric_filter["inputs"]["logGroupName"] == f"/aws/containerinsights/{cluster}/application"
+    assert metric_filter["inputs"]["pattern"] == GPU_ERROR_FILTER_PATTERN
+    error = alarms(run)["gpu-error"]
+    assert (error["namespace"], error["metricName"], error["threshold"]) == (
+        "nemotron-deploy/eks-vllm", "gpu_errors", 1)
     # vLLM stacks run their own metrics agent in the namespace (tests/eks/test_metrics_agent.py): vLLM's widgets as
     # on ec2, and idle means no request while the GPUs report
     ns = "nemotron-deploy/eks-vllm"
@@ -263,3 +271,14 @@ def test_no_price_means_no_spend_alarm_but_the_rest_stays():
     decided = plan_observability(dataclasses.replace(plan, cost=cost), ec2=plan.ec2)
     assert [a.key for a in decided.alarms] == ["not-ready", "gpu-xid", "idle"]
     assert any("no spend alarm" in note for note in decided.notes)
+
+
+def test_an_existing_eks_cluster_gets_no_gpu_error_alarm_and_is_told_why(tmp_path):
+    from tests.eks.cases import variant_plan, write_variant
+
+    network = {"vpcId": "vpc-0123456789abcdef0", "subnetId": "subnet-0123456789abcdef0"}
+    plan = variant_plan(tmp_path, write_variant(tmp_path, "eks-vllm", eks={"clusterName": "platform-prod"},
+                                                network=network))
+    decided = plan_observability(plan, eks=plan.eks)
+    assert [a.key for a in decided.alarms] == ["not-ready", "idle", "spend"] and decided.error_logs is None
+    assert any("no GPU-error alarm on the existing cluster platform-prod" in note for note in decided.notes)
