@@ -116,7 +116,8 @@ class ModelWorkload(pulumi.ComponentResource):
                             "staged weights", tags=tags, opts=child,
                             assume_role_policy=service_trust("pods.eks.amazonaws.com", tag_session=True))
         policy = aws.iam.RolePolicy(f"{name}-weights-read", role=role.id, opts=child,
-                                    policy=partition.apply(lambda p: _weights_policy(plan.eks.weights, p)))
+                                    policy=partition.apply(
+                                        lambda p: _weights_policy(plan.eks.weights, plan.eks.compile_cache, p)))
         # Read when a pod is created: the association exists before the workload's first pod.
         association = aws.eks.PodIdentityAssociation(
             f"{name}-weights-pod-identity", cluster_name=cluster_name, namespace=plan.eks.names.namespace,
@@ -142,14 +143,23 @@ _TOP_LEVEL = {"metadata": "metadata", "spec": "spec", "data": "data", "provision
               "volumeBindingMode": "volume_binding_mode", "allowVolumeExpansion": "allow_volume_expansion"}
 
 
-def _weights_policy(weights, partition: str) -> str:
-    """List and read exactly the staged copy's prefix; nothing else."""
+def _weights_policy(weights, compile_cache, partition: str) -> str:
+    """List and read exactly the staged copy's prefix; with a compile cache, list, read and write exactly its prefix
+    (no delete); nothing else."""
     bucket = f"arn:{partition}:s3:::{weights.bucket}"
-    return json.dumps({"Version": "2012-10-17", "Statement": [
+    statements = [
         {"Sid": "WeightsList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
          "Condition": {"StringLike": {"s3:prefix": [weights.prefix, f"{weights.prefix}/*"]}}},
         {"Sid": "WeightsRead", "Effect": "Allow", "Action": "s3:GetObject",
-         "Resource": f"{bucket}/{weights.prefix}/*"}]})
+         "Resource": f"{bucket}/{weights.prefix}/*"}]
+    if compile_cache is not None:
+        cache = f"arn:{partition}:s3:::{compile_cache.bucket}"
+        statements += [
+            {"Sid": "CompileCacheList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": cache,
+             "Condition": {"StringLike": {"s3:prefix": [compile_cache.prefix, f"{compile_cache.prefix}/*"]}}},
+            {"Sid": "CompileCacheReadWrite", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+             "Resource": f"{cache}/{compile_cache.prefix}/*"}]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 def _skip_await(manifest: dict) -> dict:

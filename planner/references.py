@@ -44,6 +44,9 @@ REFERENCES: tuple[Reference, ...] = (
               note="the newest release (November 2026); the article pinned v0.22.0"),
     Reference("nim-image", "image", "nvcr.io/nim/nvidia/nemotron-3-ultra-550b-a55b", "2.0.6", "nim-nemotron-3-ultra",
               note="NIM LLM 2.x; support for this model is listed from 2.0.5, the model's day-0 guide is 2.0.6"),
+    Reference("aws-cli-image", "image", "public.ecr.aws/aws-cli/aws-cli", "2.36.46", "compile-cache-eks",
+              note="the EKS compile cache's restore and save steps; tag read from public deployment code of 2026, "
+                   "not from the registry: make check-references asks public.ecr.aws"),
     Reference("nim-auth-proxy-image", "image", "nginxinc/nginx-unprivileged", "1.30.0-alpine", "nginx-unprivileged",
               note="the nginx stable line 1.30, unprivileged build (listens on 8080, runs as uid 101)"),
     Reference("cloudwatch-agent-image", "image", "public.ecr.aws/cloudwatch-agent/cloudwatch-agent", "1.300066.1",

@@ -147,8 +147,8 @@ def startup_budget(plan: CorePlan) -> StartupBudget:
     gpus = plan.fit.layout.tensor_parallel * plan.fit.layout.pipeline_parallel // max(plan.config.nodes, 1) or 1
     # streaming: every rank reads its share with STREAM_CONCURRENCY connections; staging: the sync's requests
     s3, s3_why = s3_node_gb_s(plan, STREAM_CONCURRENCY * gpus if loader == "stream" else SYNC_CONNECTIONS)
-    # the compile cache persists to S3 on EC2 only (the EKS pods' cache dies with them)
-    warm = WARM_CACHE_WARMUP_S if loader != "hub" and plan.target == "ec2" else None
+    # the compile cache persists to S3 on EC2 and on one-node EKS (a LeaderWorkerSet's ranks compile on every node)
+    warm = WARM_CACHE_WARMUP_S if loader != "hub" and (plan.target == "ec2" or plan.fit.layout.nodes == 1) else None
     price = None if plan.cost.usd_per_hour is None else plan.cost.usd_per_hour
     common = {"boot_s": BOOT_S, "warm_warmup_s": warm, "usd_per_hour": price}
     if loader == "stream":

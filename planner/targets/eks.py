@@ -39,7 +39,15 @@ from planner.hardware import GIB, instance_store_gb
 from planner.references import ref, reference
 from planner.serving import API_KEY_GUARD, AUTH_MODULE_DIR, NimEnvironment, VllmCommand
 from planner.stack_config import PROJECT, EksConfig, StackConfig
-from planner.startup import RAY_PORT, S3Location, StartupBudget, s3_location, startup_budget, weights_loader
+from planner.startup import (
+    RAY_PORT,
+    S3Location,
+    StartupBudget,
+    compile_cache_uri,
+    s3_location,
+    startup_budget,
+    weights_loader,
+)
 from planner.tags import TAG_EXPIRES_AT, TAG_OWNER, TAG_STACK
 from planner.targets.eks_metrics import ModelTarget, model_ingress, render_metrics_agent
 
@@ -123,6 +131,7 @@ class EksPlan:
     startup: StartupBudget
     sizing: WorkloadSizing
     weights: S3Location | None = None  # vLLM streams the staged copy (weightsS3Uri): what its pods may read
+    compile_cache: S3Location | None = None  # one-node vLLM with a staged copy: vLLM's compile cache, read and written
 
 
 def plan_eks(plan: CorePlan) -> EksPlan:
@@ -132,7 +141,16 @@ def plan_eks(plan: CorePlan) -> EksPlan:
     return EksPlan(settings=settings, cluster_name=cluster_name(plan, settings), names=names(plan, settings),
                    gpu_pool=gpu_node_pool(plan, settings), system_pool=system_node_pool(plan, settings),
                    addons=cluster_addons(plan, settings), multi_node=multi_node(plan), startup=startup,
-                   sizing=workload_sizing(plan, startup), weights=streamed_weights(plan))
+                   sizing=workload_sizing(plan, startup), weights=streamed_weights(plan),
+                   compile_cache=compile_cache_location(plan))
+
+
+def compile_cache_location(plan: CorePlan) -> S3Location | None:
+    """Where a one-node vLLM stack with a staged copy persists vLLM's compile cache (as on EC2; a LeaderWorkerSet's
+    ranks compile on every node, which this does not cover)."""
+    if streamed_weights(plan) is None or multi_node(plan):
+        return None
+    return s3_location(compile_cache_uri(plan, plan.serving.image))
 
 
 def streamed_weights(plan: CorePlan) -> S3Location | None:
@@ -270,6 +288,12 @@ CACHE_STEP_GIB = 64
 PROBE_PERIOD_S = 30
 MODEL_CACHE_MOUNT = "/models"
 HF_HOME = f"{MODEL_CACHE_MOUNT}/hf"
+# vLLM's compile cache on the model cache, restored from S3 before the server starts and saved once it is healthy by
+# two small containers of the AWS CLI image (docs/sources.md#compile-cache-eks)
+VLLM_CACHE_ROOT = f"{MODEL_CACHE_MOUNT}/vllm-cache"
+CACHE_RESTORED = f"{MODEL_CACHE_MOUNT}/.compile-cache-restored"  # outside the cache, so never uploaded
+AWS_CLI_IMAGE = ref("aws-cli-image")
+AWS_CLI_HOME = "/home/aws"  # the CLI's only writable place (its cache), an emptyDir under a read-only root
 SHM_MOUNT = "/dev/shm"  # noqa: S108 - the pod's own memory-backed volume, not a shared temporary directory
 AUTH_PROXY_PORT = 8080
 AUTH_PROXY_IMAGE = ref("nim-auth-proxy-image")
@@ -716,6 +740,10 @@ def _deployment(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, nim: bool) -
     else:
         containers = [_vllm_container(plan, eks, size, ["bash", "-c", _vllm(plan).launch()], probes=True)]
         volumes = [cache_volume, _serving_modules_volume(plan, eks)]
+        if eks.compile_cache is not None:
+            containers.append(_compile_cache_container(plan, "compile-cache-save",
+                                                       compile_cache_save_script(plan, eks)))
+            volumes.append({"name": "aws-cli-tmp", "emptyDir": {"sizeLimit": "1Gi"}})
     return {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(plan, eks, n.app),
         "spec": {
@@ -725,8 +753,70 @@ def _deployment(plan: CorePlan, eks: EksPlan, size: WorkloadSizing, nim: bool) -
             "selector": {"matchLabels": selector_labels(plan, eks)},
             # No expiry annotation on the pod template: a renewed expiry must not restart the model.
             "template": {"metadata": {"labels": labels(plan, eks) | {ROLE_LABEL: "server"}},
-                         "spec": _pod_spec(plan, eks, size, containers, volumes, nim)},
+                         "spec": _pod_spec(plan, eks, size, containers, volumes, nim)
+                         | _compile_cache_restore(plan, eks)},
         },
+    }
+
+
+def _compile_cache_restore(plan: CorePlan, eks: EksPlan) -> dict:
+    """The init container that restores vLLM's compile cache (nothing without one)."""
+    if eks.compile_cache is None:
+        return {}
+    return {"initContainers": [_compile_cache_container(plan, "compile-cache-restore",
+                                                        compile_cache_restore_script(eks))]}
+
+
+def compile_cache_restore_script(eks: EksPlan) -> str:
+    """Before vLLM starts: its compile cache from S3 onto the model cache, when an earlier start saved one; never fails
+    the pod (vLLM then compiles from scratch)."""
+    uri = f"s3://{eks.compile_cache.bucket}/{eks.compile_cache.prefix}/"
+    return "\n".join([
+        "set -u",
+        f'mkdir -p {VLLM_CACHE_ROOT}',
+        f'if aws s3 sync --only-show-errors {uri} {VLLM_CACHE_ROOT}; then',
+        f'  if [ -n "$(ls -A {VLLM_CACHE_ROOT})" ]; then',
+        f'    touch {CACHE_RESTORED}; echo "compile cache restored from {uri}"',
+        f'  else echo "no compile cache yet at {uri}"; fi',
+        'else echo "compile cache not restored: vLLM compiles from scratch" >&2; fi',
+        "exit 0",
+    ])
+
+
+def compile_cache_save_script(plan: CorePlan, eks: EksPlan) -> str:
+    """Beside vLLM: once it answers /health (within the startup timeout), its compile cache to S3, unless it was
+    restored at the start; then idle. A failed upload is a log line: the next start compiles again."""
+    uri = f"s3://{eks.compile_cache.bucket}/{eks.compile_cache.prefix}/"
+    port, budget = plan.serving.port, eks.startup.timeout_s
+    healthy = (f"(exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && "
+               "head -n 1 <&3 | grep -q ' 200 ')")
+    return "\n".join([
+        "set -u",
+        f"until {healthy} 2>/dev/null; do",
+        f'  if (( SECONDS > {budget} )); then',
+        f'    echo "no healthy server after {budget} s: compile cache not saved" >&2; exec sleep infinity',
+        "  fi",
+        f"  sleep {PROBE_PERIOD_S}",
+        "done",
+        f'if [ -f {CACHE_RESTORED} ]; then echo "compile cache restored at the start: not saved again"',
+        f'elif aws s3 sync --only-show-errors {VLLM_CACHE_ROOT} {uri}; then',
+        f'  touch {CACHE_RESTORED}; echo "compile cache saved to {uri}"',
+        'else echo "compile cache not saved: the next start compiles again" >&2; fi',
+        "exec sleep infinity",
+    ])
+
+
+def _compile_cache_container(plan: CorePlan, name: str, script: str) -> dict:
+    """A small AWS CLI container on the model cache, as vLLM's user, reading S3 through the pod's Pod Identity."""
+    return {
+        "name": name, "image": AWS_CLI_IMAGE, "command": ["bash", "-c", script],
+        "env": _plain_env({"AWS_REGION": plan.region, "HOME": AWS_CLI_HOME}),
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+        "volumeMounts": [{"name": "model-cache", "mountPath": MODEL_CACHE_MOUNT},
+                         {"name": "aws-cli-tmp", "mountPath": AWS_CLI_HOME}],
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                            "readOnlyRootFilesystem": True, "runAsNonRoot": True, "runAsUser": VLLM_USER,
+                            "runAsGroup": VLLM_USER},
     }
 
 
@@ -775,7 +865,8 @@ def _serving_modules_volume(plan: CorePlan, eks: EksPlan) -> dict:
 def _vllm_env(plan: CorePlan, eks: EksPlan, leader: bool) -> list[dict]:
     serving = _vllm(plan)
     env = _plain_env({"HF_HOME": HF_HOME, "HOME": VLLM_HOME, "USER": "vllm"} | serving.env
-                     | ({"AWS_REGION": plan.region} if eks.weights is not None else {}))
+                     | ({"AWS_REGION": plan.region} if eks.weights is not None else {})
+                     | ({"VLLM_CACHE_ROOT": VLLM_CACHE_ROOT} if eks.compile_cache is not None else {}))
     if eks.multi_node:
         # Ray, Gloo and NCCL bind to the pod's own interface and address (docs/sources.md#dgx-spark: workers that never
         # join picked the wrong one); EFA through libfabric when the image carries aws-ofi-nccl.

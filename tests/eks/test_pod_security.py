@@ -14,6 +14,7 @@ from tests.eks.workloads import VARIANTS, plan_of, role_of, templates_by_role
 # variant, pod role, container: the user it runs as (0: root), the capabilities it adds back
 CONTAINERS = [
     ("eks-vllm", "server", "vllm", 10001, []),
+    ("eks-vllm", "server", "compile-cache-save", 10001, []),  # the AWS CLI beside vLLM, as vLLM's user
     ("two-node-vllm", "leader", "vllm", 0, ["IPC_LOCK"]),  # EFA: memory registration beyond RLIMIT_MEMLOCK
     ("two-node-vllm", "worker", "vllm", 0, ["IPC_LOCK"]),
     ("eks-nim", "server", "nim", 1000, []),  # the NIM image's own user
@@ -79,7 +80,7 @@ def test_ipc_lock_only_where_the_pod_takes_efa_devices(variant, role, name, user
 def test_every_vllm_pod_has_a_writable_home_and_can_write_its_model_cache(variant):
     for role, template in pods(variant):
         spec = template["spec"]
-        (container,) = spec["containers"]
+        container = next(c for c in spec["containers"] if c["name"] == "vllm")
         env = {e["name"]: e.get("value") for e in container["env"]}
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in spec["volumes"]}

@@ -257,11 +257,18 @@ def test_a_streaming_vllm_stack_reads_exactly_its_staged_copy_through_pod_identi
         "nemotron-model-mirror-us-east-1", "nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4")
     policy = json.loads(run.named("eks-vllm-workload-weights-read")["inputs"]["policy"])["Statement"]
     bucket = "arn:aws:s3:::nemotron-model-mirror-us-east-1"
+    cache = plan.eks.compile_cache.prefix
+    assert cache.startswith("nemotron-deploy/compile-cache/") and plan.eks.compile_cache.bucket == (
+        "nemotron-model-mirror-us-east-1")
     assert policy == [
         {"Sid": "WeightsList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
          "Condition": {"StringLike": {"s3:prefix": [plan.eks.weights.prefix, f"{plan.eks.weights.prefix}/*"]}}},
         {"Sid": "WeightsRead", "Effect": "Allow", "Action": "s3:GetObject",
-         "Resource": f"{bucket}/{plan.eks.weights.prefix}/*"}]
+         "Resource": f"{bucket}/{plan.eks.weights.prefix}/*"},
+        {"Sid": "CompileCacheList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
+         "Condition": {"StringLike": {"s3:prefix": [cache, f"{cache}/*"]}}},
+        {"Sid": "CompileCacheReadWrite", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+         "Resource": f"{bucket}/{cache}/*"}]
     association = run.named("eks-vllm-workload-weights-pod-identity")["inputs"]
     assert (association["namespace"], association["serviceAccount"]) == ("nemotron", "eks-vllm-model")
     pod = run.named("eks-vllm-workload-server")["inputs"]["spec"]["template"]["spec"]
@@ -271,6 +278,20 @@ def test_a_streaming_vllm_stack_reads_exactly_its_staged_copy_through_pod_identi
     launch = server["command"][-1]
     assert "vllm serve s3://nemotron-model-mirror-us-east-1/nvidia/NVIDIA-Nemotron-3-Ultra-550B-A55B-NVFP4/ " in launch
     assert "--load-format runai_streamer" in launch
+    # vLLM's compile cache: restored before the server starts, saved beside it once healthy, as vLLM's user, both
+    # with the model pods' account; vLLM keeps it on the model cache
+    assert {"name": "VLLM_CACHE_ROOT", "value": "/models/vllm-cache"} in server["env"]
+    (restore,) = pod["initContainers"]
+    save = next(c for c in pod["containers"] if c["name"] == "compile-cache-save")
+    uri = f"s3://nemotron-model-mirror-us-east-1/{cache}/"
+    for container, step in ((restore, f"aws s3 sync --only-show-errors {uri} /models/vllm-cache"),
+                            (save, f"aws s3 sync --only-show-errors /models/vllm-cache {uri}")):
+        assert container["image"].startswith("public.ecr.aws/aws-cli/aws-cli:")
+        assert step in container["command"][-1]
+        assert container["securityContext"]["runAsUser"] == 10001
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "(( SECONDS > 2141 ))" in save["command"][-1]  # bounded by the startup timeout
+    assert "exit 0" in restore["command"][-1]  # a missing cache never fails the pod
     # NIM fetches from NGC: no weights role, no service account of its own
     nim = shipped_run("eks-nim")
     assert not [r for r in nim.resources if "weights" in r["name"]]
