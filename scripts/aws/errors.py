@@ -22,6 +22,11 @@ NOT_FOUND_CODES = frozenset({
 })
 
 
+# What a failed AWS call raises: an AWS answer, botocore's own failures (connection, credentials, validation) and an
+# answer botocore could not parse, which is neither (botocore.parsers.ResponseParserError derives from Exception).
+CALL_FAILURES = (ClientError, BotoCoreError, ResponseParserError)
+
+
 def error_code(err: BaseException) -> str:
     """The AWS error code of a ClientError ("" for anything else)."""
     return str(err.response.get("Error", {}).get("Code", "")) if isinstance(err, ClientError) else ""

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 
 import httpx
 import yaml
-from botocore.exceptions import BotoCoreError, ConnectTimeoutError, EndpointConnectionError
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
 from rich.console import Console
 from rich.table import Table
 
@@ -33,7 +33,7 @@ from planner.reference_checks import (
     unchecked,
 )
 from planner.references import REFERENCES, Reference
-from scripts.aws import AwsClients
+from scripts.aws import CALL_FAILURES, AwsClients, describe_error
 from scripts.check_references.aws_checks import _aws_host, aws_clients_from_environment, check_aws
 from scripts.check_references.http_checks import HTTP_CHECKS, _ngc_key
 from scripts.check_references.web import USER_AGENT, Budget, BudgetSpent, Unreachable, Web, _describe
@@ -82,8 +82,8 @@ def _check_one(reference: Reference, web: Web, aws: AwsClients | None, env: Mapp
         return unchecked(reference, f"no network: {host} unreachable")
     except BudgetSpent as err:
         return unchecked(reference, str(err))
-    except (httpx.HTTPError, ValueError, yaml.YAMLError, BotoCoreError) as err:
-        return unchecked(reference, _describe(err))
+    except (httpx.HTTPError, ValueError, yaml.YAMLError, *CALL_FAILURES) as err:
+        return unchecked(reference, describe_error(err) if isinstance(err, CALL_FAILURES) else _describe(err))
 
 
 def notes(web: Web, rows: list[ReferenceCheck], no_aws_reason: str) -> list[str]:

@@ -200,11 +200,11 @@ def main(argv: list[str] | None = None, ce_client=None) -> int:
         return 2
     actual = []
     if args.actual_cost:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from scripts.aws import CALL_FAILURES, describe_error
         try:
             actual = actual_costs(runs, ce_client or cost_explorer_client(args.region))
-        except (BotoCoreError, ClientError) as err:
-            print(f"{PROG}: --actual-cost: Cost Explorer: {err}", file=sys.stderr)
+        except CALL_FAILURES as err:
+            print(f"{PROG}: --actual-cost: Cost Explorer: {describe_error(err)}", file=sys.stderr)
             return 1
     try:
         charts = write_charts(runs, args.out)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
-from botocore.exceptions import BotoCoreError, ClientError
 
 from planner.weights import MANIFEST_NAME
+from scripts.aws import CALL_FAILURES
 from scripts.stage_weights.locations import StagedPrefix, StageError, aws_failure
 from scripts.stage_weights.sources import file_sha256
 from scripts.stage_weights.staged import NO_MANIFEST, read_manifest
@@ -90,7 +90,7 @@ def fetch(s3: Any, dest: StagedPrefix, target: Path, *, concurrency: int = DEFAU
         for f, partial, future in futures:
             try:
                 future.result()
-            except (ClientError, BotoCoreError) as err:
+            except CALL_FAILURES as err:
                 raise aws_failure(err, dest.uri(f.path)) from None
             digest = file_sha256(partial)
             if digest != f.sha256:

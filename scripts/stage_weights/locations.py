@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from planner.errors import PlanInputError
 from planner.startup import s3_location
@@ -63,7 +63,7 @@ class StageError(Exception):
     and the error code) or a copy that does not match its checksum."""
 
 
-def aws_failure(err: ClientError | BotoCoreError, uri: str) -> StageError:
+def aws_failure(err: BaseException, uri: str) -> StageError:
     """`s3:CreateMultipartUpload on s3://b/k: NoSuchBucket: The specified bucket does not exist`."""
     operation = f"s3:{err.operation_name}" if isinstance(err, ClientError) else "s3"
     return StageError(f"{operation} on {uri}: {describe_error(err)}")

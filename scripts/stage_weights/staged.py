@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from planner.errors import PlanInputError
 from planner.weights import WeightsManifest, listing_problems, parse_manifest
-from scripts.aws import describe_error, error_code
+from scripts.aws import CALL_FAILURES, describe_error, error_code
 from scripts.stage_weights.locations import StagedPrefix, StageError, aws_failure, staged_prefix
 
 NO_MANIFEST = "incomplete: no manifest"
@@ -26,7 +26,7 @@ def read_manifest(s3: Any, dest: StagedPrefix) -> WeightsManifest | None:
         if error_code(err) in ("NoSuchKey", "404"):
             return None
         raise aws_failure(err, dest.manifest_uri) from None
-    except BotoCoreError as err:
+    except CALL_FAILURES as err:
         raise aws_failure(err, dest.manifest_uri) from None
     try:
         return parse_manifest(body, dest.manifest_uri)
@@ -38,7 +38,7 @@ def write_manifest(s3: Any, dest: StagedPrefix, manifest: WeightsManifest) -> No
     try:
         s3.put_object(Bucket=dest.bucket, Key=dest.manifest_key, Body=manifest.to_json().encode(),
                       ContentType="application/json")
-    except (ClientError, BotoCoreError) as err:
+    except CALL_FAILURES as err:
         raise aws_failure(err, dest.manifest_uri) from None
 
 
@@ -46,7 +46,7 @@ def remove_manifest(s3: Any, dest: StagedPrefix) -> None:
     """Before the first byte of a staging changes the copy: a prefix without a manifest is incomplete."""
     try:
         s3.delete_object(Bucket=dest.bucket, Key=dest.manifest_key)
-    except (ClientError, BotoCoreError) as err:
+    except CALL_FAILURES as err:
         raise aws_failure(err, dest.manifest_uri) from None
 
 
@@ -79,8 +79,6 @@ def staged_copy_problems(s3: Any, uri: str) -> list[str]:
         return [f"{NO_MANIFEST} ({dest.manifest_uri} is not there)"]
     try:
         sizes = listed_sizes(s3, dest)
-    except ClientError as err:
-        return [f"s3:ListObjectsV2 on {dest.uri()}: {describe_error(err)}"]
-    except BotoCoreError as err:
+    except CALL_FAILURES as err:
         return [f"s3:ListObjectsV2 on {dest.uri()}: {describe_error(err)}"]
     return [f"incomplete: {problem}" for problem in listing_problems(manifest, sizes)]

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from scripts.aws import error_code
+from scripts.aws import CALL_FAILURES, error_code
 from scripts.stage_weights.locations import StagedPrefix, StageError, aws_failure
 
 MIB = 2**20
@@ -69,7 +69,7 @@ def object_in_place(s3: Any, dest: StagedPrefix, path: str, size: int, sha256: s
         if error_code(err) in NOT_FOUND:
             return False
         raise aws_failure(err, dest.uri(path)) from None
-    except BotoCoreError as err:
+    except CALL_FAILURES as err:
         raise aws_failure(err, dest.uri(path)) from None
     return head.get("ContentLength") == size and head.get("Metadata", {}).get("sha256") == sha256
 
@@ -97,7 +97,7 @@ def upload_file(s3: Any, dest: StagedPrefix, path: str, local: Path, sha256: str
         s3.complete_multipart_upload(Bucket=dest.bucket, Key=dest.key(path), UploadId=upload_id,
                                      MultipartUpload={"Parts": parts})
         head = s3.head_object(Bucket=dest.bucket, Key=dest.key(path))
-    except (ClientError, BotoCoreError) as err:
+    except CALL_FAILURES as err:
         raise aws_failure(err, uri) from None
     if head.get("ContentLength") != size:
         raise StageError(f"{uri}: {head.get('ContentLength')} bytes after completion, the file has {size:,}")

@@ -370,3 +370,19 @@ def test_an_eks_addon_version_is_asked_for_the_pinned_kubernetes_version():
     assert rows["cloudwatch-observability-addon"].status == rc.MISSING
     assert "no amazon-cloudwatch-observability v4.10.3-eksbuild.1 for Kubernetes 1.35" in (
         rows["cloudwatch-observability-addon"].detail)
+
+
+def test_an_aws_answer_botocore_cannot_parse_leaves_that_row_unchecked_and_the_run_goes_on():
+    from botocore.parsers import ResponseParserError
+
+    addon = [r for r in REFERENCES if r.kind == "eks-addon"]
+    aws, _ = stubbed_aws([])
+
+    class Garbled:
+        def paginate(self, **_):
+            raise ResponseParserError("Unable to parse response (not well-formed), invalid XML received")
+
+    aws.client("eks").get_paginator = lambda name: Garbled()
+    web = cr.Web(httpx.Client(transport=httpx.MockTransport(FakeInternet())), cr.Budget(60.0))
+    (row,) = cr.check_all(addon, web, aws, NGC)
+    assert row.status == rc.UNCHECKED and "could not be read" in row.detail

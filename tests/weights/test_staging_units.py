@@ -109,3 +109,28 @@ def test_an_unfinished_upload_of_an_older_file_does_not_leave_its_sha256_behind(
     head = s3.head_object(Bucket=bucket, Key="older/w.bin")
     assert head["Metadata"]["sha256"] == digest == sha256_of(local)
     assert s3.list_multipart_uploads(Bucket=bucket, Prefix="older/").get("Uploads", []) == []
+
+
+def test_an_answer_botocore_cannot_parse_is_a_problem_line_not_a_traceback():
+    """A ResponseParserError is no BotoCoreError: a garbled listing or manifest read must still be one line."""
+    from botocore.parsers import ResponseParserError
+
+    client, _ = stubbed()
+
+    def garbled(**_):
+        raise ResponseParserError("Unable to parse response (not well-formed), invalid XML received")
+
+    client.get_object = garbled
+    [line] = staged_copy_problems(client, "s3://bkt-x/p")
+    assert line.startswith(f"s3 on s3://bkt-x/p/{MANIFEST_NAME}: ") and "could not be read" in line
+    client2, stub = stubbed()
+    stub.add_response("get_object", {"Body": body(MANIFEST.to_json())})
+
+    class Pages:
+        def paginate(self, **_):
+            raise ResponseParserError("Unable to parse response (not well-formed), invalid XML received")
+
+    client2.get_paginator = lambda name: Pages()
+    with stub:
+        [line] = staged_copy_problems(client2, "s3://bkt-x/p")
+    assert line.startswith("s3:ListObjectsV2 on s3://bkt-x/p: ") and "could not be read" in line
