@@ -16,7 +16,7 @@ from planner.observability import log_group_prefix, stack_namespace
 from planner.plan import StackPlan
 from planner.references import managed_policy_arn
 from planner.serving import VllmCommand
-from planner.startup import S3Location
+from planner.startup import S3Location, prefix_grant
 from planner.targets.ec2 import render_user_data, user_data_base64
 
 SSM_CORE_POLICY = "AmazonSSMManagedInstanceCore"
@@ -213,22 +213,14 @@ def _access_policy(mirror: S3Location | None, partition: pulumi.Input[str], secr
                    compile_cache: S3Location | None = None) -> pulumi.Output[str]:
     """Read exactly the stack's secret and, with a weights mirror, exactly its prefix; read and write exactly the
     compile cache's prefix for this layout (no delete); no wildcard action."""
-    statements: list[dict] = [{"Sid": "StackSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                               "Resource": secret_arn}]
-    if mirror is not None:
-        bucket = pulumi.Output.concat("arn:", partition, f":s3:::{mirror.bucket}")
-        statements += [
-            {"Sid": "WeightsList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
-             "Condition": {"StringLike": {"s3:prefix": [mirror.prefix, f"{mirror.prefix}/*"]}}},
-            {"Sid": "WeightsRead", "Effect": "Allow", "Action": "s3:GetObject",
-             "Resource": pulumi.Output.concat(bucket, f"/{mirror.prefix}/*")},
-        ]
-    if compile_cache is not None:
-        cache_bucket = pulumi.Output.concat("arn:", partition, f":s3:::{compile_cache.bucket}")
-        statements += [
-            {"Sid": "CompileCacheList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": cache_bucket,
-             "Condition": {"StringLike": {"s3:prefix": [compile_cache.prefix, f"{compile_cache.prefix}/*"]}}},
-            {"Sid": "CompileCacheReadWrite", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-             "Resource": pulumi.Output.concat(cache_bucket, f"/{compile_cache.prefix}/*")},
-        ]
-    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": statements})
+    def document(values: list[str]) -> str:
+        p, secret = values
+        statements: list[dict] = [{"Sid": "StackSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                                   "Resource": secret}]
+        if mirror is not None:
+            statements += prefix_grant("Weights", mirror, p)
+        if compile_cache is not None:
+            statements += prefix_grant("CompileCache", compile_cache, p, write=True)
+        return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+    return pulumi.Output.all(partition, secret_arn).apply(document)

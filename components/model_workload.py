@@ -15,6 +15,7 @@ import pulumi_random as random
 from components.eks_cluster import service_trust
 from components.secrets import GENERATED_KEY_LENGTH
 from planner.plan import StackPlan
+from planner.startup import prefix_grant
 from planner.targets.eks import API_KEY_SECRET_KEY, HF_SECRET_KEY, NGC_SECRET_KEY, docker_config_json, render_manifests
 
 ROLLOUT_MARGIN_MIN = 30  # a GPU node joining the cluster and pulling a ~20 GiB image
@@ -146,19 +147,9 @@ _TOP_LEVEL = {"metadata": "metadata", "spec": "spec", "data": "data", "provision
 def _weights_policy(weights, compile_cache, partition: str) -> str:
     """List and read exactly the staged copy's prefix; with a compile cache, list, read and write exactly its prefix
     (no delete); nothing else."""
-    bucket = f"arn:{partition}:s3:::{weights.bucket}"
-    statements = [
-        {"Sid": "WeightsList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
-         "Condition": {"StringLike": {"s3:prefix": [weights.prefix, f"{weights.prefix}/*"]}}},
-        {"Sid": "WeightsRead", "Effect": "Allow", "Action": "s3:GetObject",
-         "Resource": f"{bucket}/{weights.prefix}/*"}]
+    statements = prefix_grant("Weights", weights, partition)
     if compile_cache is not None:
-        cache = f"arn:{partition}:s3:::{compile_cache.bucket}"
-        statements += [
-            {"Sid": "CompileCacheList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": cache,
-             "Condition": {"StringLike": {"s3:prefix": [compile_cache.prefix, f"{compile_cache.prefix}/*"]}}},
-            {"Sid": "CompileCacheReadWrite", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-             "Resource": f"{cache}/{compile_cache.prefix}/*"}]
+        statements += prefix_grant("CompileCache", compile_cache, partition, write=True)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 

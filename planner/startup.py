@@ -194,6 +194,17 @@ class S3Location:
     prefix: str  # no leading or trailing slash
 
 
+def prefix_grant(name: str, location: S3Location, partition: str, write: bool = False) -> list[dict]:
+    """IAM statements for exactly one S3 prefix: list it, and read (or read and write, never delete) its objects.
+    Sids `<name>List` and `<name>Read` / `<name>ReadWrite`: the staged weights and the compile cache, on EC2 and EKS."""
+    bucket = f"arn:{partition}:s3:::{location.bucket}"
+    return [{"Sid": f"{name}List", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket,
+             "Condition": {"StringLike": {"s3:prefix": [location.prefix, f"{location.prefix}/*"]}}},
+            {"Sid": f"{name}ReadWrite" if write else f"{name}Read", "Effect": "Allow",
+             "Action": ["s3:GetObject", "s3:PutObject"] if write else "s3:GetObject",
+             "Resource": f"{bucket}/{location.prefix}/*"}]
+
+
 def s3_location(uri: str) -> S3Location:
     """s3://bucket/a/b/ -> S3Location("bucket", "a/b")."""
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
